@@ -1,0 +1,131 @@
+"""Supervise detached service processes: start, remember, find again, stop without leftovers.
+
+Each service runs in its own session (process group) with its output in ``<run>/logs/<name>.log``;
+``<run>/state/<name>.json`` remembers the pid and its start time so a recycled pid is never taken
+for our process. Stopping signals the whole group and every recorded descendant, then escalates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass
+class ProcessRecord:
+    name: str
+    pid: int
+    create_time: float
+    command: list[str]
+    log: str
+
+
+def state_path(run_dir: Path, name: str) -> Path:
+    return run_dir / "state" / f"{name}.json"
+
+
+def read_record(run_dir: Path, name: str) -> ProcessRecord | None:
+    path = state_path(run_dir, name)
+    if not path.exists():
+        return None
+    try:
+        return ProcessRecord(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return None
+
+
+def live_process(run_dir: Path, name: str) -> psutil.Process | None:
+    """The recorded process if it still runs (same pid *and* same start time), else None."""
+    rec = read_record(run_dir, name)
+    if rec is None:
+        return None
+    try:
+        proc = psutil.Process(rec.pid)
+        if abs(proc.create_time() - rec.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
+            return proc
+    except psutil.Error:
+        pass
+    return None
+
+
+def start(run_dir: Path, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> ProcessRecord:
+    log_path = run_dir / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path(run_dir, name).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=str(cwd or run_dir), start_new_session=True,
+        )
+    rec = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path))
+    state_path(run_dir, name).write_text(json.dumps(asdict(rec)))
+    return rec
+
+
+def stop(run_dir: Path, name: str, grace_seconds: float = 20.0) -> bool:
+    """Stop a service and all its descendants. Returns True if something was running."""
+    proc = live_process(run_dir, name)
+    state_path(run_dir, name).unlink(missing_ok=True)
+    if proc is None:
+        return False
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        family = [proc]
+    _signal_group(proc.pid, signal.SIGTERM)
+    for p in family:
+        _send(p, signal.SIGTERM)
+    _, alive = psutil.wait_procs(family, timeout=grace_seconds)
+    if alive:
+        _signal_group(proc.pid, signal.SIGKILL)
+        for p in alive:
+            _send(p, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _send(p: psutil.Process, sig: int) -> None:
+    try:
+        p.send_signal(sig)
+    except psutil.Error:
+        pass
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def listener_of(port: int) -> str | None:
+    """Describe the process listening on a TCP port, if any (for clear 'port in use' errors)."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+            try:
+                return f"pid {c.pid} ({psutil.Process(c.pid).name()})" if c.pid else "another process"
+            except psutil.Error:
+                return f"pid {c.pid}"
+    return None

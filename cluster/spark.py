@@ -1,0 +1,110 @@
+"""spark-submit for both masters from one place, and the archives that make YARN submits cheap.
+
+pip's pyspark has no $SPARK_HOME/python/lib/pyspark.zip, which YARN mode needs, and uploading its
+~460 MB of jars on every submit would cost more than a KPI cycle. So we build three archives once
+(jars, pyspark, py4j), upload them to HDFS once, and point spark.yarn.archive / PYSPARK_ARCHIVES_PATH
+at them. Executors run on this host (colocated with the DataNode) with the project's Python.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+from cluster.services import BIN, java_home
+from flashsale.settings import Settings
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def _archive_specs(s: Settings) -> list[tuple[Path, str, Path, str]]:
+    """(local zip, hdfs path, source dir, arcname prefix) for each archive."""
+    import py4j
+
+    home = spark_home()
+    local = s.tools_dir / "spark"
+    base = "/flashsale/spark"
+    return [
+        (local / "spark-jars.zip", f"{base}/spark-jars.zip", home / "jars", ""),
+        (local / "pyspark.zip", f"{base}/pyspark.zip", home, "pyspark"),
+        (local / "py4j.zip", f"{base}/py4j.zip", Path(py4j.__file__).parent, "py4j"),
+    ]
+
+
+def _build_zip(target: Path, source: Path, prefix: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    # jars are compressed already: store them; python sources compress well
+    method = zipfile.ZIP_STORED if prefix == "" else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(tmp, "w", method) as zf:
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and (prefix or path.suffix == ".jar"):
+                if prefix == "pyspark" and path.relative_to(source).parts[0] == "jars":
+                    continue  # the jars travel in spark-jars.zip
+                zf.write(path, str(Path(prefix) / path.relative_to(source)))
+    tmp.rename(target)
+
+
+def ensure_spark_archives(s: Settings, echo=print) -> None:
+    """Build the archives once and upload each to HDFS unless an identical-size copy is there."""
+    from flashsale.stores import hdfs_client
+
+    client = hdfs_client(s)
+    for local, remote, source, prefix in _archive_specs(s):
+        if not local.exists():
+            _build_zip(local, source, prefix)
+        try:
+            if client.get_file_info(remote).length == local.stat().st_size:
+                continue
+        except FileNotFoundError:
+            pass
+        echo(f"  uploading {local.name} ({local.stat().st_size / 2**20:.0f} MB) to HDFS {remote}")
+        client.mkdirs(str(Path(remote).parent), create_parent=True)
+        tmp = remote + ".uploading"
+        with client.create(tmp) as out, open(local, "rb") as src:
+            while chunk := src.read(8 * 2**20):
+                out.write(chunk)
+        client.rename(tmp, remote, overwrite=True)
+
+
+def submit_command(s: Settings, app: str, app_args: list[str] | None = None, master: str | None = None,
+                   name: str = "flashsale", extra_conf: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The spark-submit argv and environment for this profile (or the given master)."""
+    master = master or s.spark_master
+    python = sys.executable
+    conf = {
+        "spark.driver.host": s.bind_host,
+        "spark.driver.bindAddress": s.bind_host,
+        "spark.driver.memory": s.spark_driver_memory,
+        "spark.executor.memory": s.spark_executor_memory,
+        "spark.pyspark.python": python,
+        "spark.pyspark.driver.python": python,
+        "spark.ui.enabled": "false",
+        "spark.sql.session.timeZone": "UTC",
+    }
+    env = {**os.environ, "JAVA_HOME": java_home(), "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": python}
+    if master == "yarn":
+        specs = {Path(remote).name: s.hdfs_url + remote for _, remote, _, _ in _archive_specs(s)}
+        conf.update({
+            "spark.yarn.archive": specs["spark-jars.zip"],
+            "spark.submit.deployMode": "client",
+            "spark.executor.instances": "1",
+            "spark.executor.cores": "1",
+            "spark.yarn.am.memory": "512m",
+            "spark.yarn.appMasterEnv.PYSPARK_PYTHON": python,
+            "spark.executorEnv.PYSPARK_PYTHON": python,
+            "spark.yarn.maxAppAttempts": "1",
+        })
+        env["HADOOP_CONF_DIR"] = str(s.hadoop_conf_dir)
+        env["PYSPARK_ARCHIVES_PATH"] = f"{specs['pyspark.zip']},{specs['py4j.zip']}"
+    conf.update(extra_conf or {})
+    argv = [str(BIN / "spark-submit"), "--master", master, "--name", name]
+    for key, value in conf.items():
+        argv += ["--conf", f"{key}={value}"]
+    return argv + [app, *(app_args or [])], env

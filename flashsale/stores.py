@@ -1,0 +1,36 @@
+"""Client factories for the stores, built from the settings (the only place connections are made)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from flashsale.settings import Settings, get_settings
+
+
+@contextmanager
+def mongo_client(settings: Settings | None = None, timeout_ms: int = 5000) -> Iterator["pymongo.MongoClient"]:  # noqa: F821
+    import pymongo
+
+    s = settings or get_settings()
+    # tz_aware: timestamps come back as UTC-aware datetimes, which the contracts require
+    client = pymongo.MongoClient(s.mongo_url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def redis_client(settings: Settings | None = None, timeout: float = 2.0):
+    import redis
+
+    s = settings or get_settings()
+    return redis.Redis.from_url(s.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def hdfs_client(settings: Settings | None = None):
+    """An hdfs-native client (no JVM). Fails fast when the NameNode is down."""
+    from hdfs_native import Client
+
+    s = settings or get_settings()
+    return Client(s.hdfs_url, config={"dfs.client.failover.max.attempts": "0"})
