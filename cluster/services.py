@@ -260,8 +260,8 @@ def airflow_env(s: Settings) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(s.airflow_port),
         "AIRFLOW__API__BASE_URL": f"http://{s.bind_host}:{s.airflow_port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{s.bind_host}:{s.airflow_port}/execution/",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": s.bind_host,
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.airflow_worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.airflow_trigger_log_port),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "FLASHSALE_RUN_DIR": str(s.run_dir),
@@ -298,6 +298,8 @@ def _ray_command(s: Settings) -> list[str]:
         f"--port={s.ray_port}",
         f"--dashboard-host={s.bind_host}",
         f"--dashboard-port={s.ray_dashboard_port}",
+        f"--ray-client-server-port={s.ray_client_port}",
+        f"--dashboard-agent-listen-port={s.ray_dashboard_agent_port}",
         "--include-dashboard=true",
         f"--num-cpus={cpus}",
         f"--temp-dir={ray_temp_dir(s)}",
@@ -337,11 +339,11 @@ SERVICES: dict[str, Service] = {
         ),
         _hadoop_service("nodemanager", lambda s: [_port_of(hadoop_property("yarn-site", "yarn.nodemanager.webapp.address"))], _nodemanager_health),
         Service(
-            "airflow", ports=lambda s: [s.airflow_port], command=lambda s: [str(BIN / "airflow"), "standalone"],
+            "airflow", ports=lambda s: [s.airflow_port, s.airflow_worker_log_port, s.airflow_trigger_log_port], command=lambda s: [str(BIN / "airflow"), "standalone"],
             env=airflow_env, health=_airflow_health, memory_mb=1200, start_timeout=240,
         ),
         Service(
-            "ray", ports=lambda s: [s.ray_port, s.ray_dashboard_port], command=_ray_command, env=lambda s: s.ray_env(),
+            "ray", ports=lambda s: [s.ray_port, s.ray_dashboard_port, s.ray_client_port, s.ray_dashboard_agent_port], command=_ray_command, env=lambda s: s.ray_env(),
             health=_ray_health, memory_mb=700, start_timeout=90,
         ),
     ]

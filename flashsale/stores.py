@@ -9,12 +9,18 @@ from flashsale.settings import Settings, get_settings
 
 
 @contextmanager
-def mongo_client(settings: Settings | None = None, timeout_ms: int = 5000) -> Iterator["pymongo.MongoClient"]:  # noqa: F821
+def mongo_client(
+    settings: Settings | None = None, timeout_ms: int = 5000, socket_timeout_ms: int | None = None
+) -> Iterator["pymongo.MongoClient"]:  # noqa: F821
     import pymongo
 
     s = settings or get_settings()
-    # tz_aware: timestamps come back as UTC-aware datetimes, which the contracts require
-    client = pymongo.MongoClient(s.mongo_url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    # tz_aware: timestamps come back as UTC-aware datetimes, which the contracts require.
+    # socket_timeout_ms: long-running writers set it so a hung (not refusing) server cannot block forever.
+    client = pymongo.MongoClient(
+        s.mongo_url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=socket_timeout_ms,
+    )
     try:
         yield client
     finally:
@@ -34,3 +40,13 @@ def hdfs_client(settings: Settings | None = None):
 
     s = settings or get_settings()
     return Client(s.hdfs_url, config={"dfs.client.failover.max.attempts": "0"})
+
+
+def hdfs_filesystem(settings: Settings | None = None):
+    """An fsspec filesystem on HDFS (hdfs-native), for pyarrow.parquet and pyarrow.dataset."""
+    from urllib.parse import urlparse
+
+    from hdfs_native.fsspec import HdfsFileSystem
+
+    url = urlparse((settings or get_settings()).hdfs_url)
+    return HdfsFileSystem(host=url.hostname, port=url.port)
