@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Iterable, Literal
 
 import pyarrow as pa
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, create_model
 
 Kind = Literal["id", "int", "float", "str", "ts"]
 
@@ -115,7 +115,7 @@ CONTRACTS = {c.name: c for c in FACTS + DIMS}
 _PY_TYPES: dict[Kind, Any] = {
     "id": Annotated[StrictStr, Field(min_length=1, max_length=128)],
     "int": StrictInt,
-    "float": StrictFloat | StrictInt,  # an int is a valid float; a str is not
+    "float": Annotated[float, Field(allow_inf_nan=False)],  # strict: an int is a float, a str or NaN is not
     "str": Annotated[StrictStr, Field(min_length=1)],
     "ts": AwareDatetime,
 }
@@ -167,7 +167,7 @@ def validate(contract: Contract | str, record: dict) -> BaseModel:
         return MODELS[contract.name].model_validate(doc)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "<record>"
+        field = str(err["loc"][0]) if err["loc"] else "<record>"
         raise ContractError(contract.name, field, _reason(err)) from None
 
 

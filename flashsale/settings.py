@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     mongo_port: int = 27017
     mongo_db: str = "flashsale"
     mongo_user: str = "flashsale"
+    mongo_auth_source: str | None = None  # database holding the user; None = mongo_db (tests use their own mongo_db)
     mongo_password: SecretStr | None = None
     hot_store_backend: Literal["sqlite", "postgresql"] = "sqlite"
     postgres_port: int = 5433  # only for hot_store_backend=postgresql; 5433 avoids a system server
@@ -61,9 +62,13 @@ class Settings(BaseSettings):
 
     # Orchestration, generation, dashboard
     airflow_port: int = 8080
+    airflow_worker_log_port: int = 8793
+    airflow_trigger_log_port: int = 8794
     airflow_admin_user: str = "admin"
     ray_port: int = 6380  # not 6379: that is Redis
     ray_dashboard_port: int = 8265
+    ray_client_port: int = 10001
+    ray_dashboard_agent_port: int = 52365
     ray_num_cpus: int | None = None
     dashboard_port: int = 8501
 
@@ -81,6 +86,27 @@ class Settings(BaseSettings):
     restock_lead_time_minutes: int = Field(45, ge=1)
     archive_max_hot_records: int = Field(5_000_000, ge=1)
     archive_min_age_minutes: int = Field(60, ge=16)  # never archive what the KPI window still reads
+
+    # KPI engine (spark/kpi_rules.py documents how each is used)
+    kpi_velocity_alpha: float = Field(0.3, gt=0, le=1)  # EWMA weight of the newest minute
+    kpi_baseline_prior_minutes: float = Field(1.0, ge=0)  # archive baseline weight, in minutes of evidence
+    kpi_baseline_days: int = Field(7, ge=1)  # archived days the baseline reads (partition-pruned)
+    kpi_eta_pessimistic_quantile: float = Field(0.1, gt=0, lt=0.5)  # early quantile of the Gamma ETA
+    kpi_high_risk_p: float = Field(0.5, gt=0, le=1)  # P(stockout within horizon) that is "high" risk: act
+    kpi_watch_p: float = Field(0.2, gt=0, le=1)  # "watch" risk: an alert opens (action monitor)
+    kpi_alert_exit_p: float = Field(0.1, gt=0, le=1)  # below this an open alert starts clearing (hysteresis)
+    kpi_alert_clear_runs: int = Field(2, ge=1)  # consecutive runs below exit_p before an alert closes
+    kpi_action_confirm_runs: int = Field(2, ge=1)  # runs a new action must persist before it replaces the old
+    kpi_reroute_min_units: int = Field(1, ge=1)  # smallest surplus worth rerouting
+    kpi_overload_load_ratio: float = Field(1.0, gt=0)  # orders/min over capacity that counts as overloaded
+    kpi_overload_delay_minutes: float = Field(30.0, gt=0)  # fulfillment delay that counts as overloaded
+    kpi_future_skew_seconds: int = Field(120, ge=0)  # event times later than as-of + skew are quarantined
+    kpi_inventory_bootstrap_minutes: int = Field(60, ge=1)  # inventory lookback when no carried state exists
+    kpi_redis_namespace: str = "fsr:kpi:v1"
+    kpi_snapshot_ttl_seconds: int = Field(900, ge=60)
+    kpi_trend_max_points: int = Field(1440, ge=1)
+    kpi_max_alert_rows: int = Field(200, ge=1)
+    kpi_max_table_rows: int = Field(200, ge=1)
 
     min_free_memory_mb: int = 3072
 
@@ -113,7 +139,7 @@ class Settings(BaseSettings):
         pw = quote_plus(_required(self.mongo_password, "FLASHSALE_MONGO_PASSWORD"))
         return (
             f"mongodb://{user}:{pw}@{self.bind_host}:{self.mongo_port}/{self.mongo_db}"
-            f"?authMechanism=SCRAM-SHA-256&authSource={self.mongo_db}"
+            f"?authMechanism=SCRAM-SHA-256&authSource={self.mongo_auth_source or self.mongo_db}"
         )
 
     @property
