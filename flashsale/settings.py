@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     mongo_auth_source: str | None = None  # database holding the user; None = mongo_db (tests use their own mongo_db)
     mongo_password: SecretStr | None = None
     hot_store_backend: Literal["sqlite", "postgresql"] = "sqlite"
+    hot_bucket_minutes: int = Field(5, ge=1, le=60)  # facts live in per-bucket collections (flashsale/hot_layout.py)
     postgres_port: int = 5433  # only for hot_store_backend=postgresql; 5433 avoids a system server
 
     # KPI cache
