@@ -73,10 +73,8 @@ def ensure_spark_archives(s: Settings, echo=print) -> None:
         client.rename(tmp, remote, overwrite=True)
 
 
-def submit_command(s: Settings, app: str, app_args: list[str] | None = None, master: str | None = None,
-                   name: str = "flashsale", extra_conf: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """The spark-submit argv and environment for this profile (or the given master)."""
-    master = master or s.spark_master
+def submit_conf(s: Settings, master: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Spark conf and extra environment for a submit to ``master`` (spark-submit and Airflow share it)."""
     python = sys.executable
     conf = {
         "spark.driver.host": s.bind_host,
@@ -88,7 +86,7 @@ def submit_command(s: Settings, app: str, app_args: list[str] | None = None, mas
         "spark.ui.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
     }
-    env = {**os.environ, "JAVA_HOME": java_home(), "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": python}
+    env = {"JAVA_HOME": java_home(), "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": python}
     if master == "yarn":
         specs = {Path(remote).name: s.hdfs_url + remote for _, remote, _, _ in _archive_specs(s)}
         conf.update({
@@ -103,8 +101,31 @@ def submit_command(s: Settings, app: str, app_args: list[str] | None = None, mas
         })
         env["HADOOP_CONF_DIR"] = str(s.hadoop_conf_dir)
         env["PYSPARK_ARCHIVES_PATH"] = f"{specs['pyspark.zip']},{specs['py4j.zip']}"
+    return conf, env
+
+
+def submit_command(s: Settings, app: str, app_args: list[str] | None = None, master: str | None = None,
+                   name: str = "flashsale", extra_conf: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The spark-submit argv and environment for this profile (or the given master)."""
+    master = master or s.spark_master
+    conf, env = submit_conf(s, master)
     conf.update(extra_conf or {})
     argv = [str(BIN / "spark-submit"), "--master", master, "--name", name]
     for key, value in conf.items():
         argv += ["--conf", f"{key}={value}"]
-    return argv + [app, *(app_args or [])], env
+    return argv + [app, *(app_args or [])], {**os.environ, **env}
+
+
+def run_app(s: Settings, app: str, app_args: list[str], result_prefix: str, master: str | None = None,
+            name: str = "flashsale", timeout: float = 900, env_extra: dict[str, str] | None = None) -> tuple[dict | None, "subprocess.CompletedProcess"]:
+    """spark-submit an app and parse the JSON it prints after ``result_prefix`` (None if it printed none)."""
+    import json
+    import subprocess
+
+    master = master or s.spark_master
+    if master == "yarn":
+        ensure_spark_archives(s, echo=lambda *_: None)
+    argv, env = submit_command(s, app, app_args, master=master, name=name)
+    proc = subprocess.run(argv, env={**env, **(env_extra or {})}, capture_output=True, text=True, timeout=timeout)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(result_prefix)), None)
+    return (json.loads(line[len(result_prefix):]) if line else None), proc

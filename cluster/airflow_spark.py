@@ -1,0 +1,74 @@
+"""The SparkSubmitOperator our DAGs use: the project's Spark conf, the profile's connection, and no
+zombie YARN applications.
+
+Everything that touches settings, HDFS or YARN happens in ``execute``/``on_kill`` (task run time),
+never when a DAG file is parsed. Each task try tags its YARN application uniquely; on failure,
+timeout or kill, the operator kills the applications carrying its tag (apache/airflow#15280).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from flashsale.connections import SPARK_CONN_ID
+from flashsale.settings import PROJECT_ROOT
+
+
+def app_path(name: str) -> str:
+    return str(PROJECT_ROOT / "spark" / name)
+
+
+class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
+    def __init__(self, *, profile: str | None = None, **kwargs: Any) -> None:
+        profile = profile or os.environ.get("FLASHSALE_PROFILE", "local")  # env only: no I/O at parse time
+        kwargs.setdefault("conn_id", SPARK_CONN_ID[profile])
+        kwargs.setdefault("spark_binary", "spark-submit")
+        super().__init__(**kwargs)
+        self.yarn_tag: str | None = None
+
+    def execute(self, context: Any) -> Any:
+        from airflow.sdk import BaseHook
+
+        from cluster.spark import ensure_spark_archives, submit_conf
+        from cluster.yarn import safe_tag
+        from flashsale.settings import get_settings
+
+        s = get_settings()
+        master = BaseHook.get_connection(self._conn_id).host
+        conf, env = submit_conf(s, master)
+        ti = context["ti"]
+        self.yarn_tag = safe_tag(f"af-{ti.dag_id}-{ti.run_id}-{ti.try_number}")
+        conf["spark.yarn.tags"] = self.yarn_tag
+        self.conf = {**conf, **(self.conf or {})}
+        self.env_vars = {**env, **(self.env_vars or {})}
+        if master == "yarn":
+            ensure_spark_archives(s, echo=self.log.info)
+        self.log.info("submitting %s to %s (YARN tag %s)", self.application, master, self.yarn_tag)
+        try:
+            return super().execute(context)
+        except BaseException:
+            self.kill_yarn_applications()
+            raise
+
+    def on_kill(self) -> None:
+        try:
+            super().on_kill()
+        finally:
+            self.kill_yarn_applications()
+
+    def kill_yarn_applications(self) -> list[str]:
+        if not self.yarn_tag:
+            return []
+        from cluster.yarn import kill_apps_with_tag
+        from flashsale.settings import get_settings
+
+        s = get_settings()
+        if s.profile != "cluster":
+            return []
+        killed = kill_apps_with_tag(s, self.yarn_tag)
+        if killed:
+            self.log.warning("killed YARN application(s) %s of this failed task", ", ".join(killed))
+        return killed

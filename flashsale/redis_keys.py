@@ -1,0 +1,171 @@
+"""The Redis KPI cache contract: every key, its type, its lifetime and each snapshot field, in one place.
+
+Redis holds only pre-aggregated KPIs (and the small derived state the KPI job carries between runs).
+The dashboard reads it with :func:`read_snapshot`; the KPI job writes it with :func:`write_snapshot`.
+Both take a :class:`Keys` built from ``settings.kpi_redis_namespace`` (tests use their own namespace).
+
+Keys (``<ns>`` = ``settings.kpi_redis_namespace``, default ``fsr:kpi:v1``; bump the ``v`` on a breaking change)
+
+=========================  ======  ==========================================================  ===================
+key                        type    content                                                     lifetime
+=========================  ======  ==========================================================  ===================
+``<ns>:snapshot``          string  JSON: the latest complete KPI snapshot (fields below)       EX snapshot_ttl
+``<ns>:trend``             list    JSON points, oldest first, one per run (RPUSH + LTRIM)      EX trend ttl, capped
+``<ns>:state:alerts``      string  JSON: hysteresis state of open alerts (KPI-internal)        EX state ttl
+``<ns>:state:inventory``   string  JSON: latest inventory per (product, warehouse) carried     EX state ttl
+                                   between runs so a run reads only its window (KPI-internal)
+=========================  ======  ==========================================================  ===================
+
+Atomicity: one run writes all four keys in ONE ``MULTI/EXEC`` transaction, so a reader never sees a
+new snapshot with an old trend (or half a snapshot: the snapshot is one value). :func:`read_snapshot`
+reads snapshot + trend in one ``MULTI/EXEC`` round trip, so its pair is always from the same run.
+A snapshot expires (TTL) when the job stops running: a dashboard then shows "no data", never stale data
+presented as fresh; it should also compare ``data_as_of`` with the wall clock.
+
+Snapshot fields (JSON object; times are ISO-8601 UTC strings; every table is capped)
+-------------------------------------------------------------------------------------
+- ``schema``: ``"fsr.kpi.snapshot/1"``. ``run_id``: unique id of the run that wrote it.
+- ``computed_at``: when the job finished computing. ``data_as_of``: the as-of time of the data (the
+  window end). ``window_start``, ``window_minutes``. ``master``: Spark master of the run.
+- ``kpis``: headline numbers: ``orders_last_minute`` (orders in the last complete minute),
+  ``orders_per_minute_avg``, ``units_in_window``, ``high_risk_sku_count`` (distinct products with a
+  high-risk warehouse), ``high_risk_pairs`` ((product, warehouse) pairs at high risk), ``watch_pairs``,
+  ``overloaded_warehouses``, ``open_alerts``, ``quarantined_docs`` (the data-quality KPI),
+  ``pairs_without_inventory`` (sold but no inventory state known: no ETA possible).
+- ``orders_per_minute``: list of ``{minute, orders, units}``, one per window minute, oldest first
+  (zeros included).
+- ``sku_risk``: top ``max_table_rows`` (product, warehouse) rows by ``p_stockout``: ``product_id``,
+  ``category``, ``warehouse_id``, ``warehouse_name``, ``city``, ``province``, ``available`` (on hand
+  minus reserved), ``velocity`` (smoothed units/min), ``baseline_velocity`` (archive, null if none),
+  ``eta_median_min`` / ``eta_pessimistic_min`` (minutes to stock out: Gamma median and early quantile;
+  null = no demand), ``p_stockout`` (within the action horizon), ``risk`` (``high``/``watch``/``low``).
+- ``warehouses``: every warehouse: ``warehouse_id``, ``warehouse_name``, ``city``, ``province``,
+  ``capacity`` (orders/min), ``load_per_min`` (mean orders/min over the window), ``peak_per_min``,
+  ``load_ratio``, ``fulfillment_delay`` (latest mean, minutes), ``overloaded`` (bool), ``reason``.
+- ``geo_city`` / ``geo_province``: ``city``/``province``, ``pairs``, ``high_risk_pairs``,
+  ``watch_pairs``, ``expected_stockouts`` (sum of p_stockout), ``max_p_stockout``, ``units_per_min``.
+- ``alerts``: open alerts, most urgent first, capped at ``max_alert_rows``: ``alert_id``
+  (``<product>:<warehouse>``, stable across runs: dedup), ``product_id``, ``warehouse_id``, ``action``
+  (``restock`` / ``pause_ads`` / ``reroute`` / ``monitor``), ``reason`` (the rule that fired, in
+  words), ``numbers`` (the inputs of the rule: available, velocity, eta_median_min,
+  eta_pessimistic_min, p_stockout, restock_lead_time_min, horizon_min, suggested_units, and
+  reroute_from_warehouse_id / surplus_units for a reroute), ``status`` (``new``, ``open``,
+  ``clearing``), ``first_seen``, ``runs_open``.
+- ``alerts_total``: open alerts before the cap. ``data_quality``: per fact ``{read, valid,
+  quarantined, by_reason}`` where by_reason counts ``missing``, ``wrong_type``, ``out_of_bounds``,
+  ``unknown_id``, ``future_ts``. ``baseline``: ``{pairs, source}`` of the archive baseline.
+- ``params``: thresholds used (horizon, lead time, probabilities). ``timings_s``: where time went.
+
+Trend point (``<ns>:trend`` element): ``run_id``, ``computed_at``, ``data_as_of``, ``high_risk_sku_count``,
+``high_risk_pairs``, ``watch_pairs``, ``open_alerts``, ``expected_stockouts``, ``orders_last_minute``,
+``quarantined_docs``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+SNAPSHOT_SCHEMA = "fsr.kpi.snapshot/1"
+MAX_SNAPSHOT_BYTES = 2 * 2**20  # a snapshot larger than this is refused (tables are capped well below)
+STATE_TTL_SECONDS = 24 * 3600
+TREND_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str
+
+    @property
+    def snapshot(self) -> str:
+        return f"{self.namespace}:snapshot"
+
+    @property
+    def trend(self) -> str:
+        return f"{self.namespace}:trend"
+
+    @property
+    def alert_state(self) -> str:
+        return f"{self.namespace}:state:alerts"
+
+    @property
+    def inventory_state(self) -> str:
+        return f"{self.namespace}:state:inventory"
+
+    def all(self) -> list[str]:
+        return [self.snapshot, self.trend, self.alert_state, self.inventory_state]
+
+
+def keys_for(settings) -> Keys:
+    return Keys(settings.kpi_redis_namespace)
+
+
+class SnapshotTooLarge(ValueError):
+    pass
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str).encode()
+
+
+def trend_point(snapshot: dict) -> dict:
+    k = snapshot["kpis"]
+    return {
+        "run_id": snapshot["run_id"],
+        "computed_at": snapshot["computed_at"],
+        "data_as_of": snapshot["data_as_of"],
+        **{f: k[f] for f in ("high_risk_sku_count", "high_risk_pairs", "watch_pairs", "open_alerts",
+                             "expected_stockouts", "orders_last_minute", "quarantined_docs")},
+    }
+
+
+def write_snapshot(client, keys: Keys, snapshot: dict, *, ttl_seconds: int, trend_max_points: int,
+                   alert_state: dict | None = None, inventory_state: dict | None = None) -> int:
+    """Write one run in a single MULTI/EXEC; returns the snapshot size in bytes."""
+    if snapshot.get("schema") != SNAPSHOT_SCHEMA:
+        raise ValueError(f"snapshot schema must be {SNAPSHOT_SCHEMA}")
+    blob = _dumps(snapshot)
+    if len(blob) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotTooLarge(f"snapshot is {len(blob)} bytes > {MAX_SNAPSHOT_BYTES}")
+    pipe = client.pipeline(transaction=True)
+    pipe.set(keys.snapshot, blob, ex=ttl_seconds)
+    pipe.rpush(keys.trend, _dumps(trend_point(snapshot)))
+    pipe.ltrim(keys.trend, -trend_max_points, -1)
+    pipe.expire(keys.trend, max(TREND_TTL_SECONDS, ttl_seconds))
+    if alert_state is not None:
+        pipe.set(keys.alert_state, _dumps(alert_state), ex=STATE_TTL_SECONDS)
+    if inventory_state is not None:
+        pipe.set(keys.inventory_state, _dumps(inventory_state), ex=STATE_TTL_SECONDS)
+    pipe.execute()
+    return len(blob)
+
+
+def read_snapshot(client, keys: Keys, trend_points: int | None = None) -> dict | None:
+    """The latest snapshot with its risk trend (``snapshot["trend"]``, oldest first), in one round trip.
+
+    Returns None when no snapshot exists (never run, or expired). The snapshot and the trend are read
+    inside one MULTI/EXEC, so the trend's last point is always this snapshot's run.
+    """
+    pipe = client.pipeline(transaction=True)
+    pipe.get(keys.snapshot)
+    pipe.lrange(keys.trend, -(trend_points or 0) if trend_points else 0, -1)
+    raw, trend = pipe.execute()
+    if raw is None:
+        return None
+    snap = json.loads(raw)
+    snap["trend"] = [json.loads(x) for x in trend]
+    return snap
+
+
+def read_state(client, keys: Keys) -> tuple[dict, dict]:
+    """(alert_state, inventory_state) carried from the previous run; empty dicts when absent."""
+    pipe = client.pipeline(transaction=False)
+    pipe.get(keys.alert_state)
+    pipe.get(keys.inventory_state)
+    a, i = pipe.execute()
+    return (json.loads(a) if a else {}), (json.loads(i) if i else {})
+
+
+__all__ = ["Keys", "MAX_SNAPSHOT_BYTES", "SNAPSHOT_SCHEMA", "SnapshotTooLarge", "keys_for", "read_snapshot",
+           "read_state", "trend_point", "write_snapshot"]

@@ -1,0 +1,60 @@
+"""Thin edge to the hot store: the window read (bucket collections + indexed time filter) and the dims.
+
+Facts live in time-bucket collections (flashsale/hot_layout.py: ``orders_fact__YYYYMMDD_HHMM``). A
+window read lists the collection names once, keeps only the buckets that end after the window start
+(so the read does not grow with history on any server: FerretDB 1.24 pushes no range filter down),
+and inside each bucket sends ``{<time_column>: {"$gte": start}}`` on the bucket's time index (an
+IXSCAN on MongoDB). No upper bound: events after as-of are read so future timestamps can be
+quarantined and counted (they would be invisible with ``$lt``). The un-bucketed ``orders_fact``
+collection, if a legacy writer still fills it, is read with the same filter and reported.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flashsale.contracts import DIMS, Contract
+from flashsale.hot_layout import existing_buckets
+
+
+def window_filter(contract: Contract, start: datetime) -> dict:
+    """The one filter every fact read uses."""
+    if contract.time_column is None:
+        raise ValueError(f"{contract.name} has no time column")
+    return {contract.time_column: {"$gte": start}}
+
+
+def projection(contract: Contract) -> dict:
+    return {"_id": 0, **{c: 1 for c in contract.column_names}}
+
+
+def window_collections(collection_names, contract: Contract, start: datetime, bucket_minutes: int) -> list[str]:
+    """Bucket collections that can hold an event at or after ``start`` (plus a legacy flat collection)."""
+    names = list(collection_names)
+    keep = [n for t, n in existing_buckets(contract, names) if t + timedelta(minutes=bucket_minutes) > start]
+    return keep + ([contract.name] if contract.name in names else [])
+
+
+def ensure_time_index(db, collection: str, contract: Contract) -> str:
+    return db[collection].create_index([(contract.time_column, 1)])
+
+
+def read_window(db, contract: Contract, start: datetime, bucket_minutes: int, collection_names=None,
+                batch_size: int = 10_000) -> tuple[list[dict], list[str]]:
+    names = collection_names if collection_names is not None else db.list_collection_names()
+    cols = window_collections(names, contract, start, bucket_minutes)
+    docs: list[dict] = []
+    for name in cols:
+        ensure_time_index(db, name, contract)
+        docs.extend(db[name].find(window_filter(contract, start), projection(contract), batch_size=batch_size))
+    return docs, cols
+
+
+def explain_window(db, collection: str, contract: Contract, start: datetime) -> dict:
+    """The store's plan for the window query on one collection."""
+    return db.command("explain", {"find": collection, "filter": window_filter(contract, start),
+                                  "projection": projection(contract)}, verbosity="queryPlanner")
+
+
+def read_dims(db) -> dict[str, list[dict]]:
+    return {c.name: list(db[c.name].find({}, projection(c))) for c in DIMS}

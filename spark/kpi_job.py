@@ -1,0 +1,296 @@
+"""The minute KPI job: one spark-submit entry point for --master local[*] and yarn (`flashsale kpi`).
+
+    spark-submit ... spark/kpi_job.py [--as-of ISO] [--window-minutes N] [--profile P]
+                     [--mongo-db DB] [--namespace NS] [--archive-root URL] [--submitted-at EPOCH]
+
+Flow (where the time goes is printed as the last line, ``KPI_RESULT {json}``):
+1. While the SparkSession starts, a thread reads the window from the hot store (indexed time filter,
+   spark/hot_store.py), the dims, the carried Redis state and the archive baseline, and quarantines
+   malformed documents (spark/kpi_rules.validate_docs, derived from flashsale/contracts.py).
+2. Spark SQL aggregates early (product x warehouse x minute, WHERE/GROUP BY/HAVING), takes the latest
+   inventory per pair, joins warehouses/cities/baseline, and runs the pure KPI functions per product
+   group (cogroup().applyInPandas(product_group_kpis)).
+3. The driver rolls up (warehouse overload, geo risk, series), applies the alert hysteresis and
+   writes the snapshot, trend and state to Redis in one MULTI/EXEC (flashsale/redis_keys.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+UTC = timezone.utc
+
+
+def _parse_args(argv):
+    ap = argparse.ArgumentParser("kpi_job")
+    ap.add_argument("--as-of", default=None, help="window end (ISO-8601 UTC); default: now")
+    ap.add_argument("--window-minutes", type=int, default=None)
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--mongo-db", default=None)
+    ap.add_argument("--mongo-auth-source", default=None)
+    ap.add_argument("--namespace", default=None, help="Redis key namespace (tests use their own)")
+    ap.add_argument("--archive-root", default=None)
+    ap.add_argument("--no-archive", action="store_true", help="skip the archive baseline")
+    ap.add_argument("--submitted-at", type=float, default=None, help="epoch seconds when spark-submit was called")
+    return ap.parse_args(argv)
+
+
+def job_settings(a):
+    from flashsale.settings import load_settings
+
+    over = {}
+    for key, val in (("profile", a.profile), ("mongo_db", a.mongo_db), ("mongo_auth_source", a.mongo_auth_source),
+                     ("kpi_redis_namespace", a.namespace), ("archive_root", a.archive_root),
+                     ("kpi_window_minutes", a.window_minutes)):
+        if val is not None:
+            over[key] = val
+    return load_settings(**over)
+
+
+def _read_inputs(s, as_of: datetime, params, use_archive: bool) -> dict:
+    """Everything the run needs from the stores (runs in a thread while the JVM starts)."""
+    from flashsale.contracts import CITIES_DIM, INVENTORY_FACT, ORDERS_FACT, PRODUCTS_DIM, WAREHOUSES_DIM
+    from flashsale.redis_keys import keys_for, read_state
+    from flashsale.stores import mongo_client, redis_client
+    from spark import hot_store
+    from spark.baseline import empty_baseline, read_archive_baseline
+    from spark.kpi_rules import validate_docs
+
+    t = {}
+    t0 = time.perf_counter()
+    r = redis_client(s)
+    alert_state, inv_state = read_state(r, keys_for(s))
+    start = as_of - timedelta(minutes=params.window_minutes)
+    inv_start = start if inv_state else as_of - timedelta(minutes=max(s.kpi_inventory_bootstrap_minutes, params.window_minutes))
+    with mongo_client(s) as c:
+        db = c.get_default_database()
+        dims_raw = hot_store.read_dims(db)
+        t["read_dims_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        names = db.list_collection_names()
+        orders_raw, ocols = hot_store.read_window(db, ORDERS_FACT, start, s.hot_bucket_minutes, names)
+        inv_raw, icols = hot_store.read_window(db, INVENTORY_FACT, inv_start, s.hot_bucket_minutes, names)
+        t["read_facts_s"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    dq, dims = {}, {}
+    for d in (PRODUCTS_DIM, WAREHOUSES_DIM, CITIES_DIM):
+        dims[d.name], dq[d.name] = validate_docs(d, dims_raw[d.name])
+    known = {
+        "product_id": set(dims[PRODUCTS_DIM.name]["product_id"].to_pylist()),
+        "warehouse_id": set(dims[WAREHOUSES_DIM.name]["warehouse_id"].to_pylist()),
+        "city_id": set(dims[CITIES_DIM.name]["city_id"].to_pylist()),
+    }
+    orders, dq[ORDERS_FACT.name] = validate_docs(ORDERS_FACT, orders_raw, known_ids=known, as_of=as_of,
+                                                 future_skew_seconds=params.future_skew_seconds)
+    inv, dq[INVENTORY_FACT.name] = validate_docs(INVENTORY_FACT, inv_raw, known_ids=known, as_of=as_of,
+                                                 future_skew_seconds=params.future_skew_seconds)
+    t["validate_s"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    baseline, binfo = (read_archive_baseline(s.archive_root, as_of, s.kpi_baseline_days) if use_archive
+                       else (empty_baseline(), {"source": None, "pairs": 0}))
+    t["read_archive_s"] = time.perf_counter() - t3
+    return {"orders": orders, "inventory": inv, "dims": dims, "dq": dq, "alert_state": alert_state,
+            "inv_state": inv_state, "baseline": baseline, "baseline_info": binfo, "timings": t,
+            "window_start": start, "inv_start": inv_start, "collections_read": ocols + icols}
+
+
+def _carried_inventory_table(inv_state: dict):
+    """The carried latest inventory per pair as inventory_fact rows (one definition of the schema)."""
+    import pyarrow as pa
+
+    from flashsale.contracts import INVENTORY_FACT, arrow_schema
+
+    rows = {c: [] for c in INVENTORY_FACT.column_names}
+    for key, v in inv_state.items():
+        p, w = (int(x) for x in key.split(":"))
+        rows["inventory_event_id"].append(f"carried:{key}")
+        rows["product_id"].append(p)
+        rows["warehouse_id"].append(w)
+        rows["inventory_on_hand"].append(int(v["on_hand"]))
+        rows["reserved_stock"].append(int(v["reserved"]))
+        rows["fulfillment_delay"].append(float(v["delay"]))
+        rows["inventory_ts"].append(datetime.fromisoformat(v["ts"]))
+    return pa.Table.from_pydict(rows, schema=arrow_schema(INVENTORY_FACT))
+
+
+def build_spark(app_name: str = "flashsale-kpi"):
+    from pyspark.sql import SparkSession
+
+    return (SparkSession.builder.appName(app_name)
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate())
+
+
+def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
+    """Spark part: early aggregation, joins and the per-product KPI functions. Returns pandas frames."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from spark.kpi_rules import product_group_kpis, sku_spark_schema
+
+    start = inputs["window_start"]
+    start_ms = int(start.timestamp() * 1000)
+    end_ms = int(as_of.timestamp() * 1000)
+    dims = inputs["dims"]
+    spark.createDataFrame(inputs["orders"]).createOrReplaceTempView("orders")
+    inv_all = pa.concat_tables([inputs["inventory"], _carried_inventory_table(inputs["inv_state"])])
+    spark.createDataFrame(inv_all).createOrReplaceTempView("inventory")
+    for name, tbl in dims.items():
+        spark.createDataFrame(tbl).createOrReplaceTempView(name)
+    base = inputs["baseline"]
+    spark.createDataFrame(pa.Table.from_pandas(base, preserve_index=False)).createOrReplaceTempView("baseline")
+
+    # 1. aggregate early: product x warehouse x minute (WHERE, GROUP BY, HAVING)
+    order_minutes = spark.sql(f"""
+        SELECT product_id, warehouse_id,
+               CAST(FLOOR((unix_millis(order_ts) - {start_ms}) / 60000) AS INT) AS minute_idx,
+               SUM(order_qty) AS units, COUNT(*) AS orders
+        FROM orders
+        WHERE order_ts >= timestamp_millis({start_ms}) AND order_ts < timestamp_millis({end_ms})
+        GROUP BY product_id, warehouse_id, CAST(FLOOR((unix_millis(order_ts) - {start_ms}) / 60000) AS INT)
+        HAVING SUM(order_qty) > 0""").cache()
+    order_minutes.createOrReplaceTempView("order_minutes")
+    latest = spark.sql(f"""
+        SELECT product_id, warehouse_id, inventory_on_hand, reserved_stock, fulfillment_delay, inventory_ts
+        FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY product_id, warehouse_id
+                                           ORDER BY inventory_ts DESC, inventory_event_id DESC) AS rn
+              FROM inventory WHERE inventory_ts < timestamp_millis({end_ms}))
+        WHERE rn = 1""").cache()
+    latest.createOrReplaceTempView("latest_inventory")
+    # 2. join the (small) aggregates with the dims and the cold baseline
+    state = spark.sql("""
+        SELECT i.product_id, i.warehouse_id, GREATEST(i.inventory_on_hand - i.reserved_stock, 0) AS available,
+               c.city, c.province, b.baseline_velocity
+        FROM latest_inventory i
+        JOIN warehouses_dim w ON i.warehouse_id = w.warehouse_id
+        JOIN cities_dim c ON w.city_id = c.city_id
+        LEFT JOIN baseline b ON b.product_id = i.product_id AND b.warehouse_id = i.warehouse_id""")
+    # 3. the pure KPI functions, per product group (all warehouses of a product: the reroute rule needs them)
+    fn = lambda m, s: product_group_kpis(m, s, params)  # noqa: E731
+    sku = (spark.table("order_minutes").select("product_id", "warehouse_id", "minute_idx", "units")
+           .groupBy("product_id").cogroup(state.groupBy("product_id")).applyInPandas(fn, sku_spark_schema()))
+    sku.createOrReplaceTempView("sku_kpis")
+    skus = spark.sql("""
+        SELECT s.*, p.category, w.warehouse_name
+        FROM sku_kpis s JOIN products_dim p ON s.product_id = p.product_id
+        JOIN warehouses_dim w ON s.warehouse_id = w.warehouse_id""").toPandas()
+    per_minute = spark.sql("""SELECT minute_idx, SUM(orders) AS orders, SUM(units) AS units
+                              FROM order_minutes GROUP BY minute_idx""").toPandas()
+    wh_load = spark.sql("""SELECT warehouse_id, minute_idx, SUM(orders) AS orders
+                           FROM order_minutes GROUP BY warehouse_id, minute_idx HAVING SUM(orders) > 0""").toPandas()
+    warehouses = spark.sql("""
+        SELECT w.warehouse_id, w.warehouse_name, c.city, c.province, w.capacity, d.fulfillment_delay
+        FROM warehouses_dim w JOIN cities_dim c ON w.city_id = c.city_id
+        LEFT JOIN (SELECT warehouse_id, AVG(fulfillment_delay) AS fulfillment_delay
+                   FROM latest_inventory GROUP BY warehouse_id) d ON d.warehouse_id = w.warehouse_id""").toPandas()
+    no_inv = spark.sql("""SELECT COUNT(*) AS n FROM (SELECT DISTINCT product_id, warehouse_id FROM order_minutes) m
+                          LEFT ANTI JOIN latest_inventory i
+                          ON m.product_id = i.product_id AND m.warehouse_id = i.warehouse_id""").first()["n"]
+    latest_pd = latest.toPandas()
+    order_minutes.unpersist()
+    latest.unpersist()
+    return {"skus": skus, "per_minute": per_minute, "wh_load": wh_load, "warehouses": warehouses,
+            "pairs_without_inventory": int(no_inv), "latest_inventory": latest_pd, "pd": pd}
+
+
+def assemble(s, params, inputs: dict, out: dict, as_of: datetime, run_id: str, master: str, timings: dict):
+    """Driver-side rollups, hysteresis and the snapshot dict (pure given its inputs)."""
+    from flashsale.redis_keys import SNAPSHOT_SCHEMA
+    from spark import kpi_rules as R
+
+    now_iso = datetime.now(UTC).isoformat()
+    skus = out["skus"].sort_values(["p_stockout", "eta_pessimistic_min"], ascending=[False, True]).reset_index(drop=True)
+    series = R.orders_series(out["per_minute"], inputs["window_start"], params.window_minutes)
+    wh = R.warehouse_status(out["wh_load"], out["warehouses"], params).sort_values("warehouse_id")
+    alerts, alert_state = R.update_alerts(skus, inputs["alert_state"], now_iso, params)
+    quarantined = sum(v["quarantined"] for v in inputs["dq"].values())
+    kpis = R.headline(skus, series, wh, alerts, quarantined, out["pairs_without_inventory"])
+    inv_state = {
+        f"{int(r.product_id)}:{int(r.warehouse_id)}": {
+            "on_hand": int(r.inventory_on_hand), "reserved": int(r.reserved_stock),
+            "delay": float(r.fulfillment_delay), "ts": r.inventory_ts.to_pydatetime().astimezone(UTC).isoformat()}
+        for r in out["latest_inventory"].itertuples(index=False)
+    }
+    sku_cols = ["product_id", "category", "warehouse_id", "warehouse_name", "city", "province", "available",
+                "velocity", "baseline_velocity", "eta_median_min", "eta_pessimistic_min", "p_stockout", "risk"]
+    snapshot = {
+        "schema": SNAPSHOT_SCHEMA,
+        "run_id": run_id,
+        "computed_at": now_iso,
+        "data_as_of": as_of.isoformat(),
+        "window_start": inputs["window_start"].isoformat(),
+        "window_minutes": params.window_minutes,
+        "master": master,
+        "kpis": kpis,
+        "orders_per_minute": series,
+        "sku_risk": R.records(skus[sku_cols], s.kpi_max_table_rows),
+        "warehouses": R.records(wh[["warehouse_id", "warehouse_name", "city", "province", "capacity", "load_per_min",
+                                    "peak_per_min", "load_ratio", "fulfillment_delay", "overloaded", "reason"]],
+                                s.kpi_max_table_rows),
+        "geo_city": R.records(R.geo_risk(skus, "city"), s.kpi_max_table_rows),
+        "geo_province": R.records(R.geo_risk(skus, "province"), s.kpi_max_table_rows),
+        "alerts": alerts[: s.kpi_max_alert_rows],
+        "alerts_total": len(alerts),
+        "data_quality": {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in inputs["dq"].items()},
+        "baseline": inputs["baseline_info"],
+        "params": params.as_dict(),
+        "timings_s": timings,
+    }
+    return snapshot, alert_state, inv_state
+
+
+def main(argv=None) -> int:
+    t_main = time.time()
+    a = _parse_args(sys.argv[1:] if argv is None else argv)
+    from flashsale.redis_keys import keys_for, write_snapshot
+    from flashsale.stores import redis_client
+    from spark.kpi_rules import KpiParams
+
+    s = job_settings(a)
+    params = KpiParams.from_settings(s)
+    as_of = datetime.fromisoformat(a.as_of).astimezone(UTC) if a.as_of else datetime.now(UTC)
+    timings: dict = {}
+    if a.submitted_at:
+        timings["submit_to_python_s"] = t_main - a.submitted_at
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(_read_inputs, s, as_of, params, not a.no_archive)
+        t0 = time.perf_counter()
+        spark = build_spark()
+        timings["spark_session_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        inputs = fut.result()
+        timings["wait_for_read_s"] = time.perf_counter() - t1
+    timings.update(inputs["timings"])
+    master = spark.sparkContext.master
+    t2 = time.perf_counter()
+    out = compute(spark, inputs, params, as_of)
+    timings["spark_compute_s"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    run_id = f"{as_of.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    snapshot, alert_state, inv_state = assemble(s, params, inputs, out, as_of, run_id, master, timings)
+    timings["assemble_s"] = time.perf_counter() - t3
+    t4 = time.perf_counter()
+    size = write_snapshot(redis_client(s), keys_for(s), snapshot, ttl_seconds=s.kpi_snapshot_ttl_seconds,
+                          trend_max_points=s.kpi_trend_max_points, alert_state=alert_state, inventory_state=inv_state)
+    timings["redis_write_s"] = time.perf_counter() - t4
+    if a.submitted_at:
+        timings["submit_to_snapshot_s"] = time.time() - a.submitted_at
+    result = {"run_id": run_id, "master": master, "data_as_of": snapshot["data_as_of"], "snapshot_bytes": size,
+              "kpis": snapshot["kpis"], "rows": {"orders": inputs["orders"].num_rows, "inventory": inputs["inventory"].num_rows},
+              "collections_read": inputs["collections_read"],
+              "data_quality": snapshot["data_quality"], "timings_s": {k: round(v, 3) for k, v in timings.items()}}
+    print("KPI_RESULT " + json.dumps(result, default=str), flush=True)
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Pure KPI definitions with known answers (no server)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+
+from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT, arrow_schema
+from flashsale.settings import load_settings
+from spark import kpi_rules as R
+from spark import synthetic
+from spark.baseline import baseline_from_table, read_archive_baseline
+
+UTC = timezone.utc
+P = R.KpiParams()  # defaults mirror the settings defaults (checked below)
+
+
+def test_params_come_from_settings():
+    s = load_settings(kpi_velocity_alpha=0.5, restock_lead_time_minutes=30)
+    p = R.KpiParams.from_settings(s)
+    assert p.alpha == 0.5 and p.lead_time_minutes == 30.0
+    assert R.KpiParams.from_settings(load_settings()).as_dict() == P.as_dict()
+
+
+# ---------------------------------------------------------------- velocity
+def test_ewma_of_constant_series_is_the_constant():
+    assert R.smoothed_velocity(np.full(15, 3.0), 0.3) == pytest.approx(3.0)
+
+
+def test_ewma_weights_newest_minute_most():
+    # all sales in the newest minute vs the oldest minute
+    new = np.zeros(15); new[-1] = 10
+    old = np.zeros(15); old[0] = 10
+    w = (1 - 0.3) ** np.arange(14, -1, -1)
+    assert R.smoothed_velocity(new, 0.3) == pytest.approx(10 / w.sum())
+    assert R.smoothed_velocity(old, 0.3) == pytest.approx(10 * 0.7 ** 14 / w.sum())
+
+
+def test_baseline_acts_as_prior_worth_m0_minutes():
+    v = R.smoothed_velocity(np.full(15, 2.0), 0.5, baseline=8.0, prior_minutes=2.0)
+    assert v == pytest.approx((2.0 * 2 + 2.0 * 8.0) / (2 + 2))  # n_eff = 1/alpha = 2
+
+
+# ---------------------------------------------------------------- ETA
+def test_eta_matches_gamma_and_poisson():
+    med, pes, p = R.stockout_eta([10, 55], [2.0, 1.0], horizon=60, q=0.1)
+    for i, (Q, lam) in enumerate([(10, 2.0), (55, 1.0)]):
+        assert med[i] == pytest.approx(stats.gamma.ppf(0.5, Q, scale=1 / lam), rel=1e-9)
+        assert pes[i] == pytest.approx(stats.gamma.ppf(0.1, Q, scale=1 / lam), rel=1e-9)
+        assert p[i] == pytest.approx(stats.poisson.sf(Q - 1, lam * 60), rel=1e-9)  # P(N >= Q)
+
+
+def test_eta_single_unit_is_exponential_median():
+    med, _, _ = R.stockout_eta([1], [0.5], horizon=60, q=0.1)
+    assert med[0] == pytest.approx(math.log(2) / 0.5)
+
+
+def test_eta_edge_cases_out_of_stock_and_no_demand():
+    med, pes, p = R.stockout_eta([0, 5], [1.0, 0.0], horizon=60, q=0.1)
+    assert (med[0], pes[0], p[0]) == (0.0, 0.0, 1.0)
+    assert math.isnan(med[1]) and math.isnan(pes[1]) and p[1] == 0.0
+
+
+def test_risk_levels():
+    assert list(R.risk_level([0.9, 0.5, 0.3, 0.2, 0.1], P)) == ["high", "high", "watch", "watch", "low"]
+
+
+# ---------------------------------------------------------------- actions: the scenario's known answers
+def _scenario_frames(extra_state=()):
+    rows, mins = [], []
+    city = {w["warehouse_id"]: w["city_id"] for w in synthetic.WAREHOUSES}
+    cinfo = {c["city_id"]: c for c in synthetic.CITIES}
+    for (p, w), (n, qty, avail) in synthetic.SCENARIO.items():
+        c = cinfo[city[w]]
+        rows.append({"product_id": p, "warehouse_id": w, "available": avail, "city": c["city"],
+                     "province": c["province"], "baseline_velocity": np.nan})
+        for m in range(15):
+            if n:
+                mins.append({"product_id": p, "warehouse_id": w, "minute_idx": m, "units": n * qty})
+    rows += list(extra_state)
+    return pd.DataFrame(mins), pd.DataFrame(rows)
+
+
+def _kpis(minutes, state, params=P):
+    out = [R.product_group_kpis(minutes[minutes.product_id == p] if len(minutes) else minutes,
+                                state[state.product_id == p], params) for p in sorted(state.product_id.unique())]
+    return pd.concat(out, ignore_index=True).set_index(["product_id", "warehouse_id"])
+
+
+def test_every_action_rule_on_the_scenario():
+    df = _kpis(*_scenario_frames())
+    for key, action in synthetic.EXPECTED_ACTION.items():
+        assert df.loc[key, "action"] == action, (key, df.loc[key, "reason"])
+    assert df.loc[(1, 10), "reroute_from_warehouse_id"] == 11
+    assert df.loc[(1, 10), "surplus_units"] == 500  # the donor has no demand: all 500 are surplus
+    assert df.loc[(3, 20), "suggested_units"] == 105 - 55  # ceil(1 x (60+45)) - available
+    assert df.loc[(1, 11), "action"] is None and df.loc[(4, 11), "action"] is None  # low risk: no action
+    assert df.loc[(1, 10), "velocity"] == pytest.approx(2.0)
+    assert df.loc[(4, 11), "units_in_window"] == 90
+
+
+def test_reroute_needs_same_province_and_a_low_risk_donor():
+    minutes, state = _scenario_frames()
+    # move the donor warehouse 11 to another province: product 1 at 10 has no reroute -> pause_ads (ETA 3 min)
+    state.loc[state.warehouse_id == 11, "province"] = "P9"
+    assert _kpis(minutes, state).loc[(1, 10), "action"] == "pause_ads"
+    # donor in the same province but itself at risk (little stock, high demand) -> no reroute
+    minutes2, state2 = _scenario_frames()
+    state2.loc[(state2.product_id == 1) & (state2.warehouse_id == 11), "available"] = 3
+    minutes2 = pd.concat([minutes2, pd.DataFrame({"product_id": 1, "warehouse_id": 11, "minute_idx": range(15), "units": 1})])
+    assert _kpis(minutes2, state2).loc[(1, 10), "action"] == "pause_ads"
+
+
+# ---------------------------------------------------------------- hysteresis
+def _cand(p, action="restock"):
+    return pd.DataFrame([{"product_id": 1, "warehouse_id": 10, "p_stockout": p, "action": action if p >= P.watch_p else None,
+                          "reason": "r", "available": 5, "velocity": 1.0, "eta_median_min": 5.0,
+                          "eta_pessimistic_min": 3.0, "suggested_units": 10, "reroute_from_warehouse_id": None,
+                          "surplus_units": None}])
+
+
+def test_alert_does_not_flap_and_closes_after_clear_runs():
+    state: dict = {}
+    seen = []
+    # p oscillates around the watch threshold, then drops below exit for good
+    for p in [0.6, 0.15, 0.25, 0.15, 0.05, 0.05, 0.05]:
+        alerts, state = R.update_alerts(_cand(p), state, "t", P)
+        seen.append(alerts[0]["status"] if alerts else "closed")
+    assert seen == ["new", "open", "open", "open", "clearing", "closed", "closed"]
+
+
+def test_alert_is_deduplicated_and_keeps_first_seen():
+    a1, st = R.update_alerts(_cand(0.9), {}, "t1", P)
+    a2, st = R.update_alerts(_cand(0.9), st, "t2", P)
+    assert len(a2) == 1 and a2[0]["alert_id"] == "1:10" and a2[0]["first_seen"] == "t1" and a2[0]["runs_open"] == 2
+
+
+def test_action_change_needs_confirmation_but_escalation_from_monitor_is_immediate():
+    _, st = R.update_alerts(_cand(0.3, "monitor"), {}, "t", P)
+    a, st = R.update_alerts(_cand(0.9, "restock"), st, "t", P)
+    assert a[0]["action"] == "restock"  # escalation
+    a, st = R.update_alerts(_cand(0.9, "pause_ads"), st, "t", P)
+    assert a[0]["action"] == "restock"  # one run is not enough
+    a, st = R.update_alerts(_cand(0.9, "restock"), st, "t", P)
+    a, st = R.update_alerts(_cand(0.9, "pause_ads"), st, "t", P)
+    assert a[0]["action"] == "restock"  # interrupted: counting restarts
+    a, st = R.update_alerts(_cand(0.9, "pause_ads"), st, "t", P)
+    assert a[0]["action"] == "pause_ads"  # two consecutive runs
+
+
+def test_below_watch_never_opens():
+    assert R.update_alerts(_cand(0.15), {}, "t", P) == ([], {})
+
+
+# ---------------------------------------------------------------- rollups
+def test_warehouse_overload_by_load_and_by_delay():
+    wh = pd.DataFrame([
+        {"warehouse_id": 1, "warehouse_name": "a", "city": "c", "province": "p", "capacity": 10, "fulfillment_delay": 5.0},
+        {"warehouse_id": 2, "warehouse_name": "b", "city": "c", "province": "p", "capacity": 10, "fulfillment_delay": 31.0},
+        {"warehouse_id": 3, "warehouse_name": "c", "city": "c", "province": "p", "capacity": 10, "fulfillment_delay": np.nan},
+    ])
+    load = pd.DataFrame({"warehouse_id": [1] * 15 + [2, 3], "minute_idx": list(range(15)) + [0, 0],
+                         "orders": [10] * 15 + [1, 149]})
+    out = R.warehouse_status(load, wh, P).set_index("warehouse_id")
+    assert out.loc[1, "load_per_min"] == 10 and out.loc[1, "overloaded"] and "load" in out.loc[1, "reason"]
+    assert out.loc[2, "overloaded"] and out.loc[2, "reason"].startswith("fulfillment delay")
+    assert not out.loc[3, "overloaded"] and out.loc[3, "peak_per_min"] == 149  # mean 149/15 < 10
+
+
+def test_geo_risk_and_headline():
+    df = _kpis(*_scenario_frames()).reset_index()
+    prov = R.geo_risk(df, "province").set_index("province")
+    assert prov.loc["P2", "high_risk_pairs"] == 2 and prov.loc["P1", "high_risk_pairs"] == 1
+    assert prov.loc["P1", "watch_pairs"] == 1 and prov.loc["P1", "pairs"] == 4
+    series = R.orders_series(pd.DataFrame({"minute_idx": [0, 14], "orders": [3, 7], "units": [4, 9]}),
+                             datetime(2026, 1, 1, tzinfo=UTC), 15)
+    assert [x["orders"] for x in series] == [3] + [0] * 13 + [7]
+    h = R.headline(df, series, pd.DataFrame({"overloaded": [True, False]}), [{}] * 4, 6, 0)
+    assert (h["high_risk_sku_count"], h["high_risk_pairs"], h["watch_pairs"], h["orders_last_minute"]) == (3, 3, 1, 7)
+
+
+# ---------------------------------------------------------------- quarantine
+def test_quarantine_counts_each_reason_and_keeps_the_good_rows():
+    as_of = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    docs = synthetic.scenario(as_of)
+    known = {"product_id": {1, 2, 3, 4}, "warehouse_id": {10, 11, 20}, "city_id": {1, 2, 3}}
+    table, dq = R.validate_docs(ORDERS_FACT, docs["orders_fact"], known_ids=known, as_of=as_of, future_skew_seconds=120)
+    assert dq["by_reason"] == {"missing": 1, "wrong_type": 1, "out_of_bounds": 1, "unknown_id": 1, "future_ts": 1}
+    assert dq["read"] == 155 and dq["valid"] == 150 == table.num_rows and table.schema == arrow_schema(ORDERS_FACT)
+    _, dqi = R.validate_docs(INVENTORY_FACT, docs["inventory_fact"], known_ids=known, as_of=as_of)
+    assert dqi["by_reason"]["out_of_bounds"] == 1 and dqi["quarantined"] == 1
+
+
+def test_quarantine_never_coerces():
+    good = {"order_id": "o1", "product_id": 1, "seller_id": 1, "warehouse_id": 1, "city_id": 1, "order_qty": 1,
+            "order_value": 1.0, "order_ts": datetime(2026, 1, 1, tzinfo=UTC)}
+    bad = [dict(good, order_qty=2.0), dict(good, order_qty=True), dict(good, order_value=float("nan")),
+           dict(good, order_ts=datetime(2026, 1, 1)), dict(good, order_id="")]
+    _, dq = R.validate_docs(ORDERS_FACT, [good] + bad)
+    assert dq["valid"] == 1 and dq["by_reason"]["wrong_type"] == 5
+
+
+# ---------------------------------------------------------------- archive baseline
+def test_baseline_reads_a_hand_made_partition_and_tolerates_missing(tmp_path):
+    as_of = datetime(2026, 1, 2, 12, tzinfo=UTC)
+    assert read_archive_baseline(f"file://{tmp_path}/nothing", as_of, 7)[0].empty
+    for hour, qty in (("10", 60), ("11", 120)):
+        d = tmp_path / "orders_fact" / "date=2026-01-02" / f"hour={hour}"
+        d.mkdir(parents=True)
+        pq.write_table(pa.table({"order_id": ["a"], "product_id": pa.array([1], pa.int64()),
+                                 "warehouse_id": pa.array([10], pa.int64()), "order_qty": pa.array([qty], pa.int64())}),
+                       d / "part-0.parquet")
+    old = tmp_path / "orders_fact" / "date=2025-01-01" / "hour=00"  # outside the baseline days: pruned
+    old.mkdir(parents=True)
+    pq.write_table(pa.table({"order_id": ["z"], "product_id": pa.array([1], pa.int64()),
+                             "warehouse_id": pa.array([10], pa.int64()), "order_qty": pa.array([10**6], pa.int64())}),
+                   old / "part-0.parquet")
+    base, info = read_archive_baseline(f"file://{tmp_path}", as_of, 7)
+    assert info["partitions"] == 1 and info["rows"] == 2
+    assert base.set_index(["product_id", "warehouse_id"]).loc[(1, 10), "baseline_velocity"] == pytest.approx(180 / 120)
+
+
+def test_baseline_from_empty_table():
+    t = pa.table({"product_id": pa.array([], pa.int64()), "warehouse_id": pa.array([], pa.int64()),
+                  "order_qty": pa.array([], pa.int64()), "date": pa.array([], pa.string()), "hour": pa.array([], pa.string())})
+    assert baseline_from_table(t).empty
