@@ -22,7 +22,7 @@ command -v mvn >/dev/null || need+=(maven)
 command -v go >/dev/null || need+=(golang-go)
 command -v unzip >/dev/null || need+=(unzip)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ "${FLASHSALE_BROWSER_TESTS:-0}" = "1" ]; then command -v chromium >/dev/null || need+=(chromium); fi
+if [ "${FLASHSALE_BROWSER_TESTS:-1}" = "1" ]; then command -v chromium >/dev/null || need+=(chromium); fi
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
   $SUDO apt-get update -qq

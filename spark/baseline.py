@@ -35,6 +35,20 @@ def baseline_from_table(table: pa.Table) -> pd.DataFrame:
     return agg[BASELINE_COLUMNS].astype({"product_id": "int64", "warehouse_id": "int64"})
 
 
+def _committed(fs, root: str, path: str) -> bool:
+    """Only partitions the archival job committed (spark/archive_plan.py: a manifest exists) are trusted:
+    a crashed write may leave files behind that the next run replaces."""
+    import re
+
+    from spark.archive_plan import manifest_path
+
+    m = re.search(r"date=(\d{4})-(\d{2})-(\d{2})/hour=(\d{2})", path)
+    if not m:
+        return False
+    batch_id = f"orders_fact-{m.group(1)}{m.group(2)}{m.group(3)}T{m.group(4)}"
+    return fs.exists(manifest_path(root.rsplit("/", 1)[0], batch_id))
+
+
 def read_archive_baseline(archive_root: str | None, as_of: datetime, days: int) -> tuple[pd.DataFrame, dict]:
     """(baseline frame, info) from the archive; tolerant of a missing/empty archive."""
     import fsspec
@@ -54,7 +68,7 @@ def read_archive_baseline(archive_root: str | None, as_of: datetime, days: int) 
     keep = [d for d in dates if cutoff <= d.rsplit("=", 1)[-1] <= last]
     if not keep:
         return empty_baseline(), info
-    files = [f for d in keep for f in fs.find(d) if f.endswith(".parquet")]
+    files = [f for d in keep for f in fs.find(d) if f.endswith(".parquet") and _committed(fs, root, f)]
     if not files:
         return empty_baseline(), info
     part = ds.partitioning(pa.schema([("date", pa.string()), ("hour", pa.string())]), flavor="hive")

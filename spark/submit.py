@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -34,24 +32,19 @@ def kpi_args(s: Settings, *, as_of: str | None = None, window_minutes: int | Non
 
 def run_kpi(s: Settings, master: str | None = None, timeout: float = 600, log_dir: Path | None = None, **kw) -> dict:
     """spark-submit the KPI job, wait, and return its KPI_RESULT plus the wall time seen by the caller."""
-    from cluster.spark import ensure_spark_archives, submit_command
+    from cluster.spark import run_app
 
     master = master or s.spark_master
-    if master == "yarn":
-        ensure_spark_archives(s, echo=lambda *_: None)
     t0 = time.time()
-    argv, env = submit_command(s, str(KPI_APP), kpi_args(s, submitted_at=t0, **kw), master=master,
-                               name="flashsale-kpi")
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    res, proc = run_app(s, str(KPI_APP), kpi_args(s, submitted_at=t0, **kw), RESULT_PREFIX, master=master,
+                        name="flashsale-kpi", timeout=timeout)
     wall = time.time() - t0
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / "kpi_job.stderr.log").write_text(proc.stderr)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)), None)
-    if proc.returncode != 0 or line is None:
+    if proc.returncode != 0 or res is None:
         tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
         raise RuntimeError(f"KPI job failed on {master} (exit {proc.returncode}):\n{tail}")
-    res = json.loads(line[len(RESULT_PREFIX):])
     res["wall_s"] = round(wall, 3)
     t = res["timings_s"]
     # after the snapshot is written the driver still stops Spark: that tail is not on the KPI path

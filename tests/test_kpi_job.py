@@ -43,6 +43,8 @@ def _archive(tmp_path, as_of):
     d.mkdir(parents=True)
     pq.write_table(pa.table({"product_id": pa.array([1], pa.int64()), "warehouse_id": pa.array([10], pa.int64()),
                              "order_qty": pa.array([120], pa.int64())}), d / "part-0.parquet")
+    (tmp_path / "metadata").mkdir()  # committed by the archival protocol (spark/archive_plan.py)
+    (tmp_path / "metadata" / f"orders_fact-{as_of:%Y%m%d}T00.json").write_text("{}")
     return f"file://{tmp_path}"
 
 

@@ -211,12 +211,15 @@ def test_quarantine_never_coerces():
 def test_baseline_reads_a_hand_made_partition_and_tolerates_missing(tmp_path):
     as_of = datetime(2026, 1, 2, 12, tzinfo=UTC)
     assert read_archive_baseline(f"file://{tmp_path}/nothing", as_of, 7)[0].empty
-    for hour, qty in (("10", 60), ("11", 120)):
+    (tmp_path / "metadata").mkdir()
+    for hour, qty in (("10", 60), ("11", 120), ("12", 10**6)):
         d = tmp_path / "orders_fact" / "date=2026-01-02" / f"hour={hour}"
         d.mkdir(parents=True)
         pq.write_table(pa.table({"order_id": ["a"], "product_id": pa.array([1], pa.int64()),
                                  "warehouse_id": pa.array([10], pa.int64()), "order_qty": pa.array([qty], pa.int64())}),
                        d / "part-0.parquet")
+        if hour != "12":  # hour 12 was written by a crashed run: no manifest, not trusted
+            (tmp_path / "metadata" / f"orders_fact-20260102T{hour}.json").write_text("{}")
     old = tmp_path / "orders_fact" / "date=2025-01-01" / "hour=00"  # outside the baseline days: pruned
     old.mkdir(parents=True)
     pq.write_table(pa.table({"order_id": ["z"], "product_id": pa.array([1], pa.int64()),

@@ -1,0 +1,183 @@
+"""DAG integrity in the style of Airflow's example-DAG tests, and the DAGs run against the stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster.services import airflow_env
+
+ROOT = Path(__file__).resolve().parents[1]
+DAG_IDS = {"flashsale_seed_dimensions", "flashsale_kpi_minute", "flashsale_archive"}
+
+# Parse dags/ in a fresh interpreter with every network and database entry point booby-trapped.
+PARSE_WITHOUT_IO = r'''
+import json, socket, sys
+calls = []
+def trap(name):
+    def boom(*a, **k):
+        calls.append(name)
+        raise RuntimeError(f"I/O at DAG parse time: {name}")
+    return boom
+socket.socket.connect = trap("socket.connect")
+socket.create_connection = trap("socket.create_connection")
+import pymongo, redis
+pymongo.MongoClient.__init__ = trap("pymongo.MongoClient")
+redis.Redis.__init__ = trap("redis.Redis")
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "calls": calls, "dags": {}}
+for dag_id, dag in bag.dags.items():
+    out["dags"][dag_id] = {
+        "schedule": str(dag.schedule) if dag.schedule is not None else None,
+        "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
+        "dagrun_timeout": dag.dagrun_timeout.total_seconds() if dag.dagrun_timeout else None,
+        "tasks": {t.task_id: {"type": type(t).__name__,
+                              "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                              "retries": t.retries, "conn_id": getattr(t, "_conn_id", None)} for t in dag.tasks},
+    }
+print(json.dumps(out))
+'''
+
+
+def parse_dags(tmp_path, profile: str) -> dict:
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__UNIT_TEST_MODE": "True", "FLASHSALE_PROFILE": profile}
+    out = subprocess.run([sys.executable, "-c", PARSE_WITHOUT_IO, str(ROOT / "dags")], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("profile,conn", [("local", "spark_local"), ("cluster", "spark_yarn")])
+def test_dags_import_cleanly_without_io(tmp_path, profile, conn):
+    result = parse_dags(tmp_path, profile)
+    assert result["errors"] == {}
+    assert result["calls"] == []
+    dags = result["dags"]
+    assert set(dags) == DAG_IDS
+    for dag in dags.values():
+        assert dag["catchup"] is False and dag["max_active_runs"] == 1
+        for task in dag["tasks"].values():
+            assert task["retries"] >= 1 and task["timeout"]
+    kpi = dags["flashsale_kpi_minute"]
+    assert kpi["schedule"] == "* * * * *"
+    assert kpi["dagrun_timeout"] < 60 and kpi["tasks"]["compute_kpis"]["timeout"] < 60  # shorter than the interval
+    assert kpi["tasks"]["compute_kpis"]["type"] == "FlashsaleSparkSubmitOperator"
+    assert kpi["tasks"]["compute_kpis"]["conn_id"] == conn
+    assert dags["flashsale_archive"]["tasks"]["archive_cold_hours"]["conn_id"] == conn
+    assert dags["flashsale_seed_dimensions"]["schedule"] is None
+
+
+# ---------------------------------------------------------------- against the stack (cluster)
+def airflow(stack, *args, timeout=600):
+    env = {**os.environ, **airflow_env(stack), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.services
+def test_seed_dag_runs_and_is_idempotent(stack):
+    from flashsale.stores import mongo_client
+
+    for _ in range(2):
+        out = airflow(stack, "dags", "test", "flashsale_seed_dimensions")
+        assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    with mongo_client(stack) as client:
+        db = client[stack.mongo_db]
+        counts = {c: db[c].count_documents({}) for c in ("products_dim", "warehouses_dim", "cities_dim")}
+    assert all(v > 0 for v in counts.values()), counts
+
+
+@pytest.mark.services
+def test_kpi_dag_on_yarn_leaves_a_fresh_snapshot(stack):
+    from datetime import datetime
+
+    from flashsale.redis_keys import keys_for, read_snapshot
+    from flashsale.stores import redis_client
+
+    started = time.time()
+    out = airflow(stack, "dags", "test", "flashsale_kpi_minute")
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert "to yarn (YARN tag" in log
+    snap = read_snapshot(redis_client(stack), keys_for(stack))
+    assert snap is not None
+    assert datetime.fromisoformat(snap["computed_at"]).timestamp() >= started - 1
+
+
+@pytest.mark.services
+def test_archive_dag_runs(stack):
+    out = airflow(stack, "dags", "test", "flashsale_archive")
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert "ARCHIVE_RESULT" in log
+
+
+OPERATOR_RUN = r'''
+import json, sys, threading, time
+from types import SimpleNamespace
+from cluster.airflow_spark import FlashsaleSparkSubmitOperator
+from cluster.yarn import apps_with_tag
+from flashsale.settings import get_settings
+seconds, code, kill = float(sys.argv[2]), sys.argv[3], sys.argv[4] == "kill"
+op = FlashsaleSparkSubmitOperator(task_id="t", application=sys.argv[1], name="flashsale-sleepy",
+                                  application_args=[str(seconds), code], profile="cluster")
+ti = SimpleNamespace(dag_id="zombie_test", run_id=f"run-{time.time_ns()}", try_number=1)
+error = []
+def run():
+    try:
+        op.execute({"ti": ti})
+    except BaseException as exc:
+        error.append(type(exc).__name__)
+t = threading.Thread(target=run); t.start()
+s = get_settings()
+deadline = time.time() + 180
+while time.time() < deadline and not (op.yarn_tag and [a for a in apps_with_tag(s, op.yarn_tag) if a["state"] == "RUNNING"]):
+    time.sleep(1)
+running_before = [a["id"] for a in apps_with_tag(s, op.yarn_tag)] if op.yarn_tag else []
+if kill:
+    op.on_kill()
+t.join(240)
+time.sleep(2)
+left = apps_with_tag(s, op.yarn_tag)
+final = apps_with_tag(s, op.yarn_tag, states="FINISHED,FAILED,KILLED")
+print(json.dumps({"running_before": running_before, "left": [a["id"] for a in left],
+                  "final": {a["id"]: a["state"] for a in final}, "error": error}))
+'''
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("mode", ["kill", "crash"])
+def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
+    """on_kill (timeout / marked failed) and a crashing driver both end with no active application."""
+    env = {**os.environ, **airflow_env(stack), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    args = ["120", "0", "kill"] if mode == "kill" else ["3", "1", "nokill"]
+    out = subprocess.run([sys.executable, "-c", OPERATOR_RUN, str(ROOT / "tests" / "jobs" / "sleepy_job.py"), *args],
+                         env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(result["running_before"]) == 1, result
+    assert result["left"] == [], result
+    assert result["error"], result  # the task failed
+    if mode == "kill":
+        assert set(result["final"].values()) == {"KILLED"}
+
+
+def test_the_parse_trap_catches_io(tmp_path):
+    """The integrity test above can fail: a DAG file that connects at import is caught."""
+    bad = tmp_path / "dags"
+    bad.mkdir()
+    (bad / "bad_dag.py").write_text(
+        "import redis\nfrom airflow.sdk import DAG\nredis.Redis(host='127.0.0.1').ping()\n"
+        "dag = DAG(dag_id='bad', schedule=None)\n")
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    out = subprocess.run([sys.executable, "-c", PARSE_WITHOUT_IO, str(bad)], env=env, capture_output=True, text=True, timeout=180)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["calls"] == ["redis.Redis"] and "I/O at DAG parse time" in next(iter(result["errors"].values()))
