@@ -20,6 +20,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
+from spark.job_args import add_settings_args, settings_from_args
+
 UTC = timezone.utc
 RESULT_PREFIX = "ARCHIVE_RESULT "
 REASON, RAW = "_quarantine_reason", "_raw"
@@ -30,20 +32,9 @@ def parse_args(argv):
     ap.add_argument("--now", default=None, help="data clock (ISO UTC); default: end of the newest hot bucket")
     ap.add_argument("--max-batches", type=int, default=0, help="0 = all eligible hours")
     ap.add_argument("--force", action="store_true", help="archive eligible hours even below the thresholds")
-    ap.add_argument("--profile", default=None)
-    ap.add_argument("--mongo-db", default=None)
-    ap.add_argument("--mongo-auth-source", default=None)
-    ap.add_argument("--archive-root", default=None)
+    add_settings_args(ap)  # --profile, --mongo-db, --archive-root, ... (spark/job_args.py)
     ap.add_argument("--crash-at", default=os.environ.get("FLASHSALE_ARCHIVE_CRASH_AT"))
     return ap.parse_args(argv)
-
-
-def job_settings(a):
-    from flashsale.settings import load_settings
-
-    over = {k: v for k, v in (("profile", a.profile), ("mongo_db", a.mongo_db), ("mongo_auth_source", a.mongo_auth_source),
-                              ("archive_root", a.archive_root)) if v is not None}
-    return load_settings(**over)
 
 
 def log(batch_id: str, msg: str) -> None:
@@ -230,7 +221,7 @@ def main(argv=None) -> int:
     from spark.archive_plan import plan, should_archive
 
     a = parse_args(argv if argv is not None else sys.argv[1:])
-    s = job_settings(a)
+    s = settings_from_args(a)
     inventory = hot_inventory(s)
     starts = [t for rows in inventory.values() for t, _, _ in rows]
     total = sum(c for rows in inventory.values() for _, _, c in rows)

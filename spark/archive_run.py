@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from flashsale.settings import PROJECT_ROOT, Settings
+from spark.job_args import settings_args
 
 ARCHIVE_APP = PROJECT_ROOT / "spark" / "archive_job.py"
 
 
 def archive_args(s: Settings, now: str | None = None, max_batches: int = 0, force: bool = False) -> list[str]:
-    args = ["--profile", s.profile, "--mongo-db", s.mongo_db, "--archive-root", s.archive_root]
-    if s.mongo_auth_source:
-        args += ["--mongo-auth-source", s.mongo_auth_source]
+    args = settings_args(s)
     if now:
         args += ["--now", now]
     if max_batches:

@@ -24,33 +24,18 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
+from spark.job_args import add_settings_args, settings_from_args
+
 UTC = timezone.utc
 
 
 def _parse_args(argv):
     ap = argparse.ArgumentParser("kpi_job")
     ap.add_argument("--as-of", default=None, help="window end (ISO-8601 UTC); default: now")
-    ap.add_argument("--window-minutes", type=int, default=None)
-    ap.add_argument("--profile", default=None)
-    ap.add_argument("--mongo-db", default=None)
-    ap.add_argument("--mongo-auth-source", default=None)
-    ap.add_argument("--namespace", default=None, help="Redis key namespace (tests use their own)")
-    ap.add_argument("--archive-root", default=None)
+    add_settings_args(ap)  # --profile, --mongo-db, --namespace, --window-minutes, ... (spark/job_args.py)
     ap.add_argument("--no-archive", action="store_true", help="skip the archive baseline")
     ap.add_argument("--submitted-at", type=float, default=None, help="epoch seconds when spark-submit was called")
     return ap.parse_args(argv)
-
-
-def job_settings(a):
-    from flashsale.settings import load_settings
-
-    over = {}
-    for key, val in (("profile", a.profile), ("mongo_db", a.mongo_db), ("mongo_auth_source", a.mongo_auth_source),
-                     ("kpi_redis_namespace", a.namespace), ("archive_root", a.archive_root),
-                     ("kpi_window_minutes", a.window_minutes)):
-        if val is not None:
-            over[key] = val
-    return load_settings(**over)
 
 
 def _read_inputs(s, as_of: datetime, params, use_archive: bool) -> dict:
@@ -254,7 +239,7 @@ def main(argv=None) -> int:
     from flashsale.stores import redis_client
     from spark.kpi_rules import KpiParams
 
-    s = job_settings(a)
+    s = settings_from_args(a)
     params = KpiParams.from_settings(s)
     as_of = datetime.fromisoformat(a.as_of).astimezone(UTC) if a.as_of else datetime.now(UTC)
     timings: dict = {}

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from flashsale.settings import PROJECT_ROOT, Settings
+from spark.job_args import settings_args
 
 KPI_APP = PROJECT_ROOT / "spark" / "kpi_job.py"
 RESULT_PREFIX = "KPI_RESULT "
@@ -14,15 +15,11 @@ RESULT_PREFIX = "KPI_RESULT "
 def kpi_args(s: Settings, *, as_of: str | None = None, window_minutes: int | None = None,
              no_archive: bool = False, submitted_at: float | None = None) -> list[str]:
     """Job arguments that carry the caller's settings overrides into the driver process."""
-    args = ["--profile", s.profile, "--mongo-db", s.mongo_db, "--namespace", s.kpi_redis_namespace]
-    if s.mongo_auth_source:
-        args += ["--mongo-auth-source", s.mongo_auth_source]
-    if s.archive_root:
-        args += ["--archive-root", s.archive_root]
+    if window_minutes:
+        s = s.model_copy(update={"kpi_window_minutes": window_minutes})
+    args = settings_args(s)
     if as_of:
         args += ["--as-of", as_of]
-    if window_minutes:
-        args += ["--window-minutes", str(window_minutes)]
     if no_archive:
         args.append("--no-archive")
     if submitted_at is not None:
