@@ -76,12 +76,13 @@ def ensure_spark_archives(s: Settings, echo=print) -> None:
 def submit_conf(s: Settings, master: str) -> tuple[dict[str, str], dict[str, str]]:
     """Spark conf and extra environment for a submit to ``master`` (spark-submit and Airflow share it)."""
     python = sys.executable
+    executor_python = s.spark_python or python  # compose: the NodeManager image's Python
     conf = {
-        "spark.driver.host": s.bind_host,
+        "spark.driver.host": s.spark_driver_host or s.bind_host,
         "spark.driver.bindAddress": s.bind_host,
         "spark.driver.memory": s.spark_driver_memory,
         "spark.executor.memory": s.spark_executor_memory,
-        "spark.pyspark.python": python,
+        "spark.pyspark.python": executor_python,
         "spark.pyspark.driver.python": python,
         "spark.ui.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
@@ -95,8 +96,8 @@ def submit_conf(s: Settings, master: str) -> tuple[dict[str, str], dict[str, str
             "spark.executor.instances": "1",
             "spark.executor.cores": "1",
             "spark.yarn.am.memory": "512m",
-            "spark.yarn.appMasterEnv.PYSPARK_PYTHON": python,
-            "spark.executorEnv.PYSPARK_PYTHON": python,
+            "spark.yarn.appMasterEnv.PYSPARK_PYTHON": executor_python,
+            "spark.executorEnv.PYSPARK_PYTHON": executor_python,
             "spark.yarn.maxAppAttempts": "1",
         })
         env["HADOOP_CONF_DIR"] = str(s.hadoop_conf_dir)

@@ -20,7 +20,7 @@ def airflow_connections(s: Settings) -> dict[str, dict]:
         "spark_local": {"conn_type": "spark", "host": "local[*]", "extra": {"deploy-mode": "client"}},
         "spark_yarn": {"conn_type": "spark", "host": "yarn", "extra": {"deploy-mode": "client", "queue": "default"}},
         REDIS_CONN_ID: {
-            "conn_type": "redis", "host": s.bind_host, "port": s.redis_port,
+            "conn_type": "redis", "host": s.redis_host or s.bind_host, "port": s.redis_port,
             "password": s.redis_password.get_secret_value() if s.redis_password else None, "extra": {"db": 0},
         },
     }

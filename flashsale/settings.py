@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     mongo_user: str = "flashsale"
     mongo_auth_source: str | None = None  # database holding the user; None = mongo_db (tests use their own mongo_db)
     mongo_password: SecretStr | None = None
+    # root user of a real MongoDB deployment (the compose init job creates it); never used by the apps
+    mongo_root_user: str = "root"
+    mongo_root_password: SecretStr | None = None
     hot_store_backend: Literal["sqlite", "postgresql"] = "sqlite"
     hot_bucket_minutes: int = Field(5, ge=1, le=60)  # facts live in per-bucket collections (flashsale/hot_layout.py)
     postgres_port: int = 5433  # only for hot_store_backend=postgresql; 5433 avoids a system server
@@ -57,6 +60,7 @@ class Settings(BaseSettings):
     # KPI cache
     redis_port: int = 6379
     redis_password: SecretStr | None = None
+    redis_host: str | None = None  # where clients reach Redis; None = bind_host (compose: the service name)
 
     # Hadoop (cluster profile). Its addresses are defined once, in hadoop-conf/*.xml (read below).
     daemon_heap_mb: int = 512
@@ -71,12 +75,17 @@ class Settings(BaseSettings):
     ray_client_port: int = 10001
     ray_dashboard_agent_port: int = 52365
     ray_num_cpus: int | None = None
+    ray_host: str | None = None  # where drivers reach the Ray head; None = bind_host (compose: the service name)
     dashboard_port: int = 8501
+    dashboard_refresh_seconds: float = Field(5, gt=0)  # st.fragment(run_every=...) of the dashboard
+    dashboard_stale_seconds: int = 120  # a snapshot whose data_as_of is older than this is shown as stale
 
     # Spark; None means "the profile decides"
     spark_master: str | None = None
     spark_driver_memory: str = "1g"
     spark_executor_memory: str = "1g"
+    spark_driver_host: str | None = None  # address executors reach the driver at; None = bind_host
+    spark_python: str | None = None  # the executors' Python on YARN; None = the driver's own (same host)
 
     # Archive; None means "the profile decides"
     archive_root: str | None = None
@@ -146,7 +155,7 @@ class Settings(BaseSettings):
     @property
     def redis_url(self) -> str:
         pw = quote_plus(_required(self.redis_password, "FLASHSALE_REDIS_PASSWORD"))
-        return f"redis://:{pw}@{self.bind_host}:{self.redis_port}/0"
+        return f"redis://:{pw}@{self.redis_host or self.bind_host}:{self.redis_port}/0"
 
     @property
     def hadoop_conf_dir(self) -> Path:
@@ -170,7 +179,7 @@ class Settings(BaseSettings):
 
     @property
     def ray_address(self) -> str:
-        return f"{self.bind_host}:{self.ray_port}"
+        return f"{self.ray_host or self.bind_host}:{self.ray_port}"
 
     @property
     def ray_token_file(self) -> Path:

