@@ -27,6 +27,8 @@ def friendly_errors(fn):
 
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:  # click's Exit is a RuntimeError: let a deliberate exit code through unchanged
+            raise
         except (PrerequisiteError, MissingSecretError) as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
@@ -78,6 +80,55 @@ def stack_status(profile: Optional[str] = ProfileOpt, as_json: bool = typer.Opti
         raise typer.Exit(1)
 
 
+@app.command("kpi")
+@friendly_errors
+def kpi(
+    profile: Optional[str] = ProfileOpt,
+    master: Optional[str] = typer.Option(None, "--master", help="override the profile's Spark master (local[*] or yarn)"),
+    window_minutes: Optional[int] = typer.Option(None, "--window-minutes", help="default: settings.kpi_window_minutes"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="window end, ISO-8601 UTC (default: now)"),
+    no_archive: bool = typer.Option(False, "--no-archive", help="skip the archive baseline"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Run one KPI cycle (spark-submit spark/kpi_job.py), write the Redis snapshot, print where time went."""
+    import json
+
+    from spark.submit import run_kpi
+
+    res = run_kpi(_settings(profile), master=master, as_of=as_of, window_minutes=window_minutes, no_archive=no_archive)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    k = res["kpis"]
+    typer.echo(f"run {res['run_id']} on {res['master']}: data as of {res['data_as_of']}, "
+               f"{res['rows']['orders']} orders / {res['rows']['inventory']} inventory events read, "
+               f"snapshot {res['snapshot_bytes']} bytes")
+    typer.echo(f"  high-risk SKUs {k['high_risk_sku_count']}, open alerts {k['open_alerts']}, "
+               f"overloaded warehouses {k['overloaded_warehouses']}, quarantined docs {k['quarantined_docs']}")
+    typer.echo(f"  wall {res['wall_s']:.1f} s; where the time went:")
+    for name, sec in res["timings_s"].items():
+        typer.echo(f"    {name:<26} {sec:8.2f} s")
+
+
+@app.command("dashboard")
+@friendly_errors
+def dashboard(
+    profile: Optional[str] = ProfileOpt,
+    port: Optional[int] = typer.Option(None, "--port", help="default: settings.dashboard_port"),
+):
+    """Start the tactical dashboard (Streamlit) on 127.0.0.1; it reads only the Redis KPI snapshot."""
+    import os
+
+    from dashboard.serve import command
+
+    s = _settings(profile)
+    s.redis_url  # noqa: B018 - fail here, with the fix named, when the Redis secret is missing
+    env = {**os.environ, **({"FLASHSALE_PROFILE": profile} if profile else {})}
+    cmd = command(port or s.dashboard_port, s.bind_host)
+    typer.echo(f"dashboard on http://{s.bind_host}:{port or s.dashboard_port} (Ctrl-C to stop)", err=True)
+    os.execvpe(cmd[0], cmd, env)  # become the streamlit server: signals and exit code are its own
+
+
 def _print_table(statuses) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -86,6 +137,133 @@ def _print_table(statuses) -> None:
     for x in statuses:
         table.add_row(x.name, x.address, str(x.pid or "-"), "[green]healthy[/]" if x.healthy else "[red]down[/]", x.detail)
     Console(file=sys.stdout).print(table)
+
+
+# ---------------------------------------------------------------- simulator (ray_gen)
+SeedOpt = typer.Option(1111, "--seed", help="random seed: same seed and parameters, same records and ids")
+ProductsOpt = typer.Option(20_000, "--products", help="catalogue size")
+CitiesOpt = typer.Option(27, "--cities")
+WarehousesOpt = typer.Option(20, "--warehouses")
+
+
+def _sim_start(value: Optional[str], realtime: bool):
+    """--start as an aware datetime; real-time runs default to now so event times track the wall clock."""
+    from datetime import datetime, timezone
+
+    if value is None and not realtime:
+        return None  # the parameters' default: 11.11, two hours before midnight
+    if value is None or value == "now":
+        return datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        ts = None
+    if ts is None or ts.tzinfo is None:
+        typer.secho(f"error: --start: expected ISO 8601 with a UTC offset (e.g. 2025-11-10T22:00+00:00) or 'now', got {value!r}",
+                    fg="red", err=True)
+        raise typer.Exit(2)
+    return ts
+
+
+def _sim_params(**values):
+    from ray_gen.params import ParamsError, make_params
+
+    try:
+        return make_params(**{k: v for k, v in values.items() if v is not None})
+    except ParamsError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("seed")
+@friendly_errors
+def seed(
+    seed: int = SeedOpt, products: int = ProductsOpt, cities: int = CitiesOpt, warehouses: int = WarehousesOpt,
+    db: Optional[str] = typer.Option(None, "--db", help="database (default: settings.mongo_db)"),
+    profile: Optional[str] = ProfileOpt,
+):
+    """Write products_dim, warehouses_dim and cities_dim to the hot store (idempotent)."""
+    from ray_gen.runner import seed_dimensions
+
+    s = _settings(profile)
+    p = _sim_params(seed=seed, n_products=products, n_cities=cities, n_warehouses=warehouses,
+                    city_shards=1, warehouse_shards=1)
+    for name, c in seed_dimensions(p, s, database=db).items():
+        typer.echo(f"{name}: {c['documents']:,} documents ({c['inserted']:,} inserted, "
+                   f"{c['replaced']:,} replaced, {c['deleted']:,} deleted)")
+
+
+@app.command("generate")
+@friendly_errors
+def generate(
+    minutes: int = typer.Option(24 * 60, "--minutes", help="simulated minutes to generate"),
+    fast: bool = typer.Option(False, "--fast", help="fast-forward: as fast as the sink accepts"),
+    speed: Optional[float] = typer.Option(None, "--speed", help="real time: N simulated minutes per wall-clock minute"),
+    sink: str = typer.Option("mongo", "--sink", help="mongo, parquet or null"),
+    out: Optional[str] = typer.Option(None, "--out", help="output directory for --sink parquet"),
+    ray: str = typer.Option("local", "--ray", help="local (in-process Ray), stack (the stack's Ray head) or inline (no Ray)"),
+    city_shards: int = typer.Option(2, "--city-shards"),
+    warehouse_shards: int = typer.Option(2, "--warehouse-shards"),
+    rate: Optional[float] = typer.Option(None, "--rate", help="base orders per city-minute (before the flash curve)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="records per sink write"),
+    seed: int = SeedOpt, products: int = ProductsOpt, cities: int = CitiesOpt, warehouses: int = WarehousesOpt,
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="id prefix of this run's records (default r<seed>)"),
+    start: Optional[str] = typer.Option(
+        None, "--start", help="simulated start, ISO 8601 with offset, or 'now' (default: 2025-11-10T22:00Z with --fast, now with --speed)"),
+    db: Optional[str] = typer.Option(None, "--db", help="database (default: settings.mongo_db)"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    profile: Optional[str] = ProfileOpt,
+):
+    """Run the Ray flash-sale simulator into the hot store (or parquet/null) with a live progress bar."""
+    from ray_gen.runner import Target, generate as run_generate, print_summary
+    from ray_gen.sinks import SinkSpec
+
+    if fast == (speed is not None):
+        typer.secho("error: choose exactly one of --fast or --speed N", fg="red", err=True)
+        raise typer.Exit(2)
+    overrides = {"profile": profile} if profile else {}
+    s = load_settings(**overrides)
+    p = _sim_params(minutes=minutes, seed=seed, run_id=run_id or f"r{seed}", start=_sim_start(start, realtime=speed is not None),
+                    n_products=products, n_cities=cities,
+                    n_warehouses=warehouses, city_shards=city_shards, warehouse_shards=warehouse_shards,
+                    base_orders_per_city_minute=rate, batch_size=batch_size)
+    try:
+        spec = SinkSpec(kind=sink, path=out, database=db, settings_overrides=overrides)
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    summary = run_generate(p, spec, s, Target(ray), speed=speed, show_progress=not as_json)
+    print_summary(summary, as_json)
+    if not summary["consistent"]:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- archival (spark/archive_job.py)
+@app.command("archive")
+@friendly_errors
+def archive(
+    profile: Optional[str] = ProfileOpt,
+    master: Optional[str] = typer.Option(None, "--master", help="override the profile's Spark master"),
+    now: Optional[str] = typer.Option(None, "--now", help="data clock, ISO-8601 UTC (default: end of the newest hot bucket)"),
+    max_batches: int = typer.Option(0, "--max-batches", help="0 = every eligible hour"),
+    force: bool = typer.Option(False, "--force", help="archive eligible hours even below the thresholds"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Move cold hours from the hot store to the archive (Parquet by date/hour), verified, exactly once."""
+    import json
+
+    from spark.archive_run import run_archive
+
+    s = _settings(profile)
+    res = run_archive(s, master=master, now=now, max_batches=max_batches, force=force)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    typer.echo(f"archive to {s.archive_root}: {res['trigger']}")
+    for line in res["log"]:
+        typer.echo(f"  {line}")
+    if not res["batches"]:
+        typer.echo("  nothing to archive")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""Synthesis speed: the vectorized model against a per-record Python loop of the same model, same run.
+
+    .venv/bin/python -m bench.bench_synthesis [--orders 2000000] [--engine-minutes 30]
+
+Measures (1) order synthesis alone: Poisson arrivals, weighted product choice, units, log-normal
+price, first-come-first-served serving against stock, and the finished record (id, timestamp) --
+vectorized into Arrow batches vs a plain loop building one dict per order; (2) the whole simulation
+(orders + inventory events) on the null sink, in-process and on a local Ray with 2+2 shards.
+Writes bench/results/synthesis.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import random
+import resource
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from ray_gen import model
+from ray_gen.catalogue import build_catalogue
+from ray_gen.params import FlashCurve, make_params
+from ray_gen.records import orders_batch
+from ray_gen.shards import minute_start_ms
+from ray_gen.streams import CITY_ORDERS, rng_for
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def vectorized(p, cat, lam: float, city_minutes: int) -> int:
+    available = np.full(cat.n_products, 10**12)  # deep stock: measure synthesis, not stockouts
+    cdf = model.choice_cdf(cat, p, available)
+    rows = 0
+    for m in range(city_minutes):
+        c = m % p.n_cities
+        o = model.draw_orders(rng_for(p.seed, CITY_ORDERS, c, m), c, lam, cdf, cat, p)
+        served = model.serve_in_order(available, o.product, o.qty)
+        np.subtract.at(available, o.product[served], o.qty[served])
+        i = np.flatnonzero(served)
+        batch = orders_batch(p.run_id, minute_start_ms(p, m), m, o.city[i], o.seq[i], o.product[i], cat.seller[o.product[i]],
+                             np.zeros(len(i), np.int64), o.qty[i], np.round(o.qty[i] * o.unit_price[i], 2), o.offset_ms[i])
+        rows += batch.num_rows
+    return rows
+
+
+def per_record_loop(p, cat, lam: float, city_minutes: int) -> int:
+    """The same model, one order at a time, the way a straightforward generator is written."""
+    available = [10**12] * cat.n_products
+    weights = (cat.choice_weight * model.scarcity_multiplier(np.full(cat.n_products, 10**12), p)).tolist()
+    cdf = list(np.cumsum(weights))
+    total = cdf[-1]
+    price, sigma, category, seller = cat.discounted_price().tolist(), cat.category_sigma.tolist(), cat.category.tolist(), cat.seller.tolist()
+    rows = []
+    n_rows = 0
+    for m in range(city_minutes):
+        c = m % p.n_cities
+        rng = random.Random(hash((p.seed, c, m)))
+        start = p.start + timedelta(minutes=m)
+        n = _poisson(rng, lam)
+        offsets = sorted(rng.randrange(60_000) for _ in range(n))
+        for seq in range(n):
+            product = min(bisect.bisect_right(cdf, rng.random() * total), len(cdf) - 1)
+            qty = 1 + _poisson(rng, p.extra_units_mean)
+            unit = round(price[product] * math.exp(sigma[category[product]] * rng.gauss(0, 1)), 2)
+            if available[product] < qty:
+                continue  # lost
+            available[product] -= qty
+            rows.append({
+                "order_id": f"o-{p.run_id}-{c}-{m}-{seq}", "product_id": product, "seller_id": seller[product],
+                "warehouse_id": 0, "city_id": c, "order_qty": qty, "order_value": round(qty * unit, 2),
+                "order_ts": start + timedelta(milliseconds=offsets[seq]),
+            })
+        n_rows += len(rows)
+        rows.clear()
+    return n_rows
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam > 30:  # normal approximation keeps the loop from being unfairly slow for big lambdas
+        return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
+    threshold, k, prod = math.exp(-lam), 0, rng.random()
+    while prod > threshold:
+        k += 1
+        prod *= rng.random()
+    return k
+
+
+def timed(fn, *args):
+    t = time.perf_counter()
+    rows = fn(*args)
+    return rows, time.perf_counter() - t
+
+
+def main(
+    orders: int = typer.Option(2_000_000, help="orders for the vectorized measurement"),
+    loop_orders: int = typer.Option(200_000, help="orders for the per-record loop (it is slow)"),
+    engine_minutes: int = typer.Option(30, help="simulated minutes for the whole-engine measurement"),
+    engine_rate: float = typer.Option(2_500.0, help="base orders per city-minute for the whole-engine measurement"),
+    skip_ray: bool = typer.Option(False, help="skip the local-Ray engine measurement"),
+):
+    p = make_params(n_products=20_000, flash=FlashCurve.flat())
+    cat = build_catalogue(p)
+    lam = 5_000.0
+    vec_rows, vec_s = timed(vectorized, p, cat, lam, max(1, int(orders / lam)))
+    loop_rows, loop_s = timed(per_record_loop, p, cat, lam, max(1, int(loop_orders / lam)))
+    results = {
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
+        "order_synthesis": {
+            "vectorized_records": vec_rows, "vectorized_seconds": round(vec_s, 3),
+            "vectorized_records_per_s": round(vec_rows / vec_s),
+            "loop_records": loop_rows, "loop_seconds": round(loop_s, 3), "loop_records_per_s": round(loop_rows / loop_s),
+        },
+    }
+    results["order_synthesis"]["speedup"] = round((vec_rows / vec_s) / (loop_rows / loop_s), 1)
+
+    from ray_gen.engine import LocalBackend, RayBackend, run
+    from ray_gen.sinks import SinkSpec
+
+    ep = make_params(minutes=engine_minutes, base_orders_per_city_minute=engine_rate, batch_size=50_000,
+                     city_shards=1, warehouse_shards=1)
+    t = time.perf_counter()
+    prog, _, _ = run(ep, SinkSpec("null"), LocalBackend())
+    s = time.perf_counter() - t
+    results["engine_inline_null"] = {"records": prog.records, "seconds": round(s, 2), "records_per_s": round(prog.records / s),
+                                     "orders": prog.orders, "inventory_events": prog.inventory_events}
+    if not skip_ray:
+        from flashsale.settings import get_settings
+
+        backend = RayBackend(num_cpus=2, ray_env=get_settings().ray_env())
+        try:
+            ep2 = ep.replace(city_shards=2, warehouse_shards=2)
+            t = time.perf_counter()
+            prog, _, _ = run(ep2, SinkSpec("null"), backend)
+            s = time.perf_counter() - t
+        finally:
+            backend.shutdown()
+        results["engine_local_ray_2x2_null"] = {"records": prog.records, "seconds": round(s, 2),
+                                                "records_per_s": round(prog.records / s)}
+    results["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    results["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "synthesis.json").write_text(json.dumps(results, indent=2) + "\n")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("measurement", "records", "seconds", "records/s")
+    o = results["order_synthesis"]
+    table.add_row("orders: vectorized model", f"{o['vectorized_records']:,}", str(o["vectorized_seconds"]), f"{o['vectorized_records_per_s']:,}")
+    table.add_row("orders: per-record loop", f"{o['loop_records']:,}", str(o["loop_seconds"]), f"{o['loop_records_per_s']:,}")
+    for key in ("engine_inline_null", "engine_local_ray_2x2_null"):
+        if key in results:
+            r = results[key]
+            table.add_row(key.replace("_", " "), f"{r['records']:,}", str(r["seconds"]), f"{r['records_per_s']:,}")
+    Console().print(table)
+    Console().print(f"speedup vectorized / loop: {o['speedup']}x  (goal >= 20x, >= 2M records/s)")
+
+
+if __name__ == "__main__":
+    typer.run(main)

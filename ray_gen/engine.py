@@ -1,0 +1,166 @@
+"""Drives the tick protocol over the shards, in-process or on Ray, with pacing, progress and clean stop.
+
+The driver never touches records: on Ray it only passes object references between actors (the
+proposals go straight from city actors to warehouse actors) and collects small per-tick stats.
+At most `max_in_flight` ticks are outstanding, so memory is state plus about one batch per shard.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ray_gen.params import SimParams
+from ray_gen.shards import CityShard, WarehouseShard, split
+from ray_gen.catalogue import build_catalogue
+from ray_gen.sinks import SinkSpec
+
+
+@dataclass
+class Progress:
+    minute: int = -1  # last simulated minute fully committed
+    orders: int = 0
+    inventory_events: int = 0
+    requests: int = 0
+    lost_orders: int = 0
+    lost_units: int = 0
+    stockouts: int = 0  # SKU x warehouse transitions to zero available
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def records(self) -> int:
+        return self.orders + self.inventory_events
+
+    def add(self, tick_stats: list[dict]) -> None:
+        for s in tick_stats:
+            for k in ("orders", "inventory_events", "requests", "lost_orders", "lost_units", "stockouts"):
+                setattr(self, k, getattr(self, k) + s.get(k, 0))
+
+
+class LocalBackend:
+    """Shards as plain objects in this process: the reference implementation and the unit-test path."""
+
+    def city(self, p, k, sink):
+        return CityShard(p, k, sink)
+
+    def warehouse(self, p, k, sink):
+        return WarehouseShard(p, k, sink)
+
+    def call(self, shard, method, *args, num_returns=1):
+        return getattr(shard, method)(*args)
+
+    def get(self, values):
+        return values
+
+    def shutdown(self):
+        pass
+
+
+class RayBackend:
+    """Shards as Ray actors. `address=None` starts a local Ray; otherwise joins that cluster."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, ray_env: dict | None = None):
+        os.environ.update(ray_env or {})  # token auth must be configured before ray is imported
+        import ray
+
+        self.ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            kwargs = {"address": address} if address else {"num_cpus": num_cpus or 2, "include_dashboard": False}
+            ray.init(log_to_driver=True, configure_logging=False, **kwargs)
+        # num_cpus=0: shards are mostly waiting on each other and the sink; let them share 2 cores
+        self._city = ray.remote(num_cpus=0)(CityShard)
+        self._warehouse = ray.remote(num_cpus=0)(WarehouseShard)
+
+    def city(self, p, k, sink):
+        return self._city.remote(p, k, sink)
+
+    def warehouse(self, p, k, sink):
+        return self._warehouse.remote(p, k, sink)
+
+    def call(self, shard, method, *args, num_returns=1):
+        return getattr(shard, method).options(num_returns=num_returns).remote(*args)
+
+    def get(self, refs):
+        return self.ray.get(refs)
+
+    def shutdown(self):
+        if self._started:
+            self.ray.shutdown()
+
+
+def run(
+    p: SimParams, sink: SinkSpec, backend=None, speed: float | None = None,
+    on_progress: Callable[[Progress], None] | None = None, max_in_flight: int = 3,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> tuple[Progress, dict, bool]:
+    """Simulate p.minutes minutes. speed=None: fast-forward; speed=N: N simulated minutes per wall minute.
+
+    Returns (progress, per-shard write counts merged by collection, interrupted).
+    """
+    backend = backend or LocalBackend()
+    build_catalogue(p)  # fail fast on the driver, before any actor starts
+    cities = [backend.city(p, k, sink) for k in range(p.city_shards)]
+    warehouses = [backend.warehouse(p, k, sink) for k in range(p.warehouse_shards)]
+    cat = build_catalogue(p)
+    wh_shard_of = {int(w): k for k, ws in enumerate(split(p.n_warehouses, p.warehouse_shards)) for w in ws}
+    city_members = split(p.n_cities, p.city_shards)
+    # which warehouse shards each city shard talks to (and back): only those serving its cities
+    deps = [sorted({wh_shard_of[int(cat.city_warehouse[c])] for c in cs}) for cs in city_members]
+    feeders = [[k for k, d in enumerate(deps) if w in d] for w in range(p.warehouse_shards)]
+
+    snapshots = backend.get([backend.call(w, "snapshot") for w in warehouses])
+    progress = Progress()
+    in_flight: list[tuple[int, list]] = []
+    interrupted = False
+    wall_start = time.monotonic()
+
+    def drain(keep: int) -> None:
+        while len(in_flight) > keep:
+            minute, refs = in_flight.pop(0)
+            progress.add(backend.get(refs))
+            progress.minute = minute
+            if on_progress:
+                on_progress(progress)
+
+    try:
+        for minute in range(p.minutes):
+            if should_stop():
+                interrupted = True
+                break
+            if speed:  # real time: minute m may start only at wall_start + m * 60 / speed
+                delay = wall_start + minute * 60.0 / speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            proposals = [backend.call(c, "propose", minute, *[snapshots[w] for w in deps[k]]) for k, c in enumerate(cities)]
+            results = [
+                backend.call(w, "reserve", minute, *[proposals[k] for k in feeders[j]], num_returns=3)
+                for j, w in enumerate(warehouses)
+            ]
+            served = [r[0] for r in results]
+            snapshots = [r[1] for r in results]
+            commits = [backend.call(c, "commit", minute, *[served[w] for w in deps[k]]) for k, c in enumerate(cities)]
+            in_flight.append((minute, commits + [r[2] for r in results]))
+            drain(max_in_flight)
+    except KeyboardInterrupt:
+        interrupted = True  # stop issuing ticks; what was generated is still flushed below
+    finally:
+        drain_ok = True
+        try:
+            drain(0)
+        except KeyboardInterrupt:
+            drain_ok = False
+        counts = _merge(backend.get([backend.call(s, "close") for s in cities + warehouses])) if drain_ok else {}
+    return progress, counts, interrupted
+
+
+def _merge(per_shard: list[dict]) -> dict:
+    out: dict[str, dict] = {}
+    for shard in per_shard:
+        for coll, c in shard.items():
+            acc = out.setdefault(coll, {})
+            for k, v in c.items():
+                acc[k] = acc.get(k, 0) + v
+    return out

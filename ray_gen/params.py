@@ -1,0 +1,102 @@
+"""Simulator parameters: one frozen, validated object. Bad input names the field; nothing is coerced."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Pos = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+
+# 11.11 sale: the simulated clock starts two hours before midnight (warm-up), the spike hits at 00:00
+DEFAULT_START = datetime(2025, 11, 10, 22, 0, tzinfo=timezone.utc)
+
+
+class FlashCurve(BaseModel):
+    """Flash intensity over the sale: warm-up ramp, a spike at `spike_minute`, exponential decay, later waves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    warmup_level: NonNeg = 0.4  # intensity at minute 0, ramping linearly to 1.0 at the spike
+    spike_minute: Annotated[int, Field(ge=0)] = 120
+    spike_peak: NonNeg = 8.0  # extra intensity at the spike (total = 1 + peak)
+    spike_decay_minutes: Pos = 25.0
+    waves: tuple[tuple[int, float, float], ...] = ((360, 3.0, 15.0), (720, 2.0, 15.0))  # (minute, peak, decay)
+
+    @classmethod
+    def flat(cls) -> "FlashCurve":
+        """No sale: constant intensity 1 (the control for 'stockouts need a spike')."""
+        return cls(warmup_level=1.0, spike_peak=0.0, waves=())
+
+
+class SimParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    seed: Annotated[int, Field(ge=0)] = 1111
+    run_id: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_]+$")] = "r1111"
+    start: AwareDatetime = DEFAULT_START
+    minutes: Annotated[int, Field(ge=1)] = 24 * 60
+
+    # catalogue sizes
+    n_cities: Annotated[int, Field(ge=1, le=500)] = 27
+    n_warehouses: Annotated[int, Field(ge=1, le=200)] = 20
+    n_products: Annotated[int, Field(ge=1, le=1_000_000)] = 20_000
+    n_categories: Annotated[int, Field(ge=1, le=100)] = 12
+    n_sellers: Annotated[int, Field(ge=1)] = 1_500
+
+    # demand
+    base_orders_per_city_minute: Pos = 20.0  # lambda before intensity, discount, city and pressure factors
+    flash: FlashCurve = FlashCurve()
+    discount_elasticity: NonNeg = 1.5  # demand x (1 - discount)^-elasticity
+    popularity_tail: Annotated[float, Field(gt=0.5, le=5)] = 1.1  # Pareto alpha: smaller = heavier tail
+    scarcity_boost: NonNeg = 1.0  # "only N left": weight x (1 + boost * exp(-available / scale))
+    scarcity_scale_units: Pos = 10.0
+    extra_units_mean: NonNeg = 0.25  # units per order = 1 + Poisson(extra_units_mean)
+    price_sigma_min: NonNeg = 0.05  # per-category log-price sigma is drawn in [min, max]
+    price_sigma_max: NonNeg = 0.25
+
+    # inventory and fulfilment
+    stock_cover_minutes: Pos = 180.0  # initial stock = this many minutes of baseline demand (x noise)
+    min_initial_stock: Annotated[int, Field(ge=0)] = 5
+    safety_z: NonNeg = 4.0  # safety stock = z * sqrt(expected units): covers Poisson noise, not a flash spike
+    reorder_cover_minutes: Pos = 90.0  # reorder when available < this many minutes of baseline demand (> lead time)
+    restock_cover_minutes: Pos = 120.0  # a restock brings this many minutes of baseline demand
+    restock_lead_minutes: Annotated[int, Field(ge=1)] = 45
+    base_fulfillment_minutes: Pos = 30.0
+    max_fulfillment_minutes: Pos = 24 * 60.0
+    capacity_headroom: Pos = 2.5  # warehouse capacity = headroom x its baseline orders per minute
+    pressure_sensitivity: NonNeg = 0.5  # demand x 1 / (1 + s * max(0, load - 1)) for overloaded warehouses
+
+    # distribution and sinks
+    city_shards: Annotated[int, Field(ge=1, le=256)] = 2
+    warehouse_shards: Annotated[int, Field(ge=1, le=256)] = 2
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000  # records per sink write
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SimParams":
+        if self.price_sigma_max < self.price_sigma_min:
+            raise ValueError("price_sigma_max must be >= price_sigma_min")
+        if self.city_shards > self.n_cities:
+            raise ValueError(f"city_shards ({self.city_shards}) must be <= n_cities ({self.n_cities})")
+        if self.warehouse_shards > self.n_warehouses:
+            raise ValueError(f"warehouse_shards ({self.warehouse_shards}) must be <= n_warehouses ({self.n_warehouses})")
+        return self
+
+    def replace(self, **changes) -> "SimParams":
+        return make_params(**{**dict(self), **changes})
+
+
+class ParamsError(ValueError):
+    """A simulator parameter is invalid; the message names the field."""
+
+
+def make_params(**values) -> SimParams:
+    """Build SimParams, turning pydantic's report into one line that names the bad field."""
+    try:
+        return SimParams(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "params"
+        raise ParamsError(f"simulator parameter {field}: {err['msg']} (got {err.get('input')!r})") from None

@@ -1,0 +1,203 @@
+"""The two kinds of shard. Plain classes: the Ray actors are these classes wrapped, tests use them directly.
+
+Per simulated minute t (the tick protocol, driven by ray_gen.engine):
+  1. CityShard.propose(t, *snapshots)  -> its cities' order requests (drawn against the stock
+     snapshot each warehouse published at the end of t-1)
+  2. WarehouseShard.reserve(t, *proposals) -> one batched call per tick: arrivals and shipments, then
+     the requests served in (city, seq) order; emits inventory_fact; returns served masks + snapshot
+  3. CityShard.commit(t, *served) -> orders_fact for the served requests
+Nothing depends on which shard holds which entity, so 1 shard and 4 shards give identical records.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ray_gen import model
+from ray_gen.catalogue import build_catalogue
+from ray_gen.params import SimParams
+from ray_gen.records import inventory_batch, orders_batch
+from ray_gen.sinks import ShardWriter, SinkSpec
+from ray_gen.streams import CITY_ORDERS, WAREHOUSE_RESTOCK, rng_for
+
+
+def split(ids: int, shards: int) -> list[np.ndarray]:
+    """Contiguous, deterministic shard membership."""
+    return [a.astype(np.int64) for a in np.array_split(np.arange(ids), shards)]
+
+
+def minute_start_ms(p: SimParams, minute: int) -> int:
+    return int(p.start.timestamp() * 1000) + minute * 60_000
+
+
+class CityShard:
+    def __init__(self, p: SimParams, shard: int, sink: SinkSpec):
+        self.p, self.shard = p, shard
+        self.cat = build_catalogue(p)
+        self.cities = split(p.n_cities, p.city_shards)[shard]
+        self.writer = ShardWriter(sink, f"city-{shard:03d}", p.batch_size)
+        self._pending: model.Orders | None = None
+        self._pending_minute = -1
+
+    def propose(self, minute: int, *snapshots: dict) -> dict:
+        """Draw this minute's order requests for every city of the shard."""
+        available, load = {}, np.zeros(self.cat.n_warehouses)
+        for snap in snapshots:
+            available.update(snap["available"])
+            load[snap["warehouses"]] = snap["load"]
+        lam = model.city_lambda(self.p, self.cat, minute, model.warehouse_pressure(load, self.p))
+        cdfs: dict[int, np.ndarray] = {}
+        parts = []
+        for c in self.cities:
+            w = int(self.cat.city_warehouse[c])
+            if w not in cdfs:
+                cdfs[w] = model.choice_cdf(self.cat, self.p, available[w])
+            rng = rng_for(self.p.seed, CITY_ORDERS, int(c), minute)
+            parts.append(model.draw_orders(rng, int(c), float(lam[c]), cdfs[w], self.cat, self.p))
+        orders = model.Orders.concat(parts)
+        self._pending, self._pending_minute = orders, minute
+        return {
+            "shard": self.shard, "city": orders.city, "seq": orders.seq, "product": orders.product,
+            "qty": orders.qty, "warehouse": self.cat.city_warehouse[orders.city],
+        }
+
+    def commit(self, minute: int, *served_maps: dict) -> dict:
+        """Emit orders_fact for the requests the warehouses served."""
+        if self._pending_minute != minute:
+            raise RuntimeError(f"commit for minute {minute} but minute {self._pending_minute} is pending")
+        o = self._pending
+        served = np.zeros(len(o), dtype=bool)
+        for m in served_maps:
+            if self.shard in m:
+                served |= m[self.shard]
+        idx = np.flatnonzero(served)
+        product = o.product[idx]
+        batch = orders_batch(
+            self.p.run_id, minute_start_ms(self.p, minute), minute,
+            city=o.city[idx], seq=o.seq[idx], product=product, seller=self.cat.seller[product],
+            warehouse=self.cat.city_warehouse[o.city[idx]], qty=o.qty[idx],
+            value=np.round(o.qty[idx] * o.unit_price[idx], 2), offset_ms=o.offset_ms[idx],
+        )
+        self.writer.add("orders_fact", batch)
+        self._pending = None
+        return {"orders": len(idx), "requests": len(o)}
+
+    def close(self) -> dict:
+        return self.writer.close()
+
+
+class WarehouseShard:
+    def __init__(self, p: SimParams, shard: int, sink: SinkSpec):
+        self.p, self.shard = p, shard
+        cat = self.cat = build_catalogue(p)
+        self.warehouses = split(p.n_warehouses, p.warehouse_shards)[shard]
+        self.local = {int(w): i for i, w in enumerate(self.warehouses)}
+        n_p = cat.n_products
+        self.on_hand = cat.initial_stock[self.warehouses].astype(np.int64)  # physically in the warehouse
+        self.reserved = np.zeros_like(self.on_hand)  # promised to orders, not yet shipped
+        rate = cat.baseline_rate[self.warehouses]
+        lead_demand = rate * p.reorder_cover_minutes
+        self.reorder_point = np.ceil(lead_demand + p.safety_z * np.sqrt(lead_demand)).astype(np.int64)
+        self.restock_size = np.ceil(rate * p.restock_cover_minutes).astype(np.int64) + p.min_initial_stock
+        self.restock_due = np.full(self.on_hand.shape, -1, dtype=np.int64)  # minute a pending restock lands
+        self.shipments: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # due minute -> (flat index, units)
+        self.capacity = cat.warehouse_capacity[self.warehouses].astype(np.float64)
+        self.load = np.zeros(len(self.warehouses))
+        self.delay = model.fulfillment_delay(self.load, p)
+        self.n_products = n_p
+        self.writer = ShardWriter(sink, f"warehouse-{shard:03d}", p.batch_size)
+
+    def snapshot(self) -> dict:
+        """What cities see when they choose: available stock and last minute's load per warehouse."""
+        available = self.on_hand - self.reserved
+        return {
+            "warehouses": self.warehouses, "load": self.load.copy(),
+            "available": {int(w): available[i] for i, w in enumerate(self.warehouses)},
+        }
+
+    def reserve(self, minute: int, *proposals: dict) -> tuple[dict, dict, dict]:
+        on_hand, reserved = self.on_hand.reshape(-1), self.reserved.reshape(-1)  # flat views
+        changed = [np.arange(on_hand.size)] if minute == 0 else []  # minute 0: the opening stock of every SKU
+        avail_before = on_hand - reserved
+
+        # restocks landing now
+        due = np.flatnonzero(self.restock_due.reshape(-1) == minute)
+        on_hand[due] += self.restock_size.reshape(-1)[due]
+        self.restock_due.reshape(-1)[due] = -1
+        changed.append(due)
+        # reserved units whose fulfilment delay has passed leave the building
+        idx, units = self.shipments.pop(minute, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        np.subtract.at(on_hand, idx, units)
+        np.subtract.at(reserved, idx, units)
+        changed.append(idx)
+
+        # requests for our warehouses, in (city, seq) order whatever shard they came from
+        mine = [(prop, np.flatnonzero(np.isin(prop["warehouse"], self.warehouses))) for prop in proposals]
+        city = np.concatenate([pr["city"][i] for pr, i in mine]) if mine else np.zeros(0, np.int64)
+        seq = np.concatenate([pr["seq"][i] for pr, i in mine]) if mine else np.zeros(0, np.int64)
+        product = np.concatenate([pr["product"][i] for pr, i in mine]) if mine else np.zeros(0, np.int64)
+        qty = np.concatenate([pr["qty"][i] for pr, i in mine]) if mine else np.zeros(0, np.int64)
+        wh = np.concatenate([pr["warehouse"][i] for pr, i in mine]) if mine else np.zeros(0, np.int64)
+        order = np.lexsort((seq, city))
+        local_wh = np.array([self.local[int(w)] for w in np.unique(wh)], dtype=np.int64)
+        lookup = np.zeros(self.cat.n_warehouses, dtype=np.int64)
+        lookup[np.unique(wh)] = local_wh
+        key = lookup[wh] * self.n_products + product
+        served_sorted = model.serve_in_order(on_hand - reserved, key[order], qty[order])
+        served = np.empty_like(served_sorted)
+        served[order] = served_sorted
+        np.add.at(reserved, key[served], qty[served])
+        changed.append(key[served])
+
+        # load and delay: orders served this minute against capacity
+        self.load = np.bincount(lookup[wh[served]], minlength=len(self.warehouses)) / self.capacity
+        self.delay = model.fulfillment_delay(self.load, self.p)
+        ship_at = minute + np.ceil(self.delay[lookup[wh[served]]]).astype(np.int64)
+        for due_minute in np.unique(ship_at):
+            sel = ship_at == due_minute
+            old_i, old_u = self.shipments.get(int(due_minute), (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            self.shipments[int(due_minute)] = (np.r_[old_i, key[served][sel]], np.r_[old_u, qty[served][sel]])
+
+        available = on_hand - reserved
+        if (available < 0).any() or (on_hand < 0).any() or (reserved < 0).any():  # an invariant, not input
+            raise AssertionError("inventory went negative: the serving rule is broken")
+        self._order_restocks(minute, available)
+
+        stats = self._emit_inventory(minute, np.unique(np.concatenate(changed)))
+        stats.update(
+            lost_orders=int((~served).sum()), lost_units=int(qty[~served].sum()),
+            stockouts=int(((avail_before > 0) & (available <= 0)).sum()),
+            stocked_out_skus=int((available <= 0).sum()),
+        )
+        offsets = np.cumsum([0] + [len(i) for _, i in mine])
+        served_by_shard = {}
+        for k, (pr, i) in enumerate(mine):
+            mask = np.zeros(len(pr["city"]), dtype=bool)
+            mask[i] = served[offsets[k]:offsets[k + 1]]
+            served_by_shard[pr["shard"]] = mask
+        return served_by_shard, self.snapshot(), stats
+
+    def _order_restocks(self, minute: int, available: np.ndarray) -> None:
+        """SKUs at or under their reorder point with nothing on the way get a restock after a lead time."""
+        need = (available.reshape(self.on_hand.shape) <= self.reorder_point) & (self.restock_due < 0)
+        for i, w in enumerate(self.warehouses):
+            products = np.flatnonzero(need[i])
+            if len(products) == 0:
+                continue
+            rng = rng_for(self.p.seed, WAREHOUSE_RESTOCK, int(w), minute)
+            lead = self.p.restock_lead_minutes
+            self.restock_due[i, products] = minute + lead + rng.integers(0, lead // 3 + 1, len(products))
+
+    def _emit_inventory(self, minute: int, flat: np.ndarray) -> dict:
+        local_wh, product = np.divmod(flat, self.n_products)
+        batch = inventory_batch(
+            self.p.run_id, minute_start_ms(self.p, minute) + 59_999, minute,
+            warehouse=self.warehouses[local_wh], product=product,
+            on_hand=self.on_hand.reshape(-1)[flat], reserved=self.reserved.reshape(-1)[flat],
+            delay=np.round(self.delay[local_wh], 3),
+        )
+        self.writer.add("inventory_fact", batch)
+        return {"inventory_events": len(flat)}
+
+    def close(self) -> dict:
+        return self.writer.close()

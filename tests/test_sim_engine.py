@@ -1,0 +1,124 @@
+"""The whole simulation in-process (shards as plain objects, Parquet files as the sink): dynamics,
+invariants and determinism. Ray and the hot store are exercised in test_sim_services.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT, validate
+from ray_gen.engine import run
+from ray_gen.params import FlashCurve, make_params
+from ray_gen.sinks import SinkSpec
+
+BASE = dict(n_products=3_000, minutes=200, city_shards=1, warehouse_shards=1, batch_size=20_000)
+
+
+def simulate(tmp_path, name, **params):
+    out = tmp_path / name
+    p = make_params(**{**BASE, **params})
+    progress, counts, interrupted = run(p, SinkSpec("parquet", path=str(out)))
+    tables = {c: ds.dataset(out / c, format="parquet").to_table() for c in ("orders_fact", "inventory_fact")}
+    return p, progress, counts, tables
+
+
+def sorted_by_key(table: pa.Table, key: str) -> pa.Table:
+    return table.sort_by(key)
+
+
+@pytest.fixture(scope="module")
+def sale(tmp_path_factory):
+    return simulate(tmp_path_factory.mktemp("sale"), "sale")
+
+
+def test_one_shard_and_four_shards_give_identical_records(tmp_path, sale):
+    _, _, _, one = sale
+    _, _, _, four = simulate(tmp_path, "four", city_shards=4, warehouse_shards=4)
+    for name, key in (("orders_fact", "order_id"), ("inventory_fact", "inventory_event_id")):
+        assert one[name].num_rows > 0
+        assert sorted_by_key(one[name], key).equals(sorted_by_key(four[name], key)), name
+
+
+def test_same_seed_same_records_other_seed_other_records(tmp_path, sale):
+    p, _, _, first = sale
+    _, _, _, again = simulate(tmp_path, "again", minutes=30)
+    _, _, _, other = simulate(tmp_path, "other", minutes=30, seed=7)
+    cutoff = pa.scalar(p.start + timedelta(minutes=30), pa.timestamp("ms", tz="UTC"))
+    head = first["orders_fact"].filter(pa.compute.less(first["orders_fact"]["order_ts"], cutoff))
+    assert head.num_rows > 0
+    # a shorter run with the same seed is exactly the first minutes of the longer one, ids included
+    assert sorted_by_key(head, "order_id").equals(sorted_by_key(again["orders_fact"], "order_id"))
+    assert not np.array_equal(again["orders_fact"]["product_id"].to_numpy()[:500], other["orders_fact"]["product_id"].to_numpy()[:500])
+
+
+def test_every_record_meets_its_contract_and_ids_are_unique(sale):
+    _, progress, counts, tables = sale
+    for contract in (ORDERS_FACT, INVENTORY_FACT):
+        t = tables[contract.name]
+        for record in t.slice(0, 20_000).to_pylist():
+            validate(contract, record)
+        assert len(set(t[contract.key].to_pylist())) == t.num_rows
+        assert counts[contract.name]["generated"] == counts[contract.name]["written"] == t.num_rows
+    assert progress.orders == tables["orders_fact"].num_rows
+    assert progress.requests == progress.orders + progress.lost_orders  # unmet demand is lost, not sold
+
+
+def test_inventory_never_goes_negative_and_reserved_is_on_hand(sale):
+    _, _, _, tables = sale
+    inv = tables["inventory_fact"]
+    on_hand, reserved = inv["inventory_on_hand"].to_numpy(), inv["reserved_stock"].to_numpy()
+    assert on_hand.min() >= 0 and reserved.min() >= 0
+    assert np.all(reserved <= on_hand)
+    assert (on_hand == reserved).any()  # some SKUs really ran out of sellable stock
+
+
+def test_inventory_events_account_for_every_sold_unit(sale):
+    """Stock falls exactly by what was sold and shipped: on_hand_end = opening + restocks - shipped."""
+    p, _, _, tables = sale
+    inv = tables["inventory_fact"].to_pandas()
+    orders = tables["orders_fact"].to_pandas()
+    last = inv.sort_values("inventory_ts").groupby(["warehouse_id", "product_id"]).last()
+    first = inv.sort_values("inventory_ts").groupby(["warehouse_id", "product_id"]).first()
+    sold = orders.groupby(["warehouse_id", "product_id"])["order_qty"].sum()
+    # units sold are either still reserved or already shipped out of on_hand; restocks only add
+    shipped_or_reserved = (first["inventory_on_hand"] - last["inventory_on_hand"]) + last["reserved_stock"]
+    gap = (sold.reindex(last.index, fill_value=0) - shipped_or_reserved)
+    assert (gap >= 0).all()  # >= 0: restocks (which add stock) are the only other change
+    no_restock = gap == 0
+    assert no_restock.mean() > 0.5
+
+
+def test_top_one_percent_of_skus_take_a_heavy_share_of_orders(sale):
+    p, _, _, tables = sale
+    per_sku = np.bincount(tables["orders_fact"]["product_id"].to_numpy(), minlength=p.n_products)
+    top = np.sort(per_sku)[::-1][: p.n_products // 100]
+    share = top.sum() / per_sku.sum()
+    assert share > 0.15, share  # a uniform choice would give 1%
+
+
+def test_stockouts_emerge_under_a_flash_spike_and_not_without_one(tmp_path, sale):
+    _, spike, _, _ = sale
+    _, flat, _, _ = simulate(tmp_path, "flat", flash=FlashCurve.flat())
+    assert spike.stockouts >= 50
+    assert spike.lost_orders > 0.005 * spike.requests
+    assert flat.stockouts <= spike.stockouts / 20  # a normal day: safety stock absorbs Poisson noise
+    assert flat.lost_orders < 0.001 * flat.requests
+
+
+def test_stop_request_flushes_what_was_generated(tmp_path):
+    out = tmp_path / "stopped"
+    p = make_params(**{**BASE, "minutes": 100})
+    calls = {"n": 0}
+
+    def stop_after_ten_checks():
+        calls["n"] += 1
+        return calls["n"] > 10
+
+    progress, counts, interrupted = run(p, SinkSpec("parquet", path=str(out)), should_stop=stop_after_ten_checks)
+    assert interrupted and progress.minute == 9
+    stored = ds.dataset(out / "orders_fact", format="parquet").count_rows()
+    assert stored == counts["orders_fact"]["generated"] == progress.orders > 0
