@@ -155,16 +155,21 @@ def test_airflow_healthy_with_generated_admin_password(stack):
     assert http_status(f"http://{stack.bind_host}:{stack.airflow_port}/api/v2/dags") == 401
 
 
+def python_in_airflow_env(stack, code: str, timeout: float = 180) -> str:
+    """Run Python with the stack's Airflow environment; return its stdout."""
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **airflow_env(stack)},
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
 def test_dags_folder_parses_without_import_errors(stack):
     code = (
         "from airflow.dag_processing.dagbag import DagBag\n"
         "import json; bag = DagBag()  # dags_folder and load_examples=False come from the env\n"
         "print(json.dumps({'dags': sorted(bag.dag_ids), 'errors': {k: str(v) for k, v in bag.import_errors.items()}}))"
     )
-    env = {**os.environ, **airflow_env(stack)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(python_in_airflow_env(stack, code).strip().splitlines()[-1])
     assert result["errors"] == {}
 
 
@@ -174,10 +179,7 @@ def test_airflow_connections_come_from_settings(stack):
         "for cid in ('spark_local', 'spark_yarn', 'flashsale_mongo', 'flashsale_redis'):\n"
         "    c = BaseHook.get_connection(cid); print(cid, c.conn_type, c.host, c.port)\n"
     )
-    env = {**os.environ, **airflow_env(stack)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
+    lines = dict(line.split(" ", 1) for line in python_in_airflow_env(stack, code).strip().splitlines())
     assert lines["spark_local"].startswith("spark local[*]")
     assert lines["spark_yarn"].startswith("spark yarn")
     assert lines["flashsale_redis"] == f"redis {stack.bind_host} {stack.redis_port}"
