@@ -153,6 +153,7 @@ def test_archive_moves_old_hours_exactly_once(archive_settings):
 
 
 @pytest.mark.services
+@pytest.mark.timeout(2400)  # 40 Spark runs: ~15 min on 2 loaded cores
 def test_crash_at_every_step_then_rerun_reconciles(archive_settings):
     s = archive_settings
     rng = random.Random(20261111)
