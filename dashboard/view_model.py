@@ -1,0 +1,368 @@
+"""Snapshot -> display models. Plain functions on plain dicts: no Streamlit, no Redis, no clock.
+
+The Streamlit page (dashboard/app.py) only renders what :func:`resolve` returns. Everything a manager
+reads (tile values, alert rows and their order, freshness text, stale/down banners, what is greyed out)
+is decided here, so it is tested without a browser (tests/test_dashboard_view_model.py).
+
+Snapshot fields are those of the Redis contract (flashsale/redis_keys.py). Missing optional fields
+degrade to "—" / empty tables instead of raising: an older or partial snapshot must never put a
+traceback on screen.
+
+Urgency order of the alerts table (most urgent first):
+  1. alerts that are ``clearing`` (P below the exit threshold, about to close) go last;
+  2. higher P(stockout within the horizon) first;
+  3. then the earlier pessimistic ETA (unknown ETA = no demand: last);
+  4. then ``alert_id`` (stable order between refreshes).
+This matches the KPI job's own order except that clearing alerts never sit among open ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone, tzinfo
+from typing import Any
+
+UTC = timezone.utc
+
+# action -> (label, background colour of the cell). Acting actions are upper case and coloured; "monitor" is
+# lower case and grey, so the difference survives greyscale (stale view) and colour blindness. No emoji:
+# servers and kiosks often lack an emoji font.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "pause_ads": ("PAUSE ADS", "#f8c4c4"),
+    "restock": ("RESTOCK", "#fddcaa"),
+    "reroute": ("REROUTE", "#c6ddfa"),
+    "monitor": ("monitor", "#ececec"),
+}
+UI_LABELS = {"airflow": "Airflow", "yarn_resourcemanager": "YARN", "hdfs_namenode": "HDFS", "ray_dashboard": "Ray"}
+ALERT_COLUMNS = ("Product", "Warehouse", "City", "ETA median", "ETA pessim.", "P(stockout)", "Action", "Reason")
+
+
+# ------------------------------------------------------------------ formatting
+def parse_ts(value: Any) -> datetime | None:
+    """ISO-8601 -> aware datetime (naive = UTC); None when absent or unparsable."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def format_age(seconds: float) -> str:
+    """14 -> "14 s ago", 185 -> "3 min 5 s ago", 7300 -> "2 h 1 min ago"."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s ago"
+    if s < 3600:
+        m, r = divmod(s, 60)
+        return f"{m} min {r} s ago" if r else f"{m} min ago"
+    h, r = divmod(s, 3600)
+    return f"{h} h {r // 60} min ago"
+
+
+def format_eta(minutes: Any) -> str:
+    """Minutes to stock out -> "0 min" / "38 min" / "2 h 05 min"; None (no demand) -> "—"."""
+    if minutes is None or not isinstance(minutes, (int, float)) or not math.isfinite(minutes):
+        return "—"
+    m = max(0.0, float(minutes))
+    if m < 10:
+        return f"{m:.1f} min"
+    if m < 120:
+        return f"{m:.0f} min"
+    h, r = divmod(int(round(m)), 60)
+    return f"{h} h {r:02d} min"
+
+
+def _num(v: Any, default: float = 0.0) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else default
+
+
+def _int(v: Any) -> int:
+    return int(_num(v))
+
+
+def _signed(n: float) -> str:
+    return f"+{n:,.0f}" if n > 0 else f"{n:,.0f}" if n < 0 else "±0"
+
+
+# ------------------------------------------------------------------ display models
+@dataclass(frozen=True)
+class Freshness:
+    as_of: datetime | None
+    age_s: float | None
+    clock: str  # "12:03:10" in the display time zone
+    ago: str  # "14 s ago"
+    text: str  # "as of 12:03:10, 14 s ago"
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Tile:
+    key: str
+    label: str
+    value: str
+    delta: str | None = None
+    delta_color: str = "normal"  # st.metric: normal / inverse / off
+    help: str | None = None
+    chart: tuple[float, ...] | None = None
+    arrow: bool = True  # False: no up/down arrow (no change, or not a quantity)
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    alert_id: str
+    product: str
+    warehouse: str
+    city: str
+    eta_median: str
+    eta_pessimistic: str
+    p_stockout: float
+    action: str  # raw action key (restock, ...)
+    action_label: str  # "RESTOCK +120"
+    reason: str
+    status: str
+
+    def cells(self) -> tuple:
+        return (self.product, self.warehouse, self.city, self.eta_median, self.eta_pessimistic, self.p_stockout,
+                self.action_label, self.reason)
+
+
+@dataclass(frozen=True)
+class GeoRow:
+    place: str
+    high: int
+    watch: int
+    expected_stockouts: float
+
+
+@dataclass(frozen=True)
+class WarehouseRow:
+    warehouse: str
+    city: str
+    load: str  # "1.4× cap"
+    delay: str  # "35 min"
+    reason: str
+
+
+@dataclass(frozen=True)
+class DashboardView:
+    run_id: str
+    freshness: Freshness
+    tiles: tuple[Tile, ...]
+    alerts: tuple[AlertRow, ...]
+    alerts_total: int
+    geo_level: str  # "city" or "province"
+    geo: tuple[GeoRow, ...]
+    overloaded: tuple[WarehouseRow, ...]
+    warehouses_total: int
+    risk_trend: tuple[float, ...]  # expected stockouts per run, oldest first
+    risk_trend_label: str
+
+
+@dataclass(frozen=True)
+class Banner:
+    level: str  # "error" | "warning" | "info"
+    text: str
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """Outcome of one Redis read: a snapshot, no snapshot (None, error None), or an error message."""
+
+    snapshot: dict | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Screen:
+    view: DashboardView | None  # what to draw; None = nothing to show yet
+    banner: Banner | None
+    greyed: bool  # True: the view is the last good data, not live
+    last_good: dict | None = field(default=None, repr=False)  # keep for the next refresh
+
+
+# ------------------------------------------------------------------ builders
+def freshness(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo | None = None) -> Freshness:
+    as_of = parse_ts(snapshot.get("data_as_of"))
+    if as_of is None:
+        return Freshness(None, None, "—", "unknown age", "as of unknown time", True)
+    age = (now - as_of).total_seconds()
+    clock = as_of.astimezone(tz).strftime("%H:%M:%S") if tz else as_of.astimezone().strftime("%H:%M:%S")
+    ago = format_age(age)
+    return Freshness(as_of, age, clock, ago, f"as of {clock}, {ago}", age > stale_seconds)
+
+
+def _action_label(action: str, numbers: dict) -> str:
+    label = ACTIONS.get(action, (action or "?", ""))[0]
+    if action == "restock" and numbers.get("suggested_units"):
+        return f"{label} +{_int(numbers['suggested_units']):,} u"
+    if action == "reroute" and numbers.get("reroute_from_warehouse_id") is not None:
+        units = f" {_int(numbers['surplus_units']):,} u" if numbers.get("surplus_units") else ""
+        return f"{label}{units} from W{_int(numbers['reroute_from_warehouse_id'])}"
+    return label
+
+
+def urgency_key(alert: dict) -> tuple:
+    n = alert.get("numbers") or {}
+    eta = n.get("eta_pessimistic_min")
+    eta_key = _num(eta, math.inf) if eta is not None else math.inf
+    return (alert.get("status") == "clearing", -_num(n.get("p_stockout")), eta_key, str(alert.get("alert_id", "")))
+
+
+def alert_rows(snapshot: dict) -> tuple[AlertRow, ...]:
+    warehouses = {w.get("warehouse_id"): w for w in snapshot.get("warehouses") or []}
+    skus = {(s.get("product_id"), s.get("warehouse_id")): s for s in snapshot.get("sku_risk") or []}
+    rows = []
+    for a in sorted(snapshot.get("alerts") or [], key=urgency_key):
+        pid, wid = a.get("product_id"), a.get("warehouse_id")
+        n = a.get("numbers") or {}
+        sku = skus.get((pid, wid), {})
+        wh = warehouses.get(wid) or sku
+        category = sku.get("category")
+        rows.append(AlertRow(
+            alert_id=str(a.get("alert_id", f"{pid}:{wid}")),
+            product=f"#{pid} {category}" if category else f"#{pid}",
+            warehouse=wh.get("warehouse_name") or f"W{wid}",
+            city=wh.get("city") or "—",
+            eta_median=format_eta(n.get("eta_median_min")),
+            eta_pessimistic=format_eta(n.get("eta_pessimistic_min")),
+            p_stockout=round(_num(n.get("p_stockout")), 4),
+            action=str(a.get("action", "")),
+            action_label=_action_label(str(a.get("action", "")), n),
+            reason=str(a.get("reason", "")) + (" (clearing)" if a.get("status") == "clearing" else ""),
+            status=str(a.get("status", "")),
+        ))
+    return tuple(rows)
+
+
+def tiles(snapshot: dict, fresh: Freshness) -> tuple[Tile, ...]:
+    k = snapshot.get("kpis") or {}
+    opm = [_num(p.get("orders")) for p in snapshot.get("orders_per_minute") or []]
+    trend = snapshot.get("trend") or []
+    last = _int(k.get("orders_last_minute"))
+    prev_minute = opm[-2] if len(opm) >= 2 else None
+
+    def trend_delta(name: str) -> str | None:
+        if len(trend) < 2:
+            return None
+        return f"{_signed(_num(k.get(name)) - _num(trend[-2].get(name)))} vs last run"
+
+    def trend_chart(name: str) -> tuple[float, ...] | None:
+        pts = tuple(_num(p.get(name)) for p in trend)
+        return pts if len(pts) >= 2 else None
+
+    n_wh = len(snapshot.get("warehouses") or [])
+    out = (
+        Tile("orders", "Orders / min", f"{last:,}",
+             f"{_signed(last - prev_minute)} vs prev. min" if prev_minute is not None else None, "normal",
+             f"orders in the last complete minute; window average {_num(k.get('orders_per_minute_avg')):,.1f}/min",
+             tuple(opm) if len(opm) >= 2 else None),
+        Tile("high_risk", "High-risk SKUs", f"{_int(k.get('high_risk_sku_count')):,}",
+             trend_delta("high_risk_sku_count"), "inverse",
+             f"distinct products with a warehouse at high stockout risk "
+             f"({_int(k.get('high_risk_pairs')):,} product×warehouse pairs, {_int(k.get('watch_pairs')):,} on watch)",
+             trend_chart("high_risk_sku_count")),
+        Tile("alerts", "Open alerts", f"{_int(k.get('open_alerts')):,}", trend_delta("open_alerts"), "inverse",
+             "alerts open after hysteresis (new, open or clearing)", trend_chart("open_alerts")),
+        Tile("overloaded", "Overloaded warehouses",
+             f"{_int(k.get('overloaded_warehouses')):,} / {n_wh}" if n_wh else f"{_int(k.get('overloaded_warehouses')):,}",
+             None, "off", "load over capacity or fulfillment delay over its limit"),
+        Tile("freshness", "Data freshness", fresh.ago, f"as of {fresh.clock}", "off",
+             f"{fresh.text}; KPI run {snapshot.get('run_id', '?')}", arrow=False),
+    )
+    # no change: grey, no arrow (an up arrow on "±0" reads as "worse")
+    return tuple(replace(t, delta_color="off", arrow=False) if t.delta and t.delta.startswith("±0") else t for t in out)
+
+
+def geo_rows(snapshot: dict, limit: int = 8) -> tuple[str, tuple[GeoRow, ...]]:
+    """Risk by city (by province when there are more cities than fit), most expected stockouts first."""
+    cities = snapshot.get("geo_city") or []
+    level, rows = ("city", cities) if len(cities) <= limit or not snapshot.get("geo_province") else (
+        "province", snapshot.get("geo_province") or [])
+    rows = [r for r in rows if _int(r.get("high_risk_pairs")) or _int(r.get("watch_pairs"))]
+    rows.sort(key=lambda r: (-_num(r.get("expected_stockouts")), str(r.get(level))))
+    return level, tuple(GeoRow(str(r.get(level)), _int(r.get("high_risk_pairs")), _int(r.get("watch_pairs")),
+                               round(_num(r.get("expected_stockouts")), 2)) for r in rows[:limit])
+
+
+def overloaded_rows(snapshot: dict) -> tuple[WarehouseRow, ...]:
+    whs = [w for w in snapshot.get("warehouses") or [] if w.get("overloaded")]
+    whs.sort(key=lambda w: (-_num(w.get("load_ratio")), -_num(w.get("fulfillment_delay"))))
+    return tuple(WarehouseRow(
+        warehouse=w.get("warehouse_name") or f"W{w.get('warehouse_id')}", city=w.get("city") or "—",
+        load=f"{_num(w.get('load_ratio')):.2f}× cap",
+        delay=f"{_num(w.get('fulfillment_delay')):.0f} min" if w.get("fulfillment_delay") is not None else "—",
+        reason=str(w.get("reason") or "")) for w in whs)
+
+
+def build_view(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo | None = None) -> DashboardView:
+    fresh = freshness(snapshot, now, stale_seconds, tz)
+    level, geo = geo_rows(snapshot)
+    trend = snapshot.get("trend") or []
+    alerts = alert_rows(snapshot)
+    return DashboardView(
+        run_id=str(snapshot.get("run_id", "?")),
+        freshness=fresh,
+        tiles=tiles(snapshot, fresh),
+        alerts=alerts,
+        alerts_total=_int(snapshot.get("alerts_total", len(alerts))),
+        geo_level=level,
+        geo=geo,
+        overloaded=overloaded_rows(snapshot),
+        warehouses_total=len(snapshot.get("warehouses") or []),
+        risk_trend=tuple(round(_num(p.get("expected_stockouts")), 3) for p in trend),
+        risk_trend_label=f"expected stockouts, last {len(trend)} runs",
+    )
+
+
+# ------------------------------------------------------------------ the refresh state machine
+def resolve(fetch: Fetch, last_good: dict | None, now: datetime, stale_seconds: float,
+            refresh_seconds: float, tz: tzinfo | None = None) -> Screen:
+    """What to show after one read. Live data when fresh; otherwise the newest data we have, greyed,
+    under a banner that says why. A later successful read recovers by itself (no state but last_good)."""
+    retry = f"retrying every {refresh_seconds:g} s"
+
+    def fallback(banner_text: str, level: str) -> Screen:
+        if last_good is None:
+            return Screen(None, Banner(level, banner_text), True, None)
+        try:
+            view = build_view(last_good, now, stale_seconds, tz)
+        except Exception:  # noqa: BLE001 - the last good snapshot rendered before; be safe anyway
+            return Screen(None, Banner(level, banner_text), True, None)
+        return Screen(view, Banner(level, f"{banner_text} Showing the last good data ({view.freshness.text}), greyed out."),
+                      True, last_good)
+
+    if fetch.error is not None:
+        return fallback(f"⚠ Redis unreachable ({fetch.error}); {retry}.", "error")
+    if fetch.snapshot is None:
+        return fallback(f"⚠ No KPI snapshot in Redis (never written or expired: is the KPI job running?); {retry}.",
+                        "warning" if last_good else "info")
+    try:
+        view = build_view(fetch.snapshot, now, stale_seconds, tz)
+    except Exception as exc:  # noqa: BLE001 - a malformed snapshot must not reach the screen as a traceback
+        return fallback(f"⚠ The KPI snapshot could not be read ({type(exc).__name__}); {retry}.", "error")
+    newest = fetch.snapshot
+    if last_good is not None and _as_of(last_good) > _as_of(newest):
+        newest = last_good  # never replace newer data by an older snapshot
+    if view.freshness.stale:
+        limit = format_age(stale_seconds).removesuffix(" ago")
+        return Screen(view, Banner("warning", f"⚠ Stale data: the latest KPI snapshot is {view.freshness.text} "
+                                              f"(limit {limit}); is the KPI job running? {retry.capitalize()}."),
+                      True, newest)
+    return Screen(view, None, False, newest)
+
+
+def _as_of(snapshot: dict) -> datetime:
+    return parse_ts(snapshot.get("data_as_of")) or datetime.min.replace(tzinfo=UTC)
+
+
+def ui_links(urls: dict[str, str]) -> tuple[tuple[str, str | None], ...]:
+    """(label, url or None when the profile does not run it) for Airflow, YARN, HDFS, Ray, in that order."""
+    return tuple((label, urls.get(key)) for key, label in UI_LABELS.items())
+
+
+__all__ = ["ACTIONS", "ALERT_COLUMNS", "AlertRow", "Banner", "DashboardView", "Fetch", "Freshness", "GeoRow",
+           "Screen", "Tile", "WarehouseRow", "alert_rows", "build_view", "format_age", "format_eta", "freshness",
+           "geo_rows", "overloaded_rows", "parse_ts", "resolve", "tiles", "ui_links", "urgency_key"]

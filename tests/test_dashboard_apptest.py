@@ -1,0 +1,116 @@
+"""The Streamlit page (AppTest) against the real Redis of the running stack, in a private namespace."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard_services import free_port
+from dashboard_snapshots import snapshot, write
+from flashsale.redis_keys import keys_for
+from flashsale.settings import load_settings
+from flashsale.stores import redis_client
+
+pytestmark = pytest.mark.services
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+UTC = timezone.utc
+
+
+@pytest.fixture
+def ns_redis(monkeypatch):
+    ns = f"fsr:test:dash:{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("FLASHSALE_KPI_REDIS_NAMESPACE", ns)
+    s = load_settings(kpi_redis_namespace=ns)
+    r, keys = redis_client(s), keys_for(s)
+    yield r, keys
+    r.delete(*keys.all())
+
+
+def run_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, tuple[str, str]]:
+    return {m.label: (m.value, m.delta) for m in at.metric}
+
+
+def block_ids(node) -> str:
+    """Ids of every block under node (a keyed st.container's id ends with its key)."""
+    own = str(node.proto.id) if getattr(node, "proto", None) is not None and hasattr(node.proto, "id") else ""
+    return " ".join([own, *(block_ids(c) for c in getattr(node, "children", {}).values())])
+
+
+def banners(at: AppTest) -> list[str]:
+    return [e.value for e in (*at.error, *at.warning, *at.info)]
+
+
+def test_values_shown_match_the_snapshot(ns_redis):
+    r, keys = ns_redis
+    write(r, keys, snapshot(datetime.now(UTC) - timedelta(minutes=1), run="prev", high_risk=4))
+    write(r, keys, snapshot(datetime.now(UTC) - timedelta(seconds=3), run="now", orders_last_minute=4321, high_risk=9))
+    at = run_app()
+    m = metrics(at)
+    assert m["Orders / min"] == ("4,321", f"+{4321 - 1160:,} vs prev. min")
+    assert m["High-risk SKUs"] == ("9", "+5 vs last run")
+    assert m["Open alerts"][0] == "5" and m["Overloaded warehouses"][0] == "2 / 3"
+    assert m["Data freshness"][0].endswith("s ago") and m["Data freshness"][1].startswith("as of ")
+    alerts = at.table[0].value
+    assert list(alerts["Product"]) == ["#42 Phones", "#99", "#7 Sneakers", "#11", "#5"]
+    assert list(alerts["Action"]) == ["PAUSE ADS", "REROUTE 35 u from W3", "RESTOCK +120 u", "monitor", "RESTOCK"]
+    assert list(alerts.iloc[0][["Warehouse", "City", "ETA median", "ETA pessim."]]) == ["Dhaka North DC", "Dhaka",
+                                                                                         "22 min", "9.5 min"]
+    assert list(alerts["P(stockout)"]) == [0.97, 0.97, 0.88, 0.31, 0.12]
+    assert list(at.table[1].value["Warehouse"]) == ["Dhaka North DC", "Chittagong Port WH"]
+    assert banners(at) == [] and "fsr_body_live" in block_ids(at.main)
+    links = " ".join(md.value for md in at.markdown)
+    assert "Airflow" in links and "Ray" in links and "YARN" in links and "HDFS" in links
+
+
+def test_empty_snapshot(ns_redis):
+    r, keys = ns_redis
+    write(r, keys, snapshot(datetime.now(UTC), run="empty", empty=True))
+    at = run_app()
+    assert metrics(at)["High-risk SKUs"][0] == "0" and metrics(at)["Open alerts"][0] == "0"
+    assert any("No open alerts" in s.value for s in at.success)
+    assert banners(at) == []
+
+
+def test_no_snapshot_at_all(ns_redis):
+    at = run_app()
+    assert len(at.metric) == 0 and any("No KPI snapshot in Redis" in b for b in banners(at))
+
+
+def test_stale_snapshot_is_greyed_under_a_banner(ns_redis):
+    r, keys = ns_redis
+    write(r, keys, snapshot(datetime.now(UTC) - timedelta(minutes=5), run="old", orders_last_minute=77))
+    at = run_app()
+    assert metrics(at)["Orders / min"][0] == "77"  # still shown...
+    assert any("Stale data" in w.value and "5 min" in w.value for w in at.warning)  # ...under a banner
+    assert "fsr_body_stale" in block_ids(at.main) and "fsr_body_live" not in block_ids(at.main)
+
+
+def test_expired_snapshot_keeps_last_good_then_recovers(ns_redis):
+    r, keys = ns_redis
+    write(r, keys, snapshot(datetime.now(UTC), run="good", orders_last_minute=500))
+    at = run_app()
+    assert metrics(at)["Orders / min"][0] == "500" and banners(at) == []
+    r.delete(*keys.all())  # the snapshot expired (the KPI job stopped)
+    at.run()
+    assert not at.exception and metrics(at)["Orders / min"][0] == "500"
+    assert any("No KPI snapshot" in b and "greyed" in b for b in banners(at))
+    write(r, keys, snapshot(datetime.now(UTC), run="back", orders_last_minute=600))
+    at.run()
+    assert not at.exception and metrics(at)["Orders / min"][0] == "600" and banners(at) == []
+
+
+def test_redis_unreachable_is_a_banner_not_a_traceback(ns_redis, monkeypatch):
+    monkeypatch.setenv("FLASHSALE_REDIS_PORT", str(free_port()))  # nothing listens there
+    at = run_app()
+    assert any("Redis unreachable" in e.value for e in at.error) and len(at.metric) == 0
