@@ -67,6 +67,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 SNAPSHOT_SCHEMA = "fsr.kpi.snapshot/1"
 MAX_SNAPSHOT_BYTES = 2 * 2**20  # a snapshot larger than this is refused (tables are capped well below)
 STATE_TTL_SECONDS = 24 * 3600
@@ -153,8 +155,8 @@ def read_snapshot(client, keys: Keys, trend_points: int | None = None) -> dict |
     raw, trend = pipe.execute()
     if raw is None:
         return None
-    snap = json.loads(raw)
-    snap["trend"] = [json.loads(x) for x in trend]
+    snap = orjson.loads(raw)  # same result as json.loads, several times faster on a 100+ KB snapshot
+    snap["trend"] = [orjson.loads(x) for x in trend]
     return snap
 
 
