@@ -37,9 +37,6 @@ class Contract:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
-
 
 # Ids are strings for facts (deterministic, e.g. "o-<run>-<shard>-<seq>") and ints for dimensions.
 ORDERS_FACT = Contract(
