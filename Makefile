@@ -8,10 +8,10 @@ PYTEST_ARGS ?=
 install:            ## install what is missing (apt packages, .venv, FerretDB, Hadoop jars)
 	bash scripts/install.sh
 
-run: install        ## start the stack (PROFILE=local|cluster) and wait until every service is healthy
-	$(FLASHSALE) stack up --profile $(PROFILE)
+run: install        ## the whole pipeline (PROFILE=local|cluster): stack, simulator, DAGs, dashboard; Ctrl-C stops all
+	$(FLASHSALE) run --profile $(PROFILE)
 
-stop:               ## stop every service; nothing is left running or listening
+stop:               ## stop the pipeline and every service; nothing is left running or listening
 	$(FLASHSALE) stack down
 
 status:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -59,10 +60,10 @@ def stack_up(
 @stack_app.command("down")
 @friendly_errors
 def stack_down():
-    """Stop every service of the run directory; fails if any port is still listening."""
-    from cluster import stack
+    """Stop the pipeline (generator, dashboard, DAGs paused) and every service; fails if a port still listens."""
+    from cluster import pipeline
 
-    stack.down(load_settings(), echo=typer.echo)
+    pipeline.stop(load_settings(), echo=typer.echo)
 
 
 @stack_app.command("status")
@@ -127,6 +128,61 @@ def dashboard(
     cmd = command(port or s.dashboard_port, s.bind_host)
     typer.echo(f"dashboard on http://{s.bind_host}:{port or s.dashboard_port} (Ctrl-C to stop)", err=True)
     os.execvpe(cmd[0], cmd, env)  # become the streamlit server: signals and exit code are its own
+
+
+@app.command("run")
+@friendly_errors
+def run(
+    profile: Optional[str] = ProfileOpt,
+    speed: float = typer.Option(5.0, "--speed", help="simulated minutes per wall-clock minute"),
+    minutes: int = typer.Option(24 * 60, "--minutes", help="simulated minutes the generator runs"),
+    spike_minute: int = typer.Option(10, "--spike-minute", help="simulated minute of the flash spike"),
+    stock_cover: float = typer.Option(60, "--stock-cover", help="initial stock in minutes of baseline demand: lower drains sooner"),
+    products: int = typer.Option(20_000, "--products", help="catalogue size"),
+    seed: int = typer.Option(1111, "--seed"),
+    alert_timeout: float = typer.Option(180, "--alert-timeout", help="seconds to wait for the first alerts"),
+):
+    """The whole pipeline: stack, seeded dims, simulator, KPI + archival DAGs, dashboard. Ctrl-C stops all."""
+    import time
+
+    from cluster import pipeline
+
+    t0 = time.time()
+    s = _settings(profile)
+    opts = pipeline.RunOptions(speed=speed, minutes=minutes, spike_minute=spike_minute, products=products, seed=seed,
+                               stock_cover=stock_cover)
+    try:
+        s = pipeline.start(s, opts, echo=typer.echo)
+        typer.echo("\nUIs (127.0.0.1 only):")
+        for name, url in s.ui_urls().items():
+            typer.echo(f"  {name:<22} {url}")
+        typer.echo(f"  Airflow login: {s.airflow_admin_user} / password in {s.airflow_home / 'admin_password.json'}")
+        typer.echo("\nwaiting for the first KPI snapshot with alerts (the KPI DAG runs every minute) ...")
+        snap = pipeline.first_alerts(s, since=t0, timeout=max(1.0, alert_timeout - (time.time() - t0)))
+        if snap is None:
+            typer.secho(f"no alerts within {alert_timeout:.0f} s of the command; still running (see .run/logs/)", fg="yellow")
+        else:
+            typer.secho(f"alerts on the dashboard {time.time() - t0:.0f} s after the command: "
+                        f"{snap['kpis']['open_alerts']} open", fg="green")
+        typer.echo("Ctrl-C (or `make stop` elsewhere) stops everything.")
+        while pipeline.running(s):  # until Ctrl-C, or `make stop` from another terminal
+            typer.echo(f"  [{time.strftime('%H:%M:%S')}] {pipeline.status_line(s)}")
+            time.sleep(30)
+        typer.echo("the stack was stopped elsewhere")
+    except KeyboardInterrupt:
+        typer.echo("\nstopping ...")
+    finally:
+        pipeline.stop(s, echo=typer.echo)
+
+
+def _add_bench_commands() -> None:
+    """`flashsale bench scale|freshness`: bench/bench_pipeline.py (long runs, not in CI)."""
+    from bench.bench_pipeline import app as bench
+
+    app.add_typer(bench, name="bench", help="Pipeline benchmarks: scale (~69 M records), freshness (order to dashboard).")
+
+
+_add_bench_commands()
 
 
 def _print_table(statuses) -> None:
@@ -205,6 +261,8 @@ def generate(
     city_shards: int = typer.Option(2, "--city-shards"),
     warehouse_shards: int = typer.Option(2, "--warehouse-shards"),
     rate: Optional[float] = typer.Option(None, "--rate", help="base orders per city-minute (before the flash curve)"),
+    spike_minute: Optional[int] = typer.Option(None, "--spike-minute", help="simulated minute of the flash spike (default 120)"),
+    stock_cover: Optional[float] = typer.Option(None, "--stock-cover", help="initial stock in minutes of baseline demand (default 180)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="records per sink write"),
     seed: int = SeedOpt, products: int = ProductsOpt, cities: int = CitiesOpt, warehouses: int = WarehousesOpt,
     run_id: Optional[str] = typer.Option(None, "--run-id", help="id prefix of this run's records (default r<seed>)"),
@@ -215,6 +273,7 @@ def generate(
     profile: Optional[str] = ProfileOpt,
 ):
     """Run the Ray flash-sale simulator into the hot store (or parquet/null) with a live progress bar."""
+    from ray_gen.params import FlashCurve
     from ray_gen.runner import Target, generate as run_generate, print_summary
     from ray_gen.sinks import SinkSpec
 
@@ -226,7 +285,9 @@ def generate(
     p = _sim_params(minutes=minutes, seed=seed, run_id=run_id or f"r{seed}", start=_sim_start(start, realtime=speed is not None),
                     n_products=products, n_cities=cities,
                     n_warehouses=warehouses, city_shards=city_shards, warehouse_shards=warehouse_shards,
-                    base_orders_per_city_minute=rate, batch_size=batch_size)
+                    base_orders_per_city_minute=rate, batch_size=batch_size,
+                    flash=None if spike_minute is None else FlashCurve(spike_minute=spike_minute),
+                    stock_cover_minutes=stock_cover)
     try:
         spec = SinkSpec(kind=sink, path=out, database=db, settings_overrides=overrides)
     except ValueError as exc:
@@ -264,6 +325,64 @@ def archive(
         typer.echo(f"  {line}")
     if not res["batches"]:
         typer.echo("  nothing to archive")
+
+
+
+# ---------------------------------------------------------------- backtest (spark/backtest.py)
+@app.command("backtest")
+@friendly_errors
+def backtest(
+    minutes: int = typer.Option(780, "--minutes", help="simulated minutes (spike at 120, waves at 360 and 720)"),
+    seed: int = SeedOpt,
+    products: int = typer.Option(5_000, "--products", help="catalogue size"),
+    cities: int = CitiesOpt, warehouses: int = WarehousesOpt,
+    rate: Optional[float] = typer.Option(None, "--rate", help="base orders per city-minute (before the flash curve)"),
+    history_hours: int = typer.Option(24, "--history-hours", help="normal-day hours in the archive the KPI baseline reads (0: none)"),
+    min_lead: int = typer.Option(15, "--min-lead", help="minutes ahead an alert must come to count for recall"),
+    act: bool = typer.Option(False, "--act", help="also run the closed loop: apply the radar's actions in the simulator"),
+    out: Optional[Path] = typer.Option(None, "--out", help="directory for backtest.json and backtest.png (default bench/results/backtest)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    profile: Optional[str] = ProfileOpt,
+):
+    """Replay the minute KPI job over a simulated sale (in-process, no services) and score its alerts."""
+    import json
+    import os
+
+    from rich.console import Console
+
+    from flashsale.settings import PROJECT_ROOT
+    from ray_gen.runner import _progress_bar
+    from spark.backtest import backtest as run_backtest, jsonable
+    from spark.backtest_report import print_report, save
+    from spark.kpi_rules import KpiParams
+
+    if history_hours < 0 or min_lead < 1:
+        typer.secho("error: --history-hours must be >= 0 and --min-lead >= 1", fg="red", err=True)
+        raise typer.Exit(2)
+    p = _sim_params(minutes=minutes, seed=seed, run_id=f"bt{seed}", n_products=products, n_cities=cities,
+                    n_warehouses=warehouses, base_orders_per_city_minute=rate, city_shards=1, warehouse_shards=1)
+    params = KpiParams.from_settings(_settings(profile))
+    out = out or PROJECT_ROOT / "bench" / "results" / "backtest"
+    try:  # before the run, not after it: a bad --out must not cost a whole backtest
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError(f"{out} is not writable")
+    except OSError as exc:
+        typer.secho(f"error: --out: cannot write the results: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    con = Console(stderr=as_json)
+
+    def bar(label: str):
+        con.print(f"[bold]{label}[/]: the KPI job replayed after every simulated minute")
+        return _progress_bar(p, not as_json)
+
+    result = run_backtest(p, params, history_hours=history_hours, act=act, min_lead=min_lead, progress=bar)
+    json_path, png_path = save(result, out)
+    if as_json:
+        typer.echo(json.dumps(jsonable(result), indent=1))
+        return
+    print_report(result, con)
+    con.print(f"wrote {json_path} and {png_path} ({result['elapsed_s']} s)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ shipped between processes and no shard can disagree about a product's price or a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -67,7 +67,22 @@ class Catalogue:
         return len(self.base_price)
 
     def discounted_price(self) -> np.ndarray:
-        return self.base_price * (1.0 - self.discount)
+        return self._discounted_price
+
+    # per-product arrays every order draw reads: computed once per catalogue (not per draw), read-only
+    @cached_property
+    def _discounted_price(self) -> np.ndarray:
+        return _read_only(self.base_price * (1.0 - self.discount))
+
+    @cached_property
+    def price_sigma(self) -> np.ndarray:
+        """Log-price sigma per product (its category's)."""
+        return _read_only(self.category_sigma[self.category])
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 def _cities(p: SimParams, rng: np.random.Generator):

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ray_gen.actions import Interventions
 from ray_gen.params import SimParams
 from ray_gen.shards import CityShard, WarehouseShard, split
 from ray_gen.catalogue import build_catalogue
@@ -27,6 +28,11 @@ class Progress:
     lost_orders: int = 0
     lost_units: int = 0
     stockouts: int = 0  # SKU x warehouse transitions to zero available
+    stockout_minutes: int = 0  # sum over minutes of the SKU x warehouse pairs with zero available
+    revenue: float = 0.0  # value of served orders
+    lost_revenue: float = 0.0  # value of requests that met an empty shelf
+    suppressed_requests: int = 0  # closed loop: requests that did not happen because ads were paused
+    suppressed_revenue: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -35,8 +41,10 @@ class Progress:
 
     def add(self, tick_stats: list[dict]) -> None:
         for s in tick_stats:
-            for k in ("orders", "inventory_events", "requests", "lost_orders", "lost_units", "stockouts"):
+            for k in ("orders", "inventory_events", "requests", "lost_orders", "lost_units", "stockouts", "revenue",
+                      "lost_revenue", "suppressed_requests", "suppressed_revenue"):
                 setattr(self, k, getattr(self, k) + s.get(k, 0))
+            self.stockout_minutes += s.get("stocked_out_skus", 0)
 
 
 class LocalBackend:
@@ -95,10 +103,13 @@ def run(
     p: SimParams, sink: SinkSpec, backend=None, speed: float | None = None,
     on_progress: Callable[[Progress], None] | None = None, max_in_flight: int = 3,
     should_stop: Callable[[], bool] = lambda: False,
+    interventions: Callable[[int], Interventions | None] | None = None,
 ) -> tuple[Progress, dict, bool]:
     """Simulate p.minutes minutes. speed=None: fast-forward; speed=N: N simulated minutes per wall minute.
 
-    Returns (progress, per-shard write counts merged by collection, interrupted).
+    ``interventions(minute)`` (closed-loop backtests): the radar's actions handed to every shard before
+    the minute is drawn (None: nothing changes). Returns (progress, per-shard write counts merged by
+    collection, interrupted).
     """
     backend = backend or LocalBackend()
     build_catalogue(p)  # fail fast on the driver, before any actor starts
@@ -107,8 +118,12 @@ def run(
     cat = build_catalogue(p)
     wh_shard_of = {int(w): k for k, ws in enumerate(split(p.n_warehouses, p.warehouse_shards)) for w in ws}
     city_members = split(p.n_cities, p.city_shards)
-    # which warehouse shards each city shard talks to (and back): only those serving its cities
-    deps = [sorted({wh_shard_of[int(cat.city_warehouse[c])] for c in cs}) for cs in city_members]
+    # which warehouse shards each city shard talks to (and back): only those serving its cities; in a
+    # closed loop also every warehouse of the serving warehouse's province (a reroute may send requests there)
+    province = [cat.city_province[int(c)] for c in cat.warehouse_city]
+    serving = [[w for w in range(p.n_warehouses) if province[w] == province[int(cat.city_warehouse[c])]]
+               if interventions else [int(cat.city_warehouse[c])] for c in range(p.n_cities)]
+    deps = [sorted({wh_shard_of[w] for c in cs for w in serving[int(c)]}) for cs in city_members]
     feeders = [[k for k, d in enumerate(deps) if w in d] for w in range(p.warehouse_shards)]
 
     snapshots = backend.get([backend.call(w, "snapshot") for w in warehouses])
@@ -134,6 +149,10 @@ def run(
                 delay = wall_start + minute * 60.0 / speed - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+            iv = interventions(minute) if interventions else None
+            if iv is not None:  # actor calls run in submission order: in force before this minute's draws
+                for s in cities + warehouses:
+                    backend.call(s, "intervene", minute, iv)
             proposals = [backend.call(c, "propose", minute, *[snapshots[w] for w in deps[k]]) for k, c in enumerate(cities)]
             results = [
                 backend.call(w, "reserve", minute, *[proposals[k] for k in feeders[j]], num_returns=3)

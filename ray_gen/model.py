@@ -8,7 +8,9 @@ log-normal price around the discounted base price. A warehouse then serves the m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -73,6 +75,9 @@ class Orders:
     def __len__(self) -> int:
         return len(self.product)
 
+    def take(self, index: np.ndarray) -> "Orders":
+        return Orders(*(getattr(self, f)[index] for f in Orders.__dataclass_fields__))
+
     @staticmethod
     def concat(parts: list["Orders"]) -> "Orders":
         if not parts:
@@ -95,12 +100,38 @@ def draw_orders(rng: np.random.Generator, city: int, lam: float, cdf: np.ndarray
     product = np.empty(n, dtype=np.int64)
     product[by_u] = np.searchsorted(cdf, u[by_u], side="right")
     product = np.minimum(product, len(cdf) - 1)  # guards the u*total == total edge
-    qty = 1 + rng.poisson(p.extra_units_mean, n)
+    qty = 1 + small_poisson(rng, p.extra_units_mean, n)
     z = rng.standard_normal(n)
-    offset_ms = np.sort(rng.integers(0, 60_000, n))
-    sigma = cat.category_sigma[cat.category[product]]
-    unit_price = np.round(cat.discounted_price()[product] * np.exp(sigma * z), 2)
+    # < 60,000 fits 16 bits, for which numpy's stable sort is a radix sort (2x faster); same values
+    offset_ms = np.sort(rng.integers(0, 60_000, n).astype(np.uint16), kind="stable").astype(np.int64)
+    unit_price = np.round(cat.discounted_price()[product] * np.exp(cat.price_sigma[product] * z), 2)
     return Orders(np.full(n, city, dtype=np.int64), np.arange(n, dtype=np.int64), product, qty, unit_price, offset_ms)
+
+
+def small_poisson(rng: np.random.Generator, lam: float, n: int) -> np.ndarray:
+    """n draws of Poisson(lam) by inversion, one uniform each: K = #{k : P(K <= k) <= u}.
+
+    For the small means of extra units per order (params: <= 20) this is ~2x faster than
+    Generator.poisson: only the draws past P(K = 0) are searched, and those in a short table.
+    """
+    cdf = _poisson_cdf(float(lam))
+    u = rng.random(n)
+    k = np.zeros(n, dtype=np.int64)
+    rest = np.flatnonzero(u >= cdf[0])
+    k[rest] = np.minimum(np.searchsorted(cdf, u[rest], side="right"), len(cdf) - 1)
+    return k
+
+
+@lru_cache(maxsize=16)
+def _poisson_cdf(lam: float) -> np.ndarray:
+    """P(K <= k) for k = 0..k_max; the mass beyond k_max (12 sd + 20 past the mean) is below 1e-30."""
+    if lam == 0:
+        return np.ones(1)
+    k = np.arange(int(lam + 12 * math.sqrt(lam)) + 21)
+    log_pmf = k * math.log(lam) - lam - np.array([math.lgamma(i + 1.0) for i in k])
+    cdf = np.cumsum(np.exp(log_pmf))
+    cdf.flags.writeable = False
+    return cdf
 
 
 def serve_in_order(available: np.ndarray, key: np.ndarray, qty: np.ndarray) -> np.ndarray:

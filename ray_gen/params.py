@@ -53,7 +53,7 @@ class SimParams(BaseModel):
     popularity_tail: Annotated[float, Field(gt=0.5, le=5)] = 1.1  # Pareto alpha: smaller = heavier tail
     scarcity_boost: NonNeg = 1.0  # "only N left": weight x (1 + boost * exp(-available / scale))
     scarcity_scale_units: Pos = 10.0
-    extra_units_mean: NonNeg = 0.25  # units per order = 1 + Poisson(extra_units_mean)
+    extra_units_mean: Annotated[float, Field(ge=0, le=20)] = 0.25  # units per order = 1 + Poisson(extra_units_mean)
     price_sigma_min: NonNeg = 0.05  # per-category log-price sigma is drawn in [min, max]
     price_sigma_max: NonNeg = 0.25
 
@@ -68,6 +68,10 @@ class SimParams(BaseModel):
     max_fulfillment_minutes: Pos = 24 * 60.0
     capacity_headroom: Pos = 2.5  # warehouse capacity = headroom x its baseline orders per minute
     pressure_sensitivity: NonNeg = 0.5  # demand x 1 / (1 + s * max(0, load - 1)) for overloaded warehouses
+
+    # closed loop (flashsale backtest --act, ray_gen/actions.py): how the world answers the radar's actions
+    action_restock_lead_minutes: Annotated[int, Field(ge=1)] = 45  # a restock the radar orders lands this much later
+    pause_ads_demand_factor: Annotated[float, Field(ge=0, le=1)] = 0.5  # share of a SKU's demand left while its ads are paused
 
     # distribution and sinks
     city_shards: Annotated[int, Field(ge=1, le=256)] = 2

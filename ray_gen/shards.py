@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ray_gen import model
+from ray_gen import actions, model
 from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
 from ray_gen.records import inventory_batch, orders_batch
 from ray_gen.sinks import ShardWriter, SinkSpec
-from ray_gen.streams import CITY_ORDERS, WAREHOUSE_RESTOCK, rng_for
+from ray_gen.streams import ADS_PAUSE, CITY_ORDERS, WAREHOUSE_RESTOCK, rng_for
 
 
 def split(ids: int, shards: int) -> list[np.ndarray]:
@@ -30,6 +30,12 @@ def minute_start_ms(p: SimParams, minute: int) -> int:
     return int(p.start.timestamp() * 1000) + minute * 60_000
 
 
+def _book(book: dict, minute: int, idx: np.ndarray, units: np.ndarray) -> None:
+    """Add (flat index, units) to what happens at `minute` (shipments leaving, restocks landing)."""
+    old_i, old_u = book.get(minute, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+    book[minute] = (np.r_[old_i, idx], np.r_[old_u, units])
+
+
 class CityShard:
     def __init__(self, p: SimParams, shard: int, sink: SinkSpec):
         self.p, self.shard = p, shard
@@ -37,7 +43,14 @@ class CityShard:
         self.cities = split(p.n_cities, p.city_shards)[shard]
         self.writer = ShardWriter(sink, f"city-{shard:03d}", p.batch_size)
         self._pending: model.Orders | None = None
+        self._pending_warehouse = np.zeros(0, dtype=np.int64)  # fulfilling warehouse per pending request
         self._pending_minute = -1
+        self._suppressed = {"suppressed_requests": 0, "suppressed_revenue": 0.0}
+        self.iv: actions.Interventions | None = None  # only closed-loop runs set it (see intervene)
+
+    def intervene(self, minute: int, iv: actions.Interventions) -> None:
+        """The radar's reroutes and ad pauses in force from `minute` on (ray_gen/actions.py)."""
+        self.iv = iv
 
     def propose(self, minute: int, *snapshots: dict) -> dict:
         """Draw this minute's order requests for every city of the shard."""
@@ -46,19 +59,35 @@ class CityShard:
             available.update(snap["available"])
             load[snap["warehouses"]] = snap["load"]
         lam = model.city_lambda(self.p, self.cat, minute, model.warehouse_pressure(load, self.p))
+        iv = self.iv
         cdfs: dict[int, np.ndarray] = {}
         parts = []
+        suppressed, suppressed_value = 0, 0.0
         for c in self.cities:
             w = int(self.cat.city_warehouse[c])
             if w not in cdfs:
-                cdfs[w] = model.choice_cdf(self.cat, self.p, available[w])
+                shelf = available[w] if iv is None else actions.storefront(available, w, iv.reroutes)
+                cdfs[w] = model.choice_cdf(self.cat, self.p, shelf)
             rng = rng_for(self.p.seed, CITY_ORDERS, int(c), minute)
-            parts.append(model.draw_orders(rng, int(c), float(lam[c]), cdfs[w], self.cat, self.p))
+            o = model.draw_orders(rng, int(c), float(lam[c]), cdfs[w], self.cat, self.p)
+            if iv is not None and len(iv.pauses):
+                # its own stream: thinning one SKU never shifts the other requests' draws
+                u = rng_for(self.p.seed, ADS_PAUSE, int(c), minute).random(len(o))
+                keep = actions.kept_after_pause(u, np.full(len(o), w), o.product, iv.pauses,
+                                                self.p.pause_ads_demand_factor, self.cat.n_products)
+                suppressed += int((~keep).sum())
+                suppressed_value += float(np.round(o.qty * o.unit_price, 2)[~keep].sum())
+                o = o.take(np.flatnonzero(keep))
+            parts.append(o)
         orders = model.Orders.concat(parts)
-        self._pending, self._pending_minute = orders, minute
+        warehouse = self.cat.city_warehouse[orders.city]
+        if iv is not None:
+            warehouse = actions.route(warehouse, orders.product, iv.reroutes, self.cat.n_products)
+        self._pending, self._pending_warehouse, self._pending_minute = orders, warehouse, minute
+        self._suppressed = {"suppressed_requests": suppressed, "suppressed_revenue": suppressed_value}
         return {
             "shard": self.shard, "city": orders.city, "seq": orders.seq, "product": orders.product,
-            "qty": orders.qty, "warehouse": self.cat.city_warehouse[orders.city],
+            "qty": orders.qty, "warehouse": warehouse,
         }
 
     def commit(self, minute: int, *served_maps: dict) -> dict:
@@ -72,15 +101,17 @@ class CityShard:
                 served |= m[self.shard]
         idx = np.flatnonzero(served)
         product = o.product[idx]
+        value = np.round(o.qty * o.unit_price, 2)
         batch = orders_batch(
             self.p.run_id, minute_start_ms(self.p, minute), minute,
             city=o.city[idx], seq=o.seq[idx], product=product, seller=self.cat.seller[product],
-            warehouse=self.cat.city_warehouse[o.city[idx]], qty=o.qty[idx],
-            value=np.round(o.qty[idx] * o.unit_price[idx], 2), offset_ms=o.offset_ms[idx],
+            warehouse=self._pending_warehouse[idx], qty=o.qty[idx], value=value[idx], offset_ms=o.offset_ms[idx],
         )
         self.writer.add("orders_fact", batch)
         self._pending = None
-        return {"orders": len(idx), "requests": len(o)}
+        # revenue lost = the value of requests that met an empty shelf
+        return {"orders": len(idx), "requests": len(o), "revenue": float(value[idx].sum()),
+                "lost_revenue": float(value[~served].sum()), **self._suppressed}
 
     def close(self) -> dict:
         return self.writer.close()
@@ -101,6 +132,7 @@ class WarehouseShard:
         self.restock_size = np.ceil(rate * p.restock_cover_minutes).astype(np.int64) + p.min_initial_stock
         self.restock_due = np.full(self.on_hand.shape, -1, dtype=np.int64)  # minute a pending restock lands
         self.shipments: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # due minute -> (flat index, units)
+        self.radar_restocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # closed loop: due minute -> (flat, units)
         self.capacity = cat.warehouse_capacity[self.warehouses].astype(np.float64)
         self.load = np.zeros(len(self.warehouses))
         self.delay = model.fulfillment_delay(self.load, p)
@@ -115,6 +147,14 @@ class WarehouseShard:
             "available": {int(w): available[i] for i, w in enumerate(self.warehouses)},
         }
 
+    def intervene(self, minute: int, iv: actions.Interventions) -> None:
+        """Restocks the radar ordered at `minute` for our warehouses land after the action lead time."""
+        mine = iv.restocks[np.isin(iv.restocks[:, 0], self.warehouses)]
+        if len(mine):
+            local = np.array([self.local[int(w)] for w in mine[:, 0]], dtype=np.int64)
+            _book(self.radar_restocks, minute + self.p.action_restock_lead_minutes,
+                  local * self.n_products + mine[:, 1], mine[:, 2])
+
     def reserve(self, minute: int, *proposals: dict) -> tuple[dict, dict, dict]:
         on_hand, reserved = self.on_hand.reshape(-1), self.reserved.reshape(-1)  # flat views
         changed = [np.arange(on_hand.size)] if minute == 0 else []  # minute 0: the opening stock of every SKU
@@ -125,6 +165,9 @@ class WarehouseShard:
         on_hand[due] += self.restock_size.reshape(-1)[due]
         self.restock_due.reshape(-1)[due] = -1
         changed.append(due)
+        idx, units = self.radar_restocks.pop(minute, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        np.add.at(on_hand, idx, units)
+        changed.append(idx)
         # reserved units whose fulfilment delay has passed leave the building
         idx, units = self.shipments.pop(minute, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
         np.subtract.at(on_hand, idx, units)
@@ -155,8 +198,7 @@ class WarehouseShard:
         ship_at = minute + np.ceil(self.delay[lookup[wh[served]]]).astype(np.int64)
         for due_minute in np.unique(ship_at):
             sel = ship_at == due_minute
-            old_i, old_u = self.shipments.get(int(due_minute), (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-            self.shipments[int(due_minute)] = (np.r_[old_i, key[served][sel]], np.r_[old_u, qty[served][sel]])
+            _book(self.shipments, int(due_minute), key[served][sel], qty[served][sel])
 
         available = on_hand - reserved
         if (available < 0).any() or (on_hand < 0).any() or (reserved < 0).any():  # an invariant, not input

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CATALOGUE, CITY_ORDERS, WAREHOUSE_RESTOCK = 1, 2, 3
+CATALOGUE, CITY_ORDERS, WAREHOUSE_RESTOCK, ADS_PAUSE, HISTORY = 1, 2, 3, 4, 5
 
 
 def rng_for(seed: int, purpose: int, *keys: int) -> np.random.Generator:

@@ -6,7 +6,8 @@ The protocol that makes a crash at any step safe to re-run:
 
 1. write the partition (overwrite: a half-written earlier attempt is replaced);
 2. verify: row count and content checksum of the written files equal the source's;
-3. record ``<root>/metadata/<batch_id>.json`` (the commit point);
+3. record ``<root>/metadata/<batch_id>.json`` (the commit point), once an exact count of the hot
+   buckets, taken after the read, still adds up to what was archived and quarantined;
 4. drop the hot buckets, each only if its count still equals the manifest's.
 
 A batch with a manifest is never rewritten; one without is redone from the hot store, which still

@@ -56,5 +56,15 @@ def explain_window(db, collection: str, contract: Contract, start: datetime) -> 
                                   "projection": projection(contract)}, verbosity="queryPlanner")
 
 
+def newest_event_time(db, contract: Contract, collection_names=None) -> datetime | None:
+    """The newest event time in the hot store (the "data clock"): one sorted query on the newest bucket."""
+    names = collection_names if collection_names is not None else db.list_collection_names()
+    for _, name in reversed(existing_buckets(contract, names)):
+        doc = db[name].find_one({}, {"_id": 0, contract.time_column: 1}, sort=[(contract.time_column, -1)])
+        if doc and isinstance(doc.get(contract.time_column), datetime):
+            return doc[contract.time_column]
+    return None
+
+
 def read_dims(db) -> dict[str, list[dict]]:
     return {c.name: list(db[c.name].find({}, projection(c))) for c in DIMS}

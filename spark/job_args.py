@@ -19,6 +19,7 @@ FLAGS = {
     "archive_root": "--archive-root",
     "kpi_redis_namespace": "--namespace",
     "kpi_window_minutes": "--window-minutes",
+    "kpi_clock": "--clock",
 }
 
 

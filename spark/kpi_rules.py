@@ -23,7 +23,7 @@ Definitions
   2. high risk and another warehouse of the SAME province holds a surplus of the product ->
      ``reroute`` from the largest surplus. Surplus of warehouse j = available_j - ceil(lambda_j (H+L))
      (what it keeps for its own demand over horizon H plus restock lead time L), j must be low risk and
-     the surplus >= ``kpi_reroute_min_units``.
+     the surplus >= ``kpi_reroute_min_units``; equal surpluses: the lowest warehouse id.
   3. high risk, no reroute, and ``eta_pessimistic < L`` (a restock ordered now arrives too late) ->
      ``pause_ads`` (slow the demand until stock arrives; the restock quantity is still given).
   4. high risk otherwise -> ``restock`` with ``suggested_units = ceil(lambda (H+L)) - available``.
@@ -37,9 +37,9 @@ Definitions
   ``kpi_overload_delay_minutes``.
 - Geographic risk: per city and province, pairs at high/watch risk, expected stockouts (sum of p)
   and max p.
-- Quarantine (``validate_docs``): each document is checked against its Contract's Column kinds and
-  bounds (flashsale/contracts.py), plus unknown dimension ids and event times after as-of + skew; the
-  first failure names the reason: missing, wrong_type, out_of_bounds, unknown_id, future_ts.
+- Quarantine: flashsale/contracts.py's ``validate_batch`` (column-wise, from each Contract's Column
+  kinds and bounds, plus unknown dimension ids and event times after as-of + skew); the first failure
+  names the reason: missing, wrong_type, out_of_bounds, unknown_id, future_ts.
 """
 
 from __future__ import annotations
@@ -47,17 +47,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from scipy.special import gammainc, gammaincinv
 
-from flashsale.contracts import Contract, arrow_schema
-
 ACTIONS = ("reroute", "pause_ads", "restock", "monitor")
-REASONS = ("missing", "wrong_type", "out_of_bounds", "unknown_id", "future_ts")
 
 
 @dataclass(frozen=True)
@@ -65,8 +60,8 @@ class KpiParams:
     window_minutes: int = 15
     horizon_minutes: float = 60.0
     lead_time_minutes: float = 45.0
-    alpha: float = 0.3
-    prior_minutes: float = 1.0
+    alpha: float = 0.05  # defaults = the settings' (tuned by the backtest, spark/README.md)
+    prior_minutes: float = 120.0
     pessimistic_q: float = 0.1
     high_p: float = 0.5
     watch_p: float = 0.2
@@ -100,64 +95,6 @@ class KpiParams:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-# ------------------------------------------------------------------ quarantine
-def _kind_ok(kind: str, v) -> bool:
-    if kind in ("id", "str"):
-        return isinstance(v, str) and len(v) >= 1 and (kind == "str" or len(v) <= 128)
-    if kind == "int":
-        return isinstance(v, int) and not isinstance(v, bool)
-    if kind == "float":
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if kind == "ts":
-        return isinstance(v, datetime) and v.tzinfo is not None and v.utcoffset() == timedelta(0)
-    raise ValueError(kind)
-
-
-def validate_docs(contract: Contract, docs: Iterable[dict], *, known_ids: dict[str, set] | None = None,
-                  as_of: datetime | None = None, future_skew_seconds: int = 0) -> tuple[pa.Table, dict]:
-    """Split documents into a typed Arrow table of valid rows and counts of the quarantined ones.
-
-    Checks are derived from the contract's Column kinds and bounds, never coerced: an int-valued float
-    is a wrong type for an int column, a string is never parsed. ``known_ids`` maps an id column to
-    the ids the dimensions hold; ``as_of`` + skew bounds the time column.
-    """
-    cols = contract.columns
-    out: dict[str, list] = {c.name: [] for c in cols}
-    by_reason = dict.fromkeys(REASONS, 0)
-    examples: list[str] = []
-    known_ids = known_ids or {}
-    latest = as_of + timedelta(seconds=future_skew_seconds) if as_of is not None else None
-    read = 0
-    for doc in docs:
-        read += 1
-        reason = field = None
-        for c in cols:
-            v = doc.get(c.name)
-            if v is None:
-                reason, field = "missing", c.name
-            elif not _kind_ok(c.kind, v):
-                reason, field = "wrong_type", c.name
-            elif (c.ge is not None and v < c.ge) or (c.gt is not None and v <= c.gt):
-                reason, field = "out_of_bounds", c.name
-            elif c.name in known_ids and v not in known_ids[c.name]:
-                reason, field = "unknown_id", c.name
-            elif c.kind == "ts" and c.name == contract.time_column and latest is not None and v > latest:
-                reason, field = "future_ts", c.name
-            if reason:
-                break
-        if reason:
-            by_reason[reason] += 1
-            if len(examples) < 5:
-                examples.append(f"{doc.get(contract.key, doc.get('_id'))!s}: {field} {reason}")
-            continue
-        for c in cols:
-            out[c.name].append(doc[c.name])
-    table = pa.Table.from_pydict(out, schema=arrow_schema(contract))
-    quarantined = sum(by_reason.values())
-    return table, {"read": read, "valid": table.num_rows, "quarantined": quarantined,
-                   "by_reason": by_reason, "examples": examples}
 
 
 # ------------------------------------------------------------------ velocity and ETA
@@ -259,6 +196,13 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
     df["suggested_units"] = np.maximum(need - df["available"].to_numpy(), 0).astype("int64")
     surplus = (df["available"].to_numpy() - need).astype("int64")
     donor_ok = (df["risk"].to_numpy() == "low") & (surplus >= params.reroute_min_units)
+    # the columns once, not per row; donors indexed by (product, province) so a frame holding many products
+    # (the Spark job hands over whole buckets of products, the backtest many groups) costs O(rows)
+    product, province, warehouse = df["product_id"].to_numpy(), df["province"].to_numpy(), df["warehouse_id"].to_numpy()
+    suggested = df["suggested_units"].to_numpy()
+    donors: dict = {}
+    for j in np.flatnonzero(donor_ok):
+        donors.setdefault((product[j], province[j]), []).append(j)
     actions, reasons, src, sur = [], [], [], []
     for i, r in enumerate(df.itertuples(index=False)):
         a = reason = None
@@ -267,12 +211,13 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
             a = "monitor"
             reason = f"P(stockout within {H:g} min) = {r.p_stockout:.2f} is between watch {params.watch_p:g} and high {params.high_p:g}"
         elif r.risk == "high":
-            cand = np.flatnonzero(donor_ok & (df["product_id"].to_numpy() == r.product_id)
-                                  & (df["province"].to_numpy() == r.province)
-                                  & (df["warehouse_id"].to_numpy() != r.warehouse_id))
+            cand = np.array([j for j in donors.get((r.product_id, r.province), ()) if warehouse[j] != r.warehouse_id],
+                            dtype=int)
             if len(cand):
-                j = cand[np.argmax(surplus[cand])]
-                s_from, s_units = int(df.at[j, "warehouse_id"]), int(surplus[j])
+                # largest surplus; ties go to the lowest warehouse id, so the answer does not depend on the
+                # order Spark hands the group's rows in
+                j = cand[np.lexsort((warehouse[cand], -surplus[cand]))[0]]
+                s_from, s_units = int(warehouse[j]), int(surplus[j])
                 a = "reroute"
                 reason = (f"high risk (p={r.p_stockout:.2f}); warehouse {s_from} in {r.province} holds a surplus "
                           f"of {s_units} units beyond its own {H:g}+{L:g} min demand")
@@ -283,7 +228,7 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
             else:
                 a = "restock"
                 reason = (f"high risk (p={r.p_stockout:.2f}); pessimistic ETA {r.eta_pessimistic_min:.1f} min >= lead "
-                          f"time {L:g} min: a restock of {int(df.at[i, 'suggested_units'])} units arrives in time")
+                          f"time {L:g} min: a restock of {int(suggested[i])} units arrives in time")
         actions.append(a)
         reasons.append(reason)
         src.append(s_from)
@@ -296,7 +241,8 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
 
 
 def product_group_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
-    """What the Spark job runs per product group (cogroup of minutes and inventory state)."""
+    """What the Spark job runs per group of whole products (cogroup of minutes and inventory state): every
+    warehouse of a product is in the same call, which the reroute rule needs."""
     if state.empty:
         return pd.DataFrame({k: pd.Series(dtype="object") for k in SKU_COLUMNS})
     return choose_actions(sku_kpis(minutes, state, params), params)

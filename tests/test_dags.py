@@ -40,7 +40,8 @@ for dag_id, dag in bag.dags.items():
         "dagrun_timeout": dag.dagrun_timeout.total_seconds() if dag.dagrun_timeout else None,
         "tasks": {t.task_id: {"type": type(t).__name__,
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
-                              "retries": t.retries, "conn_id": getattr(t, "_conn_id", None)} for t in dag.tasks},
+                              "retries": t.retries, "conn_id": getattr(t, "_conn_id", None),
+                              "args": [str(a) for a in getattr(t, "application_args", None) or []]} for t in dag.tasks},
     }
 print(json.dumps(out))
 '''
@@ -71,6 +72,12 @@ def test_dags_import_cleanly_without_io(tmp_path, profile, conn):
     assert kpi["dagrun_timeout"] < 60 and kpi["tasks"]["compute_kpis"]["timeout"] < 60  # shorter than the interval
     assert kpi["tasks"]["compute_kpis"]["type"] == "FlashsaleSparkSubmitOperator"
     assert kpi["tasks"]["compute_kpis"]["conn_id"] == conn
+    # the app keeps refreshing after its first cycle, and stops refreshing well before the timeout
+    assert "--refresh" in kpi["tasks"]["compute_kpis"]["args"]
+    from flashsale.settings import Settings
+
+    refresh_cap = Settings.model_fields["kpi_refresh_for_seconds"].metadata
+    assert max(m.le for m in refresh_cap if hasattr(m, "le")) + 4 < kpi["tasks"]["compute_kpis"]["timeout"]
     assert dags["flashsale_archive"]["tasks"]["archive_cold_hours"]["conn_id"] == conn
     assert dags["flashsale_seed_dimensions"]["schedule"] is None
 

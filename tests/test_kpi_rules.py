@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT, arrow_schema
+from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT, arrow_schema, validate_batch
 from flashsale.settings import load_settings
 from spark import kpi_rules as R
 from spark import synthetic
@@ -191,10 +191,11 @@ def test_quarantine_counts_each_reason_and_keeps_the_good_rows():
     as_of = datetime(2026, 1, 1, 12, tzinfo=UTC)
     docs = synthetic.scenario(as_of)
     known = {"product_id": {1, 2, 3, 4}, "warehouse_id": {10, 11, 20}, "city_id": {1, 2, 3}}
-    table, dq = R.validate_docs(ORDERS_FACT, docs["orders_fact"], known_ids=known, as_of=as_of, future_skew_seconds=120)
+    checked = validate_batch(ORDERS_FACT, docs["orders_fact"], known_ids=known, as_of=as_of, future_skew_seconds=120)
+    table, dq = checked.valid, checked.quality()
     assert dq["by_reason"] == {"missing": 1, "wrong_type": 1, "out_of_bounds": 1, "unknown_id": 1, "future_ts": 1}
     assert dq["read"] == 155 and dq["valid"] == 150 == table.num_rows and table.schema == arrow_schema(ORDERS_FACT)
-    _, dqi = R.validate_docs(INVENTORY_FACT, docs["inventory_fact"], known_ids=known, as_of=as_of)
+    dqi = validate_batch(INVENTORY_FACT, docs["inventory_fact"], known_ids=known, as_of=as_of).quality()
     assert dqi["by_reason"]["out_of_bounds"] == 1 and dqi["quarantined"] == 1
 
 
@@ -203,7 +204,7 @@ def test_quarantine_never_coerces():
             "order_value": 1.0, "order_ts": datetime(2026, 1, 1, tzinfo=UTC)}
     bad = [dict(good, order_qty=2.0), dict(good, order_qty=True), dict(good, order_value=float("nan")),
            dict(good, order_ts=datetime(2026, 1, 1)), dict(good, order_id="")]
-    _, dq = R.validate_docs(ORDERS_FACT, [good] + bad)
+    dq = validate_batch(ORDERS_FACT, [good] + bad).quality()
     assert dq["valid"] == 1 and dq["by_reason"]["wrong_type"] == 5
 
 
@@ -234,3 +235,14 @@ def test_baseline_from_empty_table():
     t = pa.table({"product_id": pa.array([], pa.int64()), "warehouse_id": pa.array([], pa.int64()),
                   "order_qty": pa.array([], pa.int64()), "date": pa.array([], pa.string()), "hour": pa.array([], pa.string())})
     assert baseline_from_table(t).empty
+
+
+def test_reroute_donor_ties_do_not_depend_on_row_order():
+    """Spark hands a product group's rows in any order: equal surpluses go to the lowest warehouse id."""
+    state = pd.DataFrame([
+        {"product_id": 1, "warehouse_id": w, "available": a, "city": "c", "province": "P1", "baseline_velocity": np.nan}
+        for w, a in ((10, 10), (12, 300), (11, 300))])
+    minutes = pd.DataFrame({"product_id": 1, "warehouse_id": 10, "minute_idx": range(15), "units": 2})
+    for rows in (state, state.iloc[::-1]):
+        out = R.product_group_kpis(minutes, rows, P).set_index("warehouse_id")
+        assert out.loc[10, "action"] == "reroute" and out.loc[10, "reroute_from_warehouse_id"] == 11

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from scipy import stats
 
-from ray_gen import model
+from ray_gen import model, records
 from ray_gen.catalogue import build_catalogue, dimension_records
 from ray_gen.params import FlashCurve, ParamsError, make_params
 from ray_gen.streams import rng_for
@@ -80,6 +81,33 @@ def test_prices_are_log_normal_around_the_discounted_price_per_category():
     assert tested >= p.n_categories // 2
     # the variances really differ by category, so a single global sigma would not fit
     assert cat.category_sigma.max() / cat.category_sigma.min() > 1.5
+
+
+@pytest.mark.parametrize("lam", [0.25, 3.0])
+def test_extra_units_are_poisson_at_the_configured_mean(lam):
+    units = model.small_poisson(rng_for(9, 2, 0, 0), lam, 200_000)
+    top = int(stats.poisson.ppf(1 - 1e-4, lam))  # pool the tail so every expected count is >= 20
+    observed = np.r_[np.bincount(np.minimum(units, top), minlength=top + 1)]
+    expected = np.r_[stats.poisson.pmf(np.arange(top), lam), stats.poisson.sf(top - 1, lam)] * len(units)
+    assert stats.chisquare(observed, expected).pvalue > 0.001
+    assert abs(units.mean() - lam) < 4 * np.sqrt(lam / len(units))
+    assert not model.small_poisson(rng_for(9, 2, 0, 1), 0.0, 1_000).any()
+
+
+def test_record_ids_are_the_prefix_and_decimal_parts_joined_by_dashes():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n = int(rng.integers(0, 400))
+        a = rng.integers(0, 10 ** int(rng.integers(1, 9)), n)  # past the first table size: it must grow
+        b = rng.integers(0, 30, n)
+        if trial % 2:  # sorted keys (what the shards pass) make long runs; unsorted ones must be right too
+            a = np.sort(a)
+        minute = int(rng.integers(0, 100_000))
+        ids = records._ids("o-r1", b, minute, a)
+        assert ids.type == pa.string() and ids.validate(full=True) is None
+        assert ids.to_pylist() == [f"o-r1-{x}-{minute}-{y}" for x, y in zip(b.tolist(), a.tolist())]
+    with pytest.raises(ValueError, match="non-negative"):
+        records._ids("i-r1", np.array([1, -1]), 3)
 
 
 def test_serving_is_first_come_first_served_and_never_over_allocates():

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -128,16 +127,9 @@ def test_tiny_pyspark_job(stack, master):
 
 
 def _airflow_token(stack, password: str) -> str | None:
-    req = urllib.request.Request(
-        f"http://{stack.bind_host}:{stack.airflow_port}/auth/token",
-        data=json.dumps({"username": stack.airflow_admin_user, "password": password}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())["access_token"]
-    except urllib.error.HTTPError:
-        return None
+    from cluster.airflow_api import token
+
+    return token(stack, password)
 
 
 def test_airflow_healthy_with_generated_admin_password(stack):

@@ -1,0 +1,170 @@
+"""`flashsale run` (`make run`): the whole pipeline on one machine, and `stop`, which leaves nothing running.
+
+Steps: stack up -> dimensions seeded -> the simulator in accelerated real time on the stack's Ray ->
+Airflow's KPI and archival DAGs unpaused -> the dashboard on 127.0.0.1. Simulated time runs ahead of
+the wall clock, so the run writes ``<run>/pipeline.env`` with ``FLASHSALE_KPI_CLOCK=data``: every
+process that loads the settings (the Airflow task, the Spark driver) then takes the newest event time
+as the KPI as-of. ``stop`` pauses the DAGs, stops the generator (SIGINT first, so it flushes), the
+dashboard and every service, and removes that file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from cluster import process, stack
+from cluster.services import BIN
+from flashsale.settings import Settings, load_settings, pipeline_file
+
+PIPELINE_DAGS = ("flashsale_kpi_minute", "flashsale_archive")
+GENERATOR, DASHBOARD = "generator", "dashboard"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    speed: float | None = 5.0  # simulated minutes per wall-clock minute; None = fast-forward
+    minutes: int = 24 * 60  # simulated minutes before the generator ends (Ctrl-C stops earlier)
+    spike_minute: int = 10  # the flash spike's simulated minute (the default curve waits 2 hours)
+    products: int = 20_000
+    stock_cover: float = 60.0  # initial stock in minutes of baseline demand (the simulator's default 180 drains slowly)
+    seed: int = 1111
+    start: datetime | None = None  # simulated start; default: now, or after the newest data already stored
+    # settings every pipeline process sees (FLASHSALE_<FIELD>): the data clock, and e.g. a test's own database
+    settings: dict[str, str] = field(default_factory=lambda: {"kpi_clock": "data"})
+
+
+def write_pipeline_env(s: Settings, opts: RunOptions) -> None:
+    path = pipeline_file(s.run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"FLASHSALE_{k.upper()}={v}\n" for k, v in {"kpi_clock": "data", **opts.settings}.items()))
+
+
+def simulated_start(s: Settings, opts: RunOptions) -> datetime:
+    """Now, but never before data already in the hot store: the data clock must move forward."""
+    if opts.start is not None:
+        return opts.start
+    from flashsale.contracts import ORDERS_FACT
+    from flashsale.stores import mongo_client
+    from spark.hot_store import newest_event_time
+
+    start = datetime.now(timezone.utc)
+    with mongo_client(s) as c:
+        newest = newest_event_time(c.get_default_database(), ORDERS_FACT)
+    if newest is not None and newest >= start:
+        start = newest + timedelta(minutes=1)
+    return start.replace(second=0, microsecond=0)
+
+
+def generator_command(s: Settings, opts: RunOptions, start: datetime) -> list[str]:
+    # a run id per start minute: ids stay deterministic for a start but never collide with an earlier run
+    pace = ["--fast"] if opts.speed is None else ["--speed", str(opts.speed)]
+    return [str(BIN / "flashsale"), "generate", "--profile", s.profile, "--ray", "stack", *pace,
+            "--minutes", str(opts.minutes), "--spike-minute", str(opts.spike_minute), "--stock-cover", str(opts.stock_cover),
+            "--products", str(opts.products), "--seed", str(opts.seed), "--start", start.isoformat(),
+            "--run-id", f"run{start:%Y%m%d%H%M}", "--json"]
+
+
+def start(settings: Settings, opts: RunOptions, echo=print) -> Settings:
+    """Bring the whole pipeline up (idempotent for the stack); returns the settings the pipeline uses."""
+    from cluster import airflow_api
+    from ray_gen.params import make_params
+    from ray_gen.runner import seed_dimensions
+
+    write_pipeline_env(settings, opts)
+    s = load_settings(profile=settings.profile, run_dir=settings.run_dir)
+    stack.up(s, echo=echo)
+    s = load_settings(profile=s.profile, run_dir=s.run_dir)  # secrets may have just been generated
+    counts = seed_dimensions(make_params(seed=opts.seed, n_products=opts.products, city_shards=1, warehouse_shards=1), s)
+    echo("  seeded " + ", ".join(f"{n} ({c['documents']:,})" for n, c in counts.items()))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if process.live_process(s.run_dir, GENERATOR) is None:
+        process.start(s.run_dir, GENERATOR, generator_command(s, opts, simulated_start(s, opts)), env, cwd=s.run_dir)
+        pace = "fast-forward" if opts.speed is None else f"{opts.speed:g} simulated min per minute"
+        echo(f"  started generator        {pace}, spike at minute {opts.spike_minute}")
+    if process.live_process(s.run_dir, DASHBOARD) is None:
+        from dashboard.serve import command
+
+        process.start(s.run_dir, DASHBOARD, command(s.dashboard_port, s.bind_host), env, cwd=s.run_dir)
+        echo(f"  started dashboard        http://{s.bind_host}:{s.dashboard_port}")
+    airflow_api.set_paused(s, PIPELINE_DAGS, paused=False)
+    echo(f"  unpaused DAGs            {', '.join(PIPELINE_DAGS)}")
+    return s
+
+
+def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
+    """Pause the DAGs, stop the generator (flushing), the dashboard and the stack; nothing is left running."""
+    from cluster import airflow_api
+
+    if process.live_process(s.run_dir, "airflow") is not None:
+        try:
+            airflow_api.set_paused(s, PIPELINE_DAGS, paused=True)
+            echo(f"  paused DAGs {', '.join(PIPELINE_DAGS)}")
+        except Exception as exc:  # a half-started Airflow must not block the stop
+            echo(f"  could not pause the DAGs ({type(exc).__name__}: {exc}); stopping anyway")
+    gen = process.live_process(s.run_dir, GENERATOR)
+    if gen is not None:  # SIGINT: the generator stops issuing minutes and flushes what it generated
+        gen.send_signal(signal.SIGINT)
+        try:
+            gen.wait(timeout=60)
+        except Exception:
+            pass
+    for name in (GENERATOR, DASHBOARD):
+        if process.stop(s.run_dir, name):
+            echo(f"  stopped {name}")
+    pipeline_file(s.run_dir).unlink(missing_ok=True)
+    if stop_stack:
+        stack.down(s, echo=echo)
+
+
+def first_alerts(s: Settings, since: float, timeout: float, poll: float = 2.0) -> dict | None:
+    """Wait for a snapshot computed after ``since`` (epoch) that holds at least one alert."""
+    from flashsale.redis_keys import keys_for, read_snapshot
+    from flashsale.stores import redis_client
+
+    r, keys = redis_client(s), keys_for(s)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        failed = generator_failure(s)
+        if failed:
+            raise RuntimeError(f"the generator stopped with an error:\n{failed}")
+        snap = read_snapshot(r, keys)
+        if snap and snap.get("alerts") and datetime.fromisoformat(snap["computed_at"]).timestamp() > since:
+            return snap
+        time.sleep(poll)
+    return None
+
+
+def running(s: Settings) -> bool:
+    """The services the status line reads are up (False once `make stop` ran elsewhere)."""
+    return all(process.live_process(s.run_dir, name) is not None for name in ("redis", "airflow"))
+
+
+def generator_failure(s: Settings) -> str | None:
+    """The end of the generator's log if it exited with an error, else None."""
+    rec = process.read_record(s.run_dir, GENERATOR)
+    if rec is None or process.live_process(s.run_dir, GENERATOR) is not None:
+        return None
+    text = open(rec.log, errors="replace").read()[-4000:]
+    if '"consistent": true' in text:
+        return None  # finished its minutes normally
+    return "\n".join(text.strip().splitlines()[-8:])
+
+
+def status_line(s: Settings) -> str:
+    from flashsale.redis_keys import keys_for, read_snapshot
+    from flashsale.stores import redis_client
+
+    failed = generator_failure(s)
+    if failed:
+        raise RuntimeError(f"the generator stopped with an error:\n{failed}")
+    snap = read_snapshot(redis_client(s), keys_for(s))
+    if not snap:
+        return "no KPI snapshot yet"
+    age = (datetime.now(timezone.utc) - datetime.fromisoformat(snap["computed_at"])) / timedelta(seconds=1)
+    k = snap["kpis"]
+    return (f"snapshot {age:4.0f} s old, data as of {snap['data_as_of'][11:19]}: {k['open_alerts']} alerts, "
+            f"{k['high_risk_sku_count']} high-risk SKUs, {k['overloaded_warehouses']} overloaded warehouses")
