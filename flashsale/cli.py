@@ -138,7 +138,7 @@ def run(
     minutes: int = typer.Option(24 * 60, "--minutes", help="simulated minutes the generator runs"),
     spike_minute: int = typer.Option(10, "--spike-minute", help="simulated minute of the flash spike"),
     stock_cover: float = typer.Option(60, "--stock-cover", help="initial stock in minutes of baseline demand: lower drains sooner"),
-    products: int = typer.Option(20_000, "--products", help="catalogue size"),
+    products: int = typer.Option(2_000, "--products", help="catalogue size (one machine: FerretDB reads ~20k docs/s, the KPI window must fit)"),
     seed: int = typer.Option(1111, "--seed"),
     alert_timeout: float = typer.Option(180, "--alert-timeout", help="seconds to wait for the first alerts"),
 ):

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     kpi_clock: Literal["wall", "data"] = "wall"
     # the minute DAG's Spark app keeps refreshing the snapshot until this long after submission (0 = one
     # cycle per run), at most once per kpi_refresh_min_interval_seconds: the YARN start is paid once a minute
-    kpi_refresh_for_seconds: float = Field(45.0, ge=0, le=50)
+    kpi_refresh_for_seconds: float = Field(35.0, ge=0, le=45)  # + spark.stop + task overhead < 55 s timeout
     kpi_refresh_min_interval_seconds: float = Field(5.0, ge=0)
     action_horizon_minutes: int = Field(60, ge=1)
     restock_lead_time_minutes: int = Field(45, ge=1)
