@@ -57,11 +57,11 @@ def test_seed_writes_the_dimensions_idempotently(stack, scratch_db):
 def test_ray_head_shards_match_the_in_process_reference(stack, tmp_path):
     """1 actor per kind and 4 per kind on the stack's Ray head give the records of the plain-object run."""
     results = {}
-    for label, shards, backend in (
-        ("inline", 1, LocalBackend()),
-        ("ray1", 1, RayBackend(address=stack.ray_address, ray_env=stack.ray_env())),
-        ("ray4", 4, RayBackend(address=stack.ray_address, ray_env=stack.ray_env())),
-    ):
+    def on_the_head():  # built only when its turn comes: the previous backend's shutdown disconnects Ray
+        return RayBackend(address=stack.ray_address, ray_env=stack.ray_env())
+
+    for label, shards, make_backend in (("inline", 1, LocalBackend), ("ray1", 1, on_the_head), ("ray4", 4, on_the_head)):
+        backend = make_backend()
         p = make_params(**SMALL, city_shards=shards, warehouse_shards=shards)
         try:
             run(p, SinkSpec("parquet", path=str(tmp_path / label)), backend)
