@@ -11,13 +11,13 @@ FLASHSALE_ARCHIVE_CRASH_AT) kills the driver right after STEP, for crash-injecti
 stdout line is ``ARCHIVE_RESULT {json}``; every log line carries the batch id (lineage).
 
 Where a batch's time goes, and why it is spent once: the hot store is the bottleneck (FerretDB
-decodes ~20k documents/s per query, and counts by reading every document), so each document is read
-once. The executors validate it column-wise (flashsale/contracts.validate_batch, not per document)
-and the valid rows stream into the Parquet writer while an ``Observation`` computes the source's row
-count and checksum on the same rows (no separate pass). The written files are then read back and
-their count and checksum compared with the source's; meanwhile the driver counts each bucket
-exactly, to catch documents that arrived during the read. Two Spark jobs per batch (three when
-documents were quarantined), one read and one count of the hot store.
+decodes ~18k documents/s per query here, and counts by reading every document), so each document
+is read once. The executors validate it column-wise (flashsale/contracts.validate_batch, not per
+document) and the valid rows stream into the Parquet writer while an ``Observation`` computes the
+source's row count and checksum on the same rows (no separate pass). The written files are then read
+back and their count and checksum compared with the source's; meanwhile the driver counts each
+bucket exactly, to catch documents that arrived during the read. Two Spark jobs per batch (three
+when documents were quarantined), one read and one count of the hot store.
 """
 
 from __future__ import annotations
