@@ -43,17 +43,6 @@ def _overrides(stack, name: str, **extra) -> dict[str, str]:
             **{k: str(v) for k, v in extra.items()}}
 
 
-def _clean(s) -> None:
-    with mongo_client(s) as c:
-        c.drop_database(s.mongo_db)
-    r = redis_client(s)
-    r.delete(*keys_for(s).all())
-    try:
-        hdfs_client(s).delete(s.archive_root.removeprefix(s.hdfs_url), True)
-    except FileNotFoundError:
-        pass
-
-
 class Sampler(threading.Thread):
     """Every second: new snapshots (first wall time seen), and the machine's used memory."""
 
@@ -129,7 +118,7 @@ def freshness(minutes: float = typer.Option(8, help="wall minutes measured after
     stack = load_settings(profile="cluster")
     overrides = _overrides(stack, "freshness", kpi_clock="wall")
     s = load_settings(profile="cluster", **overrides)
-    _clean(s)
+    pipeline.discard_data(s)
     opts = pipeline.RunOptions(speed=1.0, minutes=int(minutes) + 10, spike_minute=3, products=products,
                                settings=overrides)
     t0 = time.time()
@@ -176,7 +165,7 @@ def freshness(minutes: float = typer.Option(8, help="wall minutes measured after
                                       for k in sorted({k for c in cycles for k in c if k.endswith("_s")})},
         "cycles": cycles,
     }
-    _clean(s)
+    pipeline.discard_data(s)
     _save("freshness", result)
 
 
@@ -188,7 +177,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
     stack = load_settings(profile="cluster")
     overrides = _overrides(stack, "scale", kpi_clock="data", archive_min_age_minutes=20)
     s = load_settings(profile="cluster", **overrides)
-    _clean(s)
+    pipeline.discard_data(s)
     # ~ records per simulated minute at this rate: measured by the scale bench of the simulator
     per_minute = rate * 27 * 2.2
     opts = pipeline.RunOptions(speed=None, minutes=max(30, int(records / per_minute)), spike_minute=120,
@@ -204,8 +193,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
         failed = pipeline.generator_failure(s)
         if failed:
             raise RuntimeError(failed)
-        log = Path(process.read_record(s.run_dir, pipeline.GENERATOR).log).read_text()
-        summary = json.loads(log[log.rindex("\n{") + 1:])
+        summary = pipeline.generator_summary(s)
         # archive everything the minimum age allows, then reconcile by counts (ids were checked in the tests)
         run_id = airflow_api.trigger(s, "flashsale_archive")
         archive_state = airflow_api.wait_for_run(s, "flashsale_archive", run_id, timeout=6 * 3600)
@@ -228,7 +216,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
         "archive_reconciliation": reconciliation, "peak_memory_used_mb": round(sampler.peak_used_mb),
         "generator": summary, "cycles": cycles,
     }
-    _clean(s)
+    pipeline.discard_data(s)
     _save("scale", result)
 
 

@@ -10,11 +10,14 @@ dashboard and every service, and removes that file.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+
+import psutil
 
 from cluster import process, stack
 from cluster.services import BIN
@@ -33,8 +36,8 @@ class RunOptions:
     stock_cover: float = 60.0  # initial stock in minutes of baseline demand (the simulator's default 180 drains slowly)
     seed: int = 1111
     start: datetime | None = None  # simulated start; default: now, or after the newest data already stored
-    # settings every pipeline process sees (FLASHSALE_<FIELD>): the data clock, and e.g. a test's own database
-    settings: dict[str, str] = field(default_factory=lambda: {"kpi_clock": "data"})
+    # settings every pipeline process sees (FLASHSALE_<FIELD>) on top of the data clock, e.g. a test's own database
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 def write_pipeline_env(s: Settings, opts: RunOptions) -> None:
@@ -110,8 +113,8 @@ def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
         gen.send_signal(signal.SIGINT)
         try:
             gen.wait(timeout=60)
-        except Exception:
-            pass
+        except psutil.TimeoutExpired:
+            pass  # still summarizing (counting a big hot store): process.stop escalates
     for name in (GENERATOR, DASHBOARD):
         if process.stop(s.run_dir, name):
             echo(f"  stopped {name}")
@@ -128,9 +131,7 @@ def first_alerts(s: Settings, since: float, timeout: float, poll: float = 2.0) -
     r, keys = redis_client(s), keys_for(s)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        failed = generator_failure(s)
-        if failed:
-            raise RuntimeError(f"the generator stopped with an error:\n{failed}")
+        _raise_if_generator_failed(s)
         snap = read_snapshot(r, keys)
         if snap and snap.get("alerts") and datetime.fromisoformat(snap["computed_at"]).timestamp() > since:
             return snap
@@ -143,24 +144,62 @@ def running(s: Settings) -> bool:
     return all(process.live_process(s.run_dir, name) is not None for name in ("redis", "airflow"))
 
 
+def generator_summary(s: Settings) -> dict | None:
+    """The JSON summary the generator printed last (its log's tail), or None if its last run printed none."""
+    rec = process.read_record(s.run_dir, GENERATOR)
+    if rec is None:
+        return None
+    with open(rec.log, "rb") as fh:
+        fh.seek(max(0, os.path.getsize(rec.log) - 64_000))  # the summary is ~1 KB; logs of long runs grow
+        text = fh.read().decode(errors="replace")
+    try:
+        return json.loads(text[text.rindex("\n{") + 1:])
+    except ValueError:  # no summary, or a later run's output follows it
+        return None
+
+
 def generator_failure(s: Settings) -> str | None:
-    """The end of the generator's log if it exited with an error, else None."""
+    """The end of the generator's log if it exited without a consistent summary, else None."""
     rec = process.read_record(s.run_dir, GENERATOR)
     if rec is None or process.live_process(s.run_dir, GENERATOR) is not None:
         return None
-    text = open(rec.log, errors="replace").read()[-4000:]
-    if '"consistent": true' in text:
+    summary = generator_summary(s)
+    if summary is not None and summary["consistent"]:
         return None  # finished its minutes normally
-    return "\n".join(text.strip().splitlines()[-8:])
+    return "\n".join(open(rec.log, errors="replace").read()[-4000:].strip().splitlines()[-8:])
+
+
+def _raise_if_generator_failed(s: Settings) -> None:
+    failed = generator_failure(s)
+    if failed:
+        raise RuntimeError(f"the generator stopped with an error:\n{failed}")
+
+
+def discard_data(s: Settings) -> None:
+    """Drop what a pipeline wrote under these settings: hot-store database, Redis keys, archive root.
+    For runs on their own database/namespace/archive (tests, benches); never point it at production."""
+    import shutil
+
+    from flashsale.redis_keys import keys_for
+    from flashsale.stores import hdfs_client, mongo_client, redis_client
+
+    with mongo_client(s) as c:
+        c.drop_database(s.mongo_db)
+    redis_client(s).delete(*keys_for(s).all())
+    if s.archive_root.startswith("file://"):
+        shutil.rmtree(s.archive_root.removeprefix("file://"), ignore_errors=True)
+        return
+    try:
+        hdfs_client(s).delete(s.archive_root.removeprefix(s.hdfs_url), True)
+    except FileNotFoundError:
+        pass
 
 
 def status_line(s: Settings) -> str:
     from flashsale.redis_keys import keys_for, read_snapshot
     from flashsale.stores import redis_client
 
-    failed = generator_failure(s)
-    if failed:
-        raise RuntimeError(f"the generator stopped with an error:\n{failed}")
+    _raise_if_generator_failed(s)
     snap = read_snapshot(redis_client(s), keys_for(s))
     if not snap:
         return "no KPI snapshot yet"

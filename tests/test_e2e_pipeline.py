@@ -9,7 +9,6 @@ generator, the dashboard) sees them.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timezone
 
@@ -21,7 +20,7 @@ from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
 from flashsale.hot_layout import existing_buckets
 from flashsale.redis_keys import keys_for, read_snapshot, read_state
 from flashsale.settings import load_settings
-from flashsale.stores import hdfs_client, hdfs_filesystem, mongo_client, redis_client
+from flashsale.stores import hdfs_filesystem, mongo_client, redis_client
 
 UTC = timezone.utc
 START = datetime(2025, 11, 11, 23, 45, tzinfo=UTC)  # the spike lands near midnight; hour 23 becomes archivable
@@ -42,33 +41,14 @@ def e2e(stack):
         "dashboard_refresh_seconds": "2",
     }
     s = load_settings(profile=stack.profile, **{k: v for k, v in overrides.items()})
-    _clean(s)
+    pipeline.discard_data(s)
     opts = pipeline.RunOptions(speed=20, minutes=MINUTES, spike_minute=8, products=2_000, seed=7, start=START,
                                settings=overrides)
     try:
         yield s, opts
     finally:
         pipeline.stop(s, echo=lambda *_: None, stop_stack=False)
-        _clean(s)
-
-
-def _clean(s) -> None:
-    with mongo_client(s) as c:
-        c.drop_database(s.mongo_db)
-    r = redis_client(s)
-    r.delete(*keys_for(s).all())
-    client = hdfs_client(s)
-    path = s.archive_root.removeprefix(s.hdfs_url)
-    try:
-        client.delete(path, True)
-    except FileNotFoundError:
-        pass
-
-
-def _generator_summary(s) -> dict:
-    log = process.read_record(s.run_dir, pipeline.GENERATOR).log
-    text = open(log).read()
-    return json.loads(text[text.rindex("\n{") + 1:])
+        pipeline.discard_data(s)
 
 
 def _wait(predicate, timeout: float, what: str, poll: float = 2.0):
@@ -119,8 +99,8 @@ def test_flash_sale_through_every_component(e2e):
     # 1. the generator runs its simulated minutes on the stack's Ray and stops consistent
     _wait(lambda: process.live_process(s.run_dir, pipeline.GENERATOR) is None, 600, "the generator to finish")
     assert pipeline.generator_failure(s) is None
-    summary = _generator_summary(s)
-    assert summary["consistent"] and summary["simulated_minutes"] == MINUTES, summary
+    summary = pipeline.generator_summary(s)
+    assert summary and summary["consistent"] and summary["simulated_minutes"] == MINUTES, summary
     generated = {k: v["generated"] for k, v in summary["collections"].items()}
     gen_done = time.time()
 

@@ -170,3 +170,22 @@ def test_store_is_asked_only_for_the_window(as_of):
         assert "order_ts" in str(plan["command"]["filter"])
     else:  # real MongoDB: the winning plan is an index scan on order_ts
         assert "IXSCAN" in text and "order_ts" in text
+
+
+def test_a_refresh_cycle_reads_the_window_again_but_not_the_dims(as_of):
+    """--refresh cycles reuse the app's dims and baseline: only facts (and carried state) are read again."""
+    from flashsale.contracts import DIMS
+    from spark.kpi_job import _read_inputs
+
+    s = _settings()
+    params = KpiParams.from_settings(s)
+    first = _read_inputs(s, as_of, params, use_archive=False)
+    listener = _Finds()
+    monitoring.register(listener)
+    again = _read_inputs(s, as_of, params, use_archive=False, reuse=first)
+    read = {c for c, _ in listener.finds}
+    assert not read & {d.name for d in DIMS}
+    assert any(c.startswith("orders_fact__") for c in read)
+    assert again["dims"] is first["dims"] and again["baseline"] is first["baseline"]
+    assert again["orders"].num_rows == first["orders"].num_rows
+    assert {d.name: again["dq"][d.name] for d in DIMS} == {d.name: first["dq"][d.name] for d in DIMS}
