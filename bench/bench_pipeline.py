@@ -20,17 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import psutil
-import typer
-
-from cluster import airflow_api, pipeline, process
-from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
-from flashsale.hot_layout import existing_buckets
-from flashsale.redis_keys import keys_for, read_snapshot
-from flashsale.settings import load_settings
-from flashsale.stores import hdfs_client, mongo_client, redis_client
-from spark.archive_plan import manifest_path
+import typer  # the rest is imported inside the commands: `flashsale` registers this app at start-up
 
 RESULTS = Path(__file__).parent / "results"
 UTC = timezone.utc
@@ -53,6 +43,10 @@ class Sampler(threading.Thread):
         self.peak_used_mb = 0.0
 
     def run(self):
+        import psutil
+        from flashsale.redis_keys import keys_for, read_snapshot
+        from flashsale.stores import redis_client
+
         r, keys = redis_client(self.s), keys_for(self.s)
         while not self.stop.wait(0.5):
             vm = psutil.virtual_memory()
@@ -85,10 +79,14 @@ def kpi_cycles(s, since: float) -> list[dict]:
 
 
 def _pct(values, q) -> float | None:
+    import numpy as np
+
     return round(float(np.percentile(values, q)), 2) if len(values) else None
 
 
 def _dag_summary(s, dag_id: str, since: float) -> dict:
+    from cluster import airflow_api
+
     runs = [r for r in airflow_api.dag_runs(s, dag_id, limit=200)
             if r["start_date"] and datetime.fromisoformat(r["start_date"].replace("Z", "+00:00")).timestamp() >= since]
     states = {}
@@ -99,6 +97,8 @@ def _dag_summary(s, dag_id: str, since: float) -> dict:
 
 def _machine() -> dict:
     import os
+
+    import psutil
 
     return {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "platform": platform.platform(), "python": platform.python_version(),
@@ -115,6 +115,13 @@ def _save(kind: str, result: dict) -> None:
 def freshness(minutes: float = typer.Option(8, help="wall minutes measured after the first snapshot"),
               products: int = typer.Option(2_000), rate: float = typer.Option(20.0)):
     """Order-to-dashboard visibility in real time (speed 1, wall clock), p50/p95 over every order."""
+    import numpy as np
+    from cluster import pipeline
+    from flashsale.contracts import ORDERS_FACT
+    from flashsale.hot_layout import existing_buckets
+    from flashsale.settings import load_settings
+    from flashsale.stores import mongo_client
+
     stack = load_settings(profile="cluster")
     overrides = _overrides(stack, "freshness", kpi_clock="wall")
     s = load_settings(profile="cluster", **overrides)
@@ -174,6 +181,9 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
           rate: float = typer.Option(700.0, help="base orders per city-minute"),
           products: int = typer.Option(20_000)):
     """~69 M records through simulator, hot store and archive with the KPI and archival DAGs running."""
+    from cluster import airflow_api, pipeline, process
+    from flashsale.settings import load_settings
+
     stack = load_settings(profile="cluster")
     overrides = _overrides(stack, "scale", kpi_clock="data", archive_min_age_minutes=20)
     s = load_settings(profile="cluster", **overrides)
@@ -222,6 +232,11 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
 
 def _reconcile_counts(s, summary: dict) -> dict:
     """generated == hot + archived (manifest rows + quarantined) per fact."""
+    from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
+    from flashsale.hot_layout import existing_buckets
+    from flashsale.stores import hdfs_client, mongo_client
+    from spark.archive_plan import manifest_path
+
     out = {}
     client = hdfs_client(s)
     root = s.archive_root.removeprefix(s.hdfs_url)
