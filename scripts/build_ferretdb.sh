@@ -6,7 +6,7 @@
 set -euo pipefail
 version="${FERRETDB_VERSION:-v1.24.2}"
 out="${1:?usage: build_ferretdb.sh OUTPUT_BINARY}"
-if [ -x "$out" ] && "$out" --version 2>/dev/null | grep -q "${version}"; then
+if [ -x "$out" ] && [[ "$("$out" --version 2>/dev/null)" == *"${version}"* ]]; then
   exit 0
 fi
 command -v go >/dev/null || { echo "build_ferretdb: Go is not installed (apt-get install golang-go, or install Go >= 1.22)" >&2; exit 1; }
@@ -18,4 +18,4 @@ chmod -R u+w "$work/src"
 echo "$version" > "$work/src/build/version/version.txt"
 mkdir -p "$(dirname "$out")"
 (cd "$work/src" && CGO_ENABLED=0 go build -trimpath -o "$out" ./cmd/ferretdb)
-"$out" --version | head -1
+"$out" --version | sed -n 1p  # sed reads it all: head would SIGPIPE ferretdb under pipefail
