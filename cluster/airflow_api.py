@@ -54,6 +54,17 @@ def dag_runs(s: Settings, dag_id: str, limit: int = 20) -> list[dict]:
     return call(s, "GET", f"dags/{dag_id}/dagRuns?order_by=-run_after&limit={limit}")["dag_runs"]
 
 
+def fail_active_runs(s: Settings, dag_id: str) -> list[str]:
+    """Mark the DAG's queued and running runs failed (their tasks are killed: on_kill ends YARN apps)."""
+    from urllib.parse import quote
+
+    jwt = token(s)
+    active = [r["dag_run_id"] for r in call(s, "GET", f"dags/{dag_id}/dagRuns?state=running&state=queued", jwt=jwt)["dag_runs"]]
+    for run_id in active:
+        call(s, "PATCH", f"dags/{dag_id}/dagRuns/{quote(run_id, safe='')}?update_mask=state", {"state": "failed"}, jwt=jwt)
+    return active
+
+
 def trigger(s: Settings, dag_id: str, conf: dict | None = None) -> str:
     """Start a manual run now; returns its run id."""
     run = call(s, "POST", f"dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})

@@ -23,7 +23,8 @@ from cluster import process, stack
 from cluster.services import BIN
 from flashsale.settings import Settings, load_settings, pipeline_file
 
-PIPELINE_DAGS = ("flashsale_kpi_minute", "flashsale_archive")
+KPI_DAG = "flashsale_kpi_minute"
+PIPELINE_DAGS = (KPI_DAG, "flashsale_archive")
 GENERATOR, DASHBOARD = "generator", "dashboard"
 
 
@@ -106,6 +107,10 @@ def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
         try:
             airflow_api.set_paused(s, PIPELINE_DAGS, paused=True)
             echo(f"  paused DAGs {', '.join(PIPELINE_DAGS)}")
+            # a paused DAG's running KPI app would refresh for up to two minutes more; the archive run is
+            # left to finish its batch (it is crash-safe, but a clean commit is quicker to reason about)
+            if ended := airflow_api.fail_active_runs(s, KPI_DAG):
+                echo(f"  ended {len(ended)} running KPI run(s) and their YARN apps")
         except Exception as exc:  # a half-started Airflow must not block the stop
             echo(f"  could not pause the DAGs ({type(exc).__name__}: {exc}); stopping anyway")
     gen = process.live_process(s.run_dir, GENERATOR)

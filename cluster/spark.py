@@ -87,6 +87,8 @@ def submit_conf(s: Settings, master: str) -> tuple[dict[str, str], dict[str, str
         "spark.ui.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
     }
+    if s.spark_java_options:
+        conf["spark.driver.extraJavaOptions"] = conf["spark.executor.extraJavaOptions"] = s.spark_java_options
     env = {"JAVA_HOME": java_home(), "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": python}
     if master == "yarn":
         specs = {Path(remote).name: s.hdfs_url + remote for _, remote, _, _ in _archive_specs(s)}
@@ -100,6 +102,8 @@ def submit_conf(s: Settings, master: str) -> tuple[dict[str, str], dict[str, str
             "spark.executorEnv.PYSPARK_PYTHON": executor_python,
             "spark.yarn.maxAppAttempts": "1",
         })
+        if s.spark_java_options:
+            conf["spark.yarn.am.extraJavaOptions"] = s.spark_java_options
         env["HADOOP_CONF_DIR"] = str(s.hadoop_conf_dir)
         env["PYSPARK_ARCHIVES_PATH"] = f"{specs['pyspark.zip']},{specs['py4j.zip']}"
     return conf, env

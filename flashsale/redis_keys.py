@@ -14,11 +14,19 @@ key                        type    content                                      
 ``<ns>:state:alerts``      string  JSON: hysteresis state of open alerts (KPI-internal)        EX state ttl
 ``<ns>:state:inventory``   string  JSON: latest inventory per (product, warehouse) carried     EX state ttl
                                    between runs so a run reads only its window (KPI-internal)
+``<ns>:head``              string  JSON: ``run_id``, ``data_as_of``, ``app_started_at`` of the   EX state ttl
+                                   run that wrote the keys above (KPI-internal: hand-over)
 =========================  ======  ==========================================================  ===================
 
-Atomicity: one run writes all four keys in ONE ``MULTI/EXEC`` transaction, so a reader never sees a
+Atomicity: one run writes all five keys in ONE ``MULTI/EXEC`` transaction, so a reader never sees a
 new snapshot with an old trend (or half a snapshot: the snapshot is one value). :func:`read_snapshot`
 reads snapshot + trend in one ``MULTI/EXEC`` round trip, so its pair is always from the same run.
+
+Hand-over: the minute DAG's Spark apps overlap (each keeps refreshing until the next one has
+published), so a scheduled run writes with a compare-and-set (``expect_head``): only if no other run
+published since it read the carried state and its data is not older than the published one. A
+superseded write changes nothing and returns None; an app stops refreshing once the head names an app
+started after it (:func:`read_head`).
 A snapshot expires (TTL) when the job stops running: a dashboard then shows "no data", never stale data
 presented as fresh; it should also compare ``data_as_of`` with the wall clock.
 
@@ -65,9 +73,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
+from redis.exceptions import WatchError
 
 SNAPSHOT_SCHEMA = "fsr.kpi.snapshot/1"
 MAX_SNAPSHOT_BYTES = 2 * 2**20  # a snapshot larger than this is refused (tables are capped well below)
@@ -95,8 +105,12 @@ class Keys:
     def inventory_state(self) -> str:
         return f"{self.namespace}:state:inventory"
 
+    @property
+    def head(self) -> str:
+        return f"{self.namespace}:head"
+
     def all(self) -> list[str]:
-        return [self.snapshot, self.trend, self.alert_state, self.inventory_state]
+        return [self.snapshot, self.trend, self.alert_state, self.inventory_state, self.head]
 
 
 def keys_for(settings) -> Keys:
@@ -122,24 +136,53 @@ def trend_point(snapshot: dict) -> dict:
     }
 
 
+_UNCONDITIONAL = object()
+
+
+def _superseded(current: dict | None, expected: dict | None, data_as_of: str) -> bool:
+    """True when another run published since ``expected`` was read, or published newer data."""
+    if (current or {}).get("run_id") != (expected or {}).get("run_id"):
+        return True
+    return current is not None and datetime.fromisoformat(current["data_as_of"]) > datetime.fromisoformat(data_as_of)
+
+
 def write_snapshot(client, keys: Keys, snapshot: dict, *, ttl_seconds: int, trend_max_points: int,
-                   alert_state: dict | None = None, inventory_state: dict | None = None) -> int:
-    """Write one run in a single MULTI/EXEC; returns the snapshot size in bytes."""
+                   alert_state: dict | None = None, inventory_state: dict | None = None,
+                   expect_head: dict | None | object = _UNCONDITIONAL, app_started_at: float | None = None) -> int | None:
+    """Write one run in a single MULTI/EXEC; returns the snapshot size in bytes.
+
+    ``expect_head``: the head read with the carried state (:func:`read_state`). Given, the write is a
+    compare-and-set (WATCH on the head): None is returned, and nothing written, when another run
+    published in between or holds newer data. ``app_started_at`` identifies the writing app for the
+    hand-over (None: a one-off run, which never makes a scheduled app stop).
+    """
     if snapshot.get("schema") != SNAPSHOT_SCHEMA:
         raise ValueError(f"snapshot schema must be {SNAPSHOT_SCHEMA}")
     blob = _dumps(snapshot)
     if len(blob) > MAX_SNAPSHOT_BYTES:
         raise SnapshotTooLarge(f"snapshot is {len(blob)} bytes > {MAX_SNAPSHOT_BYTES}")
-    pipe = client.pipeline(transaction=True)
-    pipe.set(keys.snapshot, blob, ex=ttl_seconds)
-    pipe.rpush(keys.trend, _dumps(trend_point(snapshot)))
-    pipe.ltrim(keys.trend, -trend_max_points, -1)
-    pipe.expire(keys.trend, max(TREND_TTL_SECONDS, ttl_seconds))
-    if alert_state is not None:
-        pipe.set(keys.alert_state, _dumps(alert_state), ex=STATE_TTL_SECONDS)
-    if inventory_state is not None:
-        pipe.set(keys.inventory_state, _dumps(inventory_state), ex=STATE_TTL_SECONDS)
-    pipe.execute()
+    head = {"run_id": snapshot["run_id"], "data_as_of": snapshot["data_as_of"], "app_started_at": app_started_at}
+    with client.pipeline(transaction=True) as pipe:
+        if expect_head is not _UNCONDITIONAL:
+            pipe.watch(keys.head)
+            raw = pipe.get(keys.head)
+            if _superseded(json.loads(raw) if raw else None, expect_head, snapshot["data_as_of"]):
+                pipe.unwatch()
+                return None
+            pipe.multi()
+        pipe.set(keys.snapshot, blob, ex=ttl_seconds)
+        pipe.rpush(keys.trend, _dumps(trend_point(snapshot)))
+        pipe.ltrim(keys.trend, -trend_max_points, -1)
+        pipe.expire(keys.trend, max(TREND_TTL_SECONDS, ttl_seconds))
+        if alert_state is not None:
+            pipe.set(keys.alert_state, _dumps(alert_state), ex=STATE_TTL_SECONDS)
+        if inventory_state is not None:
+            pipe.set(keys.inventory_state, _dumps(inventory_state), ex=STATE_TTL_SECONDS)
+        pipe.set(keys.head, _dumps(head), ex=STATE_TTL_SECONDS)
+        try:
+            pipe.execute()
+        except WatchError:  # a run published between our check and EXEC
+            return None
     return len(blob)
 
 
@@ -160,14 +203,22 @@ def read_snapshot(client, keys: Keys, trend_points: int | None = None) -> dict |
     return snap
 
 
-def read_state(client, keys: Keys) -> tuple[dict, dict]:
-    """(alert_state, inventory_state) carried from the previous run; empty dicts when absent."""
-    pipe = client.pipeline(transaction=False)
+def read_state(client, keys: Keys) -> tuple[dict, dict, dict | None]:
+    """(alert_state, inventory_state, head) carried from the previous run, read atomically; empty
+    dicts (and None) when absent. Pass the head back as ``write_snapshot(expect_head=...)``."""
+    pipe = client.pipeline(transaction=True)
     pipe.get(keys.alert_state)
     pipe.get(keys.inventory_state)
-    a, i = pipe.execute()
-    return (json.loads(a) if a else {}), (json.loads(i) if i else {})
+    pipe.get(keys.head)
+    a, i, h = pipe.execute()
+    return (json.loads(a) if a else {}), (json.loads(i) if i else {}), (json.loads(h) if h else None)
 
 
-__all__ = ["Keys", "MAX_SNAPSHOT_BYTES", "SNAPSHOT_SCHEMA", "SnapshotTooLarge", "keys_for", "read_snapshot",
+def read_head(client, keys: Keys) -> dict | None:
+    """The last published run: ``run_id``, ``data_as_of``, ``app_started_at`` (None if none)."""
+    raw = client.get(keys.head)
+    return json.loads(raw) if raw else None
+
+
+__all__ = ["Keys", "MAX_SNAPSHOT_BYTES", "SNAPSHOT_SCHEMA", "SnapshotTooLarge", "keys_for", "read_head", "read_snapshot",
            "read_state", "trend_point", "write_snapshot"]

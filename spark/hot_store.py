@@ -50,6 +50,20 @@ def read_window(db, contract: Contract, start: datetime, bucket_minutes: int, co
     return docs, cols
 
 
+def refresh_window(db, contract: Contract, start: datetime, read_from: datetime, previous: list[dict],
+                   bucket_minutes: int, collection_names=None) -> tuple[list[dict], list[str]]:
+    """The window [start, ...) for a refresh: documents before ``read_from`` come from ``previous`` (the
+    last cycle's read of this window, which covered ``start``), only those at or after it from the store.
+
+    A document written after the last read with an event time before ``read_from`` is missed, so the
+    caller keeps ``read_from`` a lateness margin before the last as-of. ``previous`` holds only dated
+    events: the store's ``$gte`` never returns a document whose time is missing or not a date.
+    """
+    fresh, cols = read_window(db, contract, read_from, bucket_minutes, collection_names)
+    t = contract.time_column
+    return [d for d in previous if start <= d[t] < read_from] + fresh, cols
+
+
 def explain_window(db, collection: str, contract: Contract, start: datetime) -> dict:
     """The store's plan for the window query on one collection."""
     return db.command("explain", {"find": collection, "filter": window_filter(contract, start),

@@ -46,8 +46,8 @@ def _read_inputs(s, as_of: datetime, params, use_archive: bool, reuse: dict | No
     """Everything the run needs from the stores (runs in a thread while the JVM starts).
 
     ``reuse``: the previous cycle's inputs of the same app (refresh cycles): its dims and archive
-    baseline are kept, so a refresh reads only the window and the carried state; the next minute's
-    app reads them again.
+    baseline are kept, and of the window only the tail is read again (settings.kpi_refresh_reread_seconds
+    before the last as-of), the rest comes from the last read; the next minute's app reads it all again.
     """
     from flashsale.contracts import CITIES_DIM, INVENTORY_FACT, ORDERS_FACT, PRODUCTS_DIM, WAREHOUSES_DIM, validate_batch
     from flashsale.redis_keys import keys_for, read_state
@@ -58,7 +58,7 @@ def _read_inputs(s, as_of: datetime, params, use_archive: bool, reuse: dict | No
     t = {}
     t0 = time.perf_counter()
     r = redis_client(s)
-    alert_state, inv_state = read_state(r, keys_for(s))
+    alert_state, inv_state, head = read_state(r, keys_for(s))
     start = as_of - timedelta(minutes=params.window_minutes)
     inv_start = start if inv_state else as_of - timedelta(minutes=max(s.kpi_inventory_bootstrap_minutes, params.window_minutes))
     with mongo_client(s) as c:
@@ -67,8 +67,19 @@ def _read_inputs(s, as_of: datetime, params, use_archive: bool, reuse: dict | No
         t["read_dims_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         names = db.list_collection_names()
-        orders_raw, ocols = hot_store.read_window(db, ORDERS_FACT, start, s.hot_bucket_minutes, names)
-        inv_raw, icols = hot_store.read_window(db, INVENTORY_FACT, inv_start, s.hot_bucket_minutes, names)
+        window_docs = {}
+        cols: list[str] = []
+        for fact, fact_start in ((ORDERS_FACT, start), (INVENTORY_FACT, inv_start)):
+            prev = (reuse or {}).get("window_docs", {}).get(fact.name)
+            # a refresh re-reads only the tail of the window (from a lateness margin before the last as-of)
+            read_from = prev and max(fact_start, prev["as_of"] - timedelta(seconds=s.kpi_refresh_reread_seconds))
+            if prev and prev["start"] <= fact_start:
+                docs, read = hot_store.refresh_window(db, fact, fact_start, read_from, prev["docs"], s.hot_bucket_minutes, names)
+            else:
+                docs, read = hot_store.read_window(db, fact, fact_start, s.hot_bucket_minutes, names)
+            window_docs[fact.name] = {"docs": docs, "start": fact_start, "as_of": as_of}
+            cols += read
+        orders_raw, inv_raw = window_docs[ORDERS_FACT.name]["docs"], window_docs[INVENTORY_FACT.name]["docs"]
         t["read_facts_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     if reuse is None:
@@ -99,8 +110,8 @@ def _read_inputs(s, as_of: datetime, params, use_archive: bool, reuse: dict | No
         baseline, binfo = empty_baseline(), {"source": None, "pairs": 0}
     t["read_archive_s"] = time.perf_counter() - t3
     return {"orders": orders, "inventory": inv, "dims": dims, "known_ids": known, "dq": dq, "alert_state": alert_state,
-            "inv_state": inv_state, "baseline": baseline, "baseline_info": binfo, "timings": t,
-            "window_start": start, "inv_start": inv_start, "collections_read": ocols + icols}
+            "inv_state": inv_state, "head": head, "baseline": baseline, "baseline_info": binfo, "timings": t,
+            "window_start": start, "inv_start": inv_start, "collections_read": cols, "window_docs": window_docs}
 
 
 def _carried_inventory_table(inv_state: dict):
@@ -269,8 +280,12 @@ def assemble(s, params, inputs: dict, out: dict, as_of: datetime, run_id: str, m
     return snapshot, alert_state, inv_state
 
 
-def run_cycle(spark, s, params, as_of: datetime, inputs: dict, timings: dict) -> dict:
-    """One KPI cycle on a running SparkSession from inputs already read: compute, assemble, write Redis."""
+def run_cycle(spark, s, params, as_of: datetime, inputs: dict, timings: dict, app_started_at: float | None = None) -> dict:
+    """One KPI cycle on a running SparkSession from inputs already read: compute, assemble, write Redis.
+
+    ``app_started_at`` (scheduled apps, which overlap): write only if no other run published since
+    the inputs were read and the data is not older (compare-and-set); else ``superseded`` is True.
+    """
     from flashsale.redis_keys import keys_for, write_snapshot
     from flashsale.stores import redis_client
 
@@ -284,10 +299,12 @@ def run_cycle(spark, s, params, as_of: datetime, inputs: dict, timings: dict) ->
     snapshot, alert_state, inv_state = assemble(s, params, inputs, out, as_of, run_id, master, timings)
     timings["assemble_s"] = time.perf_counter() - t3
     t4 = time.perf_counter()
+    cas = {} if app_started_at is None else {"expect_head": inputs["head"], "app_started_at": app_started_at}
     size = write_snapshot(redis_client(s), keys_for(s), snapshot, ttl_seconds=s.kpi_snapshot_ttl_seconds,
-                          trend_max_points=s.kpi_trend_max_points, alert_state=alert_state, inventory_state=inv_state)
+                          trend_max_points=s.kpi_trend_max_points, alert_state=alert_state, inventory_state=inv_state, **cas)
     timings["redis_write_s"] = time.perf_counter() - t4
     return {"run_id": run_id, "master": master, "data_as_of": snapshot["data_as_of"], "snapshot_bytes": size,
+            "superseded": size is None,
             "kpis": snapshot["kpis"], "rows": {"orders": inputs["orders"].num_rows, "inventory": inputs["inventory"].num_rows},
             "collections_read": inputs["collections_read"], "data_quality": snapshot["data_quality"]}
 
@@ -312,28 +329,46 @@ def main(argv=None) -> int:
         inputs = fut.result()
         timings["wait_for_read_s"] = time.perf_counter() - t1
     t_cycle = time.time()
-    result = run_cycle(spark, s, params, as_of, inputs, timings)
+    app_started_at = (a.submitted_at or t_main) if a.refresh else None
+    result = run_cycle(spark, s, params, as_of, inputs, timings, app_started_at)
     if a.submitted_at:
         timings["submit_to_snapshot_s"] = time.time() - a.submitted_at
     result["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     print("KPI_RESULT " + json.dumps(result, default=str), flush=True)
-    # Refresh: the JVM and the YARN containers are paid for, so keep refreshing the snapshot with new data
-    # until the deadline (the minute DAG passes one that ends well before its timeout). Only with no --as-of.
-    deadline = (a.submitted_at or t_main) + s.kpi_refresh_for_seconds if a.refresh and not a.as_of else None
-    estimate = time.time() - t_cycle  # a refresh cycle should cost at most what the first one did
-    while deadline is not None and time.time() + 1.5 * estimate <= deadline:  # margin: load varies
+    if a.refresh and not a.as_of:
+        _refresh(spark, s, params, inputs, app_started_at, time.time() - t_cycle, use_archive=not a.no_archive)
+    spark.stop()
+    return 0
+
+
+def _refresh(spark, s, params, inputs: dict, app_started_at: float, estimate: float, use_archive: bool) -> None:
+    """Keep the snapshot fresh while this app's JVM and YARN containers are paid for.
+
+    The minute DAG lets two apps overlap: each refreshes (new data, new as-of, at most once per
+    kpi_refresh_min_interval_seconds) until kpi_refresh_for_seconds after its submission, or until an
+    app started after it has published (the hand-over), so the next minute's YARN start-up never
+    leaves the dashboard without fresh snapshots.
+    """
+    from flashsale.redis_keys import keys_for, read_head
+    from flashsale.stores import redis_client
+
+    deadline = app_started_at + s.kpi_refresh_for_seconds
+    keys, r = keys_for(s), redis_client(s)
+    while time.time() + 1.5 * estimate <= deadline:  # margin: load varies
+        head = read_head(r, keys) or {}
+        if (head.get("app_started_at") or 0) > app_started_at:
+            print("KPI_HANDOVER " + json.dumps({"to_run": head["run_id"], "data_as_of": head["data_as_of"]}), flush=True)
+            return
         c0 = time.time()
         t = {}
         refresh_as_of = _default_as_of(s)
-        inputs = _read_inputs(s, refresh_as_of, params, not a.no_archive, reuse=inputs)
-        res = run_cycle(spark, s, params, refresh_as_of, inputs, t)
+        inputs = _read_inputs(s, refresh_as_of, params, use_archive, reuse=inputs)
+        res = run_cycle(spark, s, params, refresh_as_of, inputs, t, app_started_at)
         estimate = time.time() - c0
         t["cycle_s"] = estimate
         res["timings_s"] = {k: round(v, 3) for k, v in t.items()}
         print("KPI_REFRESH " + json.dumps(res, default=str), flush=True)
         time.sleep(max(0.0, min(s.kpi_refresh_min_interval_seconds - estimate, deadline - time.time())))
-    spark.stop()
-    return 0
 
 
 if __name__ == "__main__":

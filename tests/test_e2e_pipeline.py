@@ -9,13 +9,15 @@ generator, the dashboard) sees them.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from datetime import datetime, timezone
 
 import pyarrow.parquet as pq
 import pytest
 
-from cluster import airflow_api, pipeline, process
+from cluster import airflow_api, pipeline, process, yarn
 from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
 from flashsale.hot_layout import existing_buckets
 from flashsale.redis_keys import keys_for, read_snapshot, read_state
@@ -74,6 +76,12 @@ def _drained_pairs(s, since: datetime) -> set[str]:
     return out
 
 
+def _active_kpi_apps(s) -> list[str]:
+    with urllib.request.urlopen(f"{s.resourcemanager_http}/ws/v1/cluster/apps?states={yarn.ACTIVE}", timeout=10) as resp:
+        apps = (json.loads(resp.read()).get("apps") or {}).get("app", [])
+    return [a["id"] for a in apps if a["name"] == "flashsale-kpi"]
+
+
 def _hot_ids(s, contract) -> list[str]:
     with mongo_client(s) as c:
         db = c.get_default_database()
@@ -113,7 +121,7 @@ def test_flash_sale_through_every_component(e2e):
     snap = _wait(final_snapshot, 600, "a KPI snapshot of the final window")
     assert snap["master"] == "yarn"
     assert snap["kpis"]["quarantined_docs"] == 0
-    alert_state, _ = read_state(redis_client(s), keys_for(s))
+    alert_state, _, _ = read_state(redis_client(s), keys_for(s))
     alerted = set(alert_state)
     assert snap["alerts"], "no alerts during a flash sale"
 
@@ -151,5 +159,9 @@ def test_flash_sale_through_every_component(e2e):
         finally:
             browser.close()
     assert any(f"#{first['product_id']} " in row for row in rows), (first, rows[:3])
+
+    # 6. stopping the pipeline ends the running KPI apps too (two overlap while they hand over)
+    pipeline.stop(s, echo=lambda *_: None, stop_stack=False)
+    _wait(lambda: not _active_kpi_apps(s), 90, "the KPI apps to end after the stop")
     print(f"e2e: {time.time() - t0:.0f} s, {generated}, {len(snap['alerts'])} alerts, "
           f"{len(drained)} drained pairs, {covered:.0%} alerted")

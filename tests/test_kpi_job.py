@@ -172,8 +172,8 @@ def test_store_is_asked_only_for_the_window(as_of):
         assert "IXSCAN" in text and "order_ts" in text
 
 
-def test_a_refresh_cycle_reads_the_window_again_but_not_the_dims(as_of):
-    """--refresh cycles reuse the app's dims and baseline: only facts (and carried state) are read again."""
+def test_a_refresh_cycle_reads_only_the_tail_of_the_window_and_no_dims(as_of):
+    """--refresh cycles reuse the app's dims, baseline and the window's older part: only the tail is read."""
     from flashsale.contracts import DIMS
     from spark.kpi_job import _read_inputs
 
@@ -185,7 +185,35 @@ def test_a_refresh_cycle_reads_the_window_again_but_not_the_dims(as_of):
     again = _read_inputs(s, as_of, params, use_archive=False, reuse=first)
     read = {c for c, _ in listener.finds}
     assert not read & {d.name for d in DIMS}
-    assert any(c.startswith("orders_fact__") for c in read)
+    tail = as_of - timedelta(seconds=s.kpi_refresh_reread_seconds)
+    fact_filters = [f for c, f in listener.finds if c.startswith(("orders_fact__", "inventory_fact__"))]
+    assert fact_filters and all(next(iter(f.values()))["$gte"].replace(tzinfo=UTC) == tail for f in fact_filters)
     assert again["dims"] is first["dims"] and again["baseline"] is first["baseline"]
-    assert again["orders"].num_rows == first["orders"].num_rows
+    for fact, key in (("orders", "order_id"), ("inventory", "inventory_event_id")):  # same rows, maybe reordered
+        assert again[fact].sort_by(key).equals(first[fact].sort_by(key)), fact
     assert {d.name: again["dq"][d.name] for d in DIMS} == {d.name: first["dq"][d.name] for d in DIMS}
+    assert again["dq"]["orders_fact"] == first["dq"]["orders_fact"]  # quarantine counts stay exact
+
+
+def test_a_scheduled_app_hands_over_to_a_newer_one(as_of):
+    """--refresh: an app that finds a newer app's snapshot published stops refreshing and overwrites nothing."""
+    import json
+    import time
+
+    from cluster.spark import run_app
+    from spark.submit import KPI_APP, RESULT_PREFIX, kpi_args
+
+    s = _settings()
+    r, keys = redis_client(s), keys_for(s)
+    submitted = time.time()
+    newer = {"run_id": "next-minute", "data_as_of": (as_of + timedelta(hours=1)).isoformat(), "app_started_at": submitted + 60}
+    r.set(keys.head, json.dumps(newer), ex=300)
+    try:
+        res, proc = run_app(s, str(KPI_APP), kpi_args(s, submitted_at=submitted) + ["--refresh"], RESULT_PREFIX,
+                            master="local[2]", name="flashsale-kpi-handover", timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert res["superseded"] and res["kpis"]["units_in_window"] > 0  # computed, not published
+        assert "KPI_HANDOVER" in proc.stdout and "KPI_REFRESH" not in proc.stdout
+        assert read_snapshot(r, keys) is None and json.loads(r.get(keys.head)) == newer
+    finally:
+        r.delete(*keys.all())

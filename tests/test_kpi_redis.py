@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from flashsale.redis_keys import MAX_SNAPSHOT_BYTES, SNAPSHOT_SCHEMA, Keys, SnapshotTooLarge, read_snapshot, write_snapshot
+from flashsale.redis_keys import (MAX_SNAPSHOT_BYTES, SNAPSHOT_SCHEMA, Keys, SnapshotTooLarge, read_head, read_snapshot,
+                                  read_state, write_snapshot)
 from flashsale.settings import load_settings
 from flashsale.stores import redis_client
 
@@ -78,3 +79,36 @@ def test_reader_polling_during_writes_never_sees_a_mixed_snapshot(rc_keys):
         t.join(10)
     assert errors == []
     assert len(set(reads)) > 10  # the reader really observed many different runs while they were written
+
+
+def _at(minute: int) -> dict:
+    snap = _snap(minute, rows=3)
+    snap["data_as_of"] = f"2025-11-11T00:{minute:02d}:00+00:00"
+    return snap
+
+
+def test_overlapping_apps_hand_over_without_going_back_in_time(rc_keys):
+    """Two scheduled apps overlap: a write is a compare-and-set on the head the writer read its state from."""
+    r, keys = rc_keys
+    put = dict(ttl_seconds=60, trend_max_points=50)
+    *_, head = read_state(r, keys)
+    assert head is None
+    assert write_snapshot(r, keys, _at(1), alert_state={"by": "old"}, expect_head=head, app_started_at=100.0, **put)
+    *_, old_seen_by_new = read_state(r, keys)  # the next minute's app starts: reads state written by run-1
+    _, _, head = read_state(r, keys)
+    assert write_snapshot(r, keys, _at(2), alert_state={"by": "old"}, expect_head=head, app_started_at=100.0, **put)
+    # the new app's first cycle: its state is stale (run-2 published meanwhile) -> superseded, nothing written
+    assert write_snapshot(r, keys, _at(3), alert_state={"by": "new"}, expect_head=old_seen_by_new,
+                          app_started_at=160.0, **put) is None
+    assert read_snapshot(r, keys)["run_id"] == "run-2"
+    # its refresh reads the current head and publishes; older data than the head is refused
+    _, _, head = read_state(r, keys)
+    assert write_snapshot(r, keys, _at(1), expect_head=head, app_started_at=160.0, **put) is None
+    assert write_snapshot(r, keys, _at(4), alert_state={"by": "new"}, expect_head=head, app_started_at=160.0, **put)
+    alerts, _, head = read_state(r, keys)
+    assert alerts == {"by": "new"} and head == {"run_id": "run-4", "data_as_of": _at(4)["data_as_of"], "app_started_at": 160.0}
+    assert read_head(r, keys)["app_started_at"] > 100.0  # what makes the old app stop refreshing
+    assert [p["run_id"] for p in read_snapshot(r, keys)["trend"]] == ["run-1", "run-2", "run-4"]
+    # a one-off run (no expect_head) writes unconditionally and never claims the hand-over
+    assert write_snapshot(r, keys, _at(0), **put)
+    assert read_head(r, keys)["app_started_at"] is None
