@@ -132,7 +132,7 @@ def freshness(minutes: float = typer.Option(8, help="wall minutes measured after
     sampler = Sampler(s)
     sampler.start()
     try:
-        s = pipeline.start(s, opts)
+        s, _ = pipeline.start(s, opts)
         while not sampler.snapshots:
             if time.time() - t0 > 300:
                 raise RuntimeError("no snapshot within 5 minutes")
@@ -196,7 +196,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
     sampler = Sampler(s)
     sampler.start()
     try:
-        s = pipeline.start(s, opts)
+        s, _ = pipeline.start(s, opts)
         while process.live_process(s.run_dir, pipeline.GENERATOR) is not None:
             time.sleep(5)
         gen_s = time.time() - t0

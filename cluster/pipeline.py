@@ -72,8 +72,11 @@ def generator_command(s: Settings, opts: RunOptions, start: datetime) -> list[st
             "--run-id", f"run{start:%Y%m%d%H%M}", "--json"]
 
 
-def start(settings: Settings, opts: RunOptions, echo=print) -> Settings:
-    """Bring the whole pipeline up (idempotent for the stack); returns the settings the pipeline uses."""
+def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, datetime | None]:
+    """Bring the whole pipeline up (idempotent for the stack).
+
+    Returns the settings the pipeline uses and the simulated start of the generator it started (None
+    when one was already running)."""
     from cluster import airflow_api
     from ray_gen.params import make_params
     from ray_gen.runner import seed_dimensions
@@ -85,8 +88,10 @@ def start(settings: Settings, opts: RunOptions, echo=print) -> Settings:
     counts = seed_dimensions(make_params(seed=opts.seed, n_products=opts.products, city_shards=1, warehouse_shards=1), s)
     echo("  seeded " + ", ".join(f"{n} ({c['documents']:,})" for n, c in counts.items()))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    sim_start = None
     if process.live_process(s.run_dir, GENERATOR) is None:
-        process.start(s.run_dir, GENERATOR, generator_command(s, opts, simulated_start(s, opts)), env, cwd=s.run_dir)
+        sim_start = simulated_start(s, opts)
+        process.start(s.run_dir, GENERATOR, generator_command(s, opts, sim_start), env, cwd=s.run_dir)
         pace = "fast-forward" if opts.speed is None else f"{opts.speed:g} simulated min per minute"
         echo(f"  started generator        {pace}, spike at minute {opts.spike_minute}")
     if process.live_process(s.run_dir, DASHBOARD) is None:
@@ -96,7 +101,7 @@ def start(settings: Settings, opts: RunOptions, echo=print) -> Settings:
         echo(f"  started dashboard        http://{s.bind_host}:{s.dashboard_port}")
     airflow_api.set_paused(s, PIPELINE_DAGS, paused=False)
     echo(f"  unpaused DAGs            {', '.join(PIPELINE_DAGS)}")
-    return s
+    return s, sim_start
 
 
 def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
@@ -128,8 +133,10 @@ def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
         stack.down(s, echo=echo)
 
 
-def first_alerts(s: Settings, since: float, timeout: float, poll: float = 2.0) -> dict | None:
-    """Wait for a snapshot computed after ``since`` (epoch) that holds at least one alert."""
+def first_alerts(s: Settings, since: float, timeout: float, data_since: datetime | None = None,
+                 poll: float = 2.0) -> dict | None:
+    """Wait for a snapshot computed after ``since`` (epoch) that holds at least one alert, from data at
+    or after ``data_since`` (this run's simulated start: an earlier run's data in the store does not count)."""
     from flashsale.redis_keys import keys_for, read_snapshot
     from flashsale.stores import redis_client
 
@@ -138,7 +145,8 @@ def first_alerts(s: Settings, since: float, timeout: float, poll: float = 2.0) -
     while time.time() < deadline:
         _raise_if_generator_failed(s)
         snap = read_snapshot(r, keys)
-        if snap and snap.get("alerts") and datetime.fromisoformat(snap["computed_at"]).timestamp() > since:
+        if (snap and snap.get("alerts") and datetime.fromisoformat(snap["computed_at"]).timestamp() > since
+                and (data_since is None or datetime.fromisoformat(snap["data_as_of"]) >= data_since)):
             return snap
         time.sleep(poll)
     return None

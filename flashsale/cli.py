@@ -152,18 +152,18 @@ def run(
     opts = pipeline.RunOptions(speed=speed, minutes=minutes, spike_minute=spike_minute, products=products, seed=seed,
                                stock_cover=stock_cover)
     try:
-        s = pipeline.start(s, opts, echo=typer.echo)
+        s, sim_start = pipeline.start(s, opts, echo=typer.echo)
         typer.echo("\nUIs (127.0.0.1 only):")
         for name, url in s.ui_urls().items():
             typer.echo(f"  {name:<22} {url}")
         typer.echo(f"  Airflow login: {s.airflow_admin_user} / password in {s.airflow_home / 'admin_password.json'}")
         typer.echo("\nwaiting for the first KPI snapshot with alerts (the KPI DAG runs every minute) ...")
-        snap = pipeline.first_alerts(s, since=t0, timeout=max(1.0, alert_timeout - (time.time() - t0)))
+        snap = pipeline.first_alerts(s, since=t0, timeout=max(1.0, alert_timeout - (time.time() - t0)), data_since=sim_start)
         if snap is None:
             typer.secho(f"no alerts within {alert_timeout:.0f} s of the command; still running (see .run/logs/)", fg="yellow")
         else:
             typer.secho(f"alerts on the dashboard {time.time() - t0:.0f} s after the command: "
-                        f"{snap['kpis']['open_alerts']} open", fg="green")
+                        f"{snap['kpis']['open_alerts']} open, data as of {snap['data_as_of']}", fg="green")
         typer.echo("Ctrl-C (or `make stop` elsewhere) stops everything.")
         while pipeline.running(s):  # until Ctrl-C, or `make stop` from another terminal
             typer.echo(f"  [{time.strftime('%H:%M:%S')}] {pipeline.status_line(s)}")

@@ -161,7 +161,9 @@ def run(
             served = [r[0] for r in results]
             snapshots = [r[1] for r in results]
             commits = [backend.call(c, "commit", minute, *[served[w] for w in deps[k]]) for k, c in enumerate(cities)]
-            in_flight.append((minute, commits + [r[2] for r in results]))
+            # real time: every minute goes to the store as soon as it is simulated (fast-forward batches up)
+            flushes = [backend.call(s, "flush") for s in cities + warehouses] if speed else []
+            in_flight.append((minute, commits + [r[2] for r in results] + flushes))
             drain(max_in_flight)
     except KeyboardInterrupt:
         interrupted = True  # stop issuing ticks; what was generated is still flushed below

@@ -36,7 +36,20 @@ def _book(book: dict, minute: int, idx: np.ndarray, units: np.ndarray) -> None:
     book[minute] = (np.r_[old_i, idx], np.r_[old_u, units])
 
 
-class CityShard:
+class _Buffered:
+    """What both shard kinds do with their ShardWriter (``self.writer``)."""
+
+    def flush(self) -> dict:
+        """Write what is buffered. Real-time runs call it after every minute: a minute's records must reach
+        the store when the minute is simulated, not when batch_size records have piled up."""
+        self.writer.flush()
+        return {}
+
+    def close(self) -> dict:
+        return self.writer.close()
+
+
+class CityShard(_Buffered):
     def __init__(self, p: SimParams, shard: int, sink: SinkSpec):
         self.p, self.shard = p, shard
         self.cat = build_catalogue(p)
@@ -113,11 +126,8 @@ class CityShard:
         return {"orders": len(idx), "requests": len(o), "revenue": float(value[idx].sum()),
                 "lost_revenue": float(value[~served].sum()), **self._suppressed}
 
-    def close(self) -> dict:
-        return self.writer.close()
 
-
-class WarehouseShard:
+class WarehouseShard(_Buffered):
     def __init__(self, p: SimParams, shard: int, sink: SinkSpec):
         self.p, self.shard = p, shard
         cat = self.cat = build_catalogue(p)
@@ -240,6 +250,3 @@ class WarehouseShard:
         )
         self.writer.add("inventory_fact", batch)
         return {"inventory_events": len(flat)}
-
-    def close(self) -> dict:
-        return self.writer.close()

@@ -101,7 +101,7 @@ def _archived_ids(s, contract) -> list[str]:
 def test_flash_sale_through_every_component(e2e):
     s, opts = e2e
     t0 = time.time()
-    s = pipeline.start(s, opts, echo=lambda *_: None)
+    s, _ = pipeline.start(s, opts, echo=lambda *_: None)
     assert s.mongo_db == "flashsale_test_e2e" and s.kpi_clock == "data"  # the pipeline file reached the settings
 
     # 1. the generator runs its simulated minutes on the stack's Ray and stops consistent
