@@ -21,11 +21,18 @@ def safe_tag(text: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", text.lower())[:96]
 
 
-def apps_with_tag(s: Settings, tag: str, states: str = ACTIVE) -> list[dict]:
-    url = f"{s.resourcemanager_http}/ws/v1/cluster/apps?states={states}&applicationTags={safe_tag(tag)}"
+def apps(s: Settings, states: str = ACTIVE, tag: str | None = None) -> list[dict]:
+    """The ResourceManager's applications in ``states`` (carrying ``tag`` if given)."""
+    url = f"{s.resourcemanager_http}/ws/v1/cluster/apps?states={states}"
+    if tag is not None:
+        url += f"&applicationTags={safe_tag(tag)}"
     with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (loopback RM)
-        apps = json.loads(resp.read()).get("apps") or {}
-    return apps.get("app", [])
+        found = json.loads(resp.read()).get("apps") or {}
+    return found.get("app", [])
+
+
+def apps_with_tag(s: Settings, tag: str, states: str = ACTIVE) -> list[dict]:
+    return apps(s, states, tag)
 
 
 def kill_apps_with_tag(s: Settings, tag: str) -> list[str]:

@@ -9,9 +9,7 @@ generator, the dashboard) sees them.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from datetime import datetime, timezone
 
 import pyarrow.parquet as pq
@@ -77,9 +75,7 @@ def _drained_pairs(s, since: datetime) -> set[str]:
 
 
 def _active_kpi_apps(s) -> list[str]:
-    with urllib.request.urlopen(f"{s.resourcemanager_http}/ws/v1/cluster/apps?states={yarn.ACTIVE}", timeout=10) as resp:
-        apps = (json.loads(resp.read()).get("apps") or {}).get("app", [])
-    return [a["id"] for a in apps if a["name"] == "flashsale-kpi"]
+    return [a["id"] for a in yarn.apps(s) if a["name"] == "flashsale-kpi"]
 
 
 def _hot_ids(s, contract) -> list[str]:
