@@ -71,9 +71,9 @@ def _read_inputs(s, as_of: datetime, params, use_archive: bool, reuse: dict | No
         cols: list[str] = []
         for fact, fact_start in ((ORDERS_FACT, start), (INVENTORY_FACT, inv_start)):
             prev = (reuse or {}).get("window_docs", {}).get(fact.name)
-            # a refresh re-reads only the tail of the window (from a lateness margin before the last as-of)
-            read_from = prev and max(fact_start, prev["as_of"] - timedelta(seconds=s.kpi_refresh_reread_seconds))
             if prev and prev["start"] <= fact_start:
+                # a refresh re-reads only the tail of the window (from a lateness margin before the last as-of)
+                read_from = max(fact_start, prev["as_of"] - timedelta(seconds=s.kpi_refresh_reread_seconds))
                 docs, read = hot_store.refresh_window(db, fact, fact_start, read_from, prev["docs"], s.hot_bucket_minutes, names)
             else:
                 docs, read = hot_store.read_window(db, fact, fact_start, s.hot_bucket_minutes, names)

@@ -130,7 +130,8 @@ def test_real_time_writes_every_minute_when_it_is_simulated(tmp_path):
     from ray_gen.engine import LocalBackend
 
     class Watched(LocalBackend):  # keeps the shard objects to look into their buffers
-        shards: list = []
+        def __init__(self):
+            self.shards = []
 
         def city(self, p, k, sink):
             self.shards.append(super().city(p, k, sink))
@@ -144,7 +145,6 @@ def test_real_time_writes_every_minute_when_it_is_simulated(tmp_path):
     held, tables = {}, {}
     for label, speed in (("fast", None), ("realtime", 6_000.0)):  # 6,000 simulated minutes per minute: 10 ms each
         backend, held[label] = Watched(), []
-        backend.shards = []
         on_progress = lambda _: held[label].append(sum(sum(s.writer.pending_rows.values()) for s in backend.shards))  # noqa: E731
         run(p, SinkSpec("parquet", path=str(tmp_path / label)), backend, speed=speed, on_progress=on_progress)
         tables[label] = ds.dataset(tmp_path / label / "orders_fact", format="parquet").to_table().sort_by("order_id")
