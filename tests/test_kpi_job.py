@@ -94,7 +94,8 @@ def test_local_run_known_answers_archive_baseline_and_hysteresis(as_of, tmp_path
 
 @pytest.mark.cluster
 def test_yarn_run_same_answers(as_of):
-    s = _settings(profile="cluster")
+    # an archive root of its own that nothing writes: the stack's default one may hold a `flashsale run`'s hours
+    s = _settings(profile="cluster", archive_root=f"{load_settings(profile='cluster').hdfs_url}/flashsale/test-kpi-no-archive")
     r = redis_client(s)
     try:
         res = run_kpi(s, master="yarn", as_of=as_of.isoformat())
