@@ -34,13 +34,26 @@ def _overrides(stack, name: str, **extra) -> dict[str, str]:
 
 
 class Sampler(threading.Thread):
-    """Every second: new snapshots (first wall time seen), and the machine's used memory."""
+    """Every half second: new snapshots (first wall time seen) and the machine's used memory; every
+    ``hot_every`` seconds the hot store's fact record count (metadata counts: no scan)."""
 
-    def __init__(self, s):
+    def __init__(self, s, hot_every: float = 15.0):
         super().__init__(daemon=True)
         self.s, self.stop = s, threading.Event()
         self.snapshots: dict[str, dict] = {}
         self.peak_used_mb = 0.0
+        self.hot_every, self.hot_records = hot_every, []  # [(wall time, records in the hot store)]
+
+    def hot_store_records(self) -> int:
+        from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
+        from flashsale.hot_layout import existing_buckets
+        from flashsale.stores import mongo_client
+
+        with mongo_client(self.s) as c:
+            db = c.get_default_database()
+            names = db.list_collection_names()
+            return sum(db[n].estimated_document_count() for f in (ORDERS_FACT, INVENTORY_FACT)
+                       for _, n in existing_buckets(f, names))
 
     def run(self):
         import psutil
@@ -48,9 +61,16 @@ class Sampler(threading.Thread):
         from flashsale.stores import redis_client
 
         r, keys = redis_client(self.s), keys_for(self.s)
+        next_hot = 0.0
         while not self.stop.wait(0.5):
             vm = psutil.virtual_memory()
             self.peak_used_mb = max(self.peak_used_mb, (vm.total - vm.available) / 2**20)
+            if time.time() >= next_hot:
+                next_hot = time.time() + self.hot_every
+                try:
+                    self.hot_records.append((round(time.time(), 1), self.hot_store_records()))
+                except Exception:  # a busy store: skip this sample, the next one counts
+                    pass
             try:
                 snap = read_snapshot(r, keys)
             except Exception:
@@ -95,6 +115,13 @@ def _dag_summary(s, dag_id: str, since: float) -> dict:
     return {"runs": len(runs), "states": states}
 
 
+def _hot_series(sampler: Sampler, t0: float) -> dict:
+    """The hot store's record count over the run: its peak, last value and (seconds since start, records)."""
+    series = [(round(t - t0), n) for t, n in sampler.hot_records]
+    return {"peak": max((n for _, n in series), default=None), "last": series[-1][1] if series else None,
+            "samples": series}
+
+
 def _machine() -> dict:
     import os
 
@@ -108,7 +135,10 @@ def _machine() -> dict:
 def _save(kind: str, result: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"pipeline_{kind}.json").write_text(json.dumps(result, indent=2, default=str))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("cycles", "snapshots")}, indent=2, default=str))
+    shown = {k: v for k, v in result.items() if k not in ("cycles", "snapshots")}
+    if "hot_store_records" in shown:  # the series is in the file; the terminal gets peak and last
+        shown["hot_store_records"] = {k: v for k, v in shown["hot_store_records"].items() if k != "samples"}
+    print(json.dumps(shown, indent=2, default=str))
 
 
 @app.command()
@@ -191,7 +221,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
     # ~ records per simulated minute at this rate: measured by the scale bench of the simulator
     per_minute = rate * 27 * 2.2
     opts = pipeline.RunOptions(speed=None, minutes=max(30, int(records / per_minute)), spike_minute=120,
-                               products=products, settings=overrides)
+                               products=products, rate=rate, settings=overrides)
     t0 = time.time()
     sampler = Sampler(s)
     sampler.start()
@@ -224,7 +254,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
                                            "p95": _pct([c["submit_to_snapshot_s"] for c in cycles], 95), "n": len(cycles)},
         "kpi_dag_runs": kpi_runs, "archive_dag_runs": archive_runs, "final_archive_run": archive_state,
         "archive_reconciliation": reconciliation, "peak_memory_used_mb": round(sampler.peak_used_mb),
-        "generator": summary, "cycles": cycles,
+        "hot_store_records": _hot_series(sampler, t0), "generator": summary, "cycles": cycles,
     }
     pipeline.discard_data(s)
     _save("scale", result)

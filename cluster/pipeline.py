@@ -36,6 +36,7 @@ class RunOptions:
     products: int = 2_000  # one machine: the KPI window read (FerretDB ~20k docs/s) must fit the minute
     stock_cover: float = 60.0  # initial stock in minutes of baseline demand (the simulator's default 180 drains slowly)
     seed: int = 1111
+    rate: float | None = None  # base orders per city-minute (None: the simulator's default)
     start: datetime | None = None  # simulated start; default: now, or after the newest data already stored
     # settings every pipeline process sees (FLASHSALE_<FIELD>) on top of the data clock, e.g. a test's own database
     settings: dict[str, str] = field(default_factory=dict)
@@ -69,7 +70,7 @@ def generator_command(s: Settings, opts: RunOptions, start: datetime) -> list[st
     return [str(BIN / "flashsale"), "generate", "--profile", s.profile, "--ray", "stack", *pace,
             "--minutes", str(opts.minutes), "--spike-minute", str(opts.spike_minute), "--stock-cover", str(opts.stock_cover),
             "--products", str(opts.products), "--seed", str(opts.seed), "--start", start.isoformat(),
-            "--run-id", f"run{start:%Y%m%d%H%M}", "--json"]
+            "--run-id", f"run{start:%Y%m%d%H%M}", "--json", *(["--rate", str(opts.rate)] if opts.rate else [])]
 
 
 def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, datetime | None]:

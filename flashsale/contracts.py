@@ -71,6 +71,11 @@ INVENTORY_FACT = Contract(
         Column("reserved_stock", "int", ge=0),
         Column("fulfillment_delay", "float", ge=0),  # minutes
         Column("inventory_ts", "ts"),
+        # restocks ordered and not yet landed (what a WMS reports as "on order"): the KPI job's stockout
+        # risk only counts demand until they land. Due: minutes after inventory_ts when the earliest lands
+        # (0 when nothing is inbound).
+        Column("inbound_units", "int", ge=0),
+        Column("inbound_due_minutes", "float", ge=0),
     ),
 )
 

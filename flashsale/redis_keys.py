@@ -44,7 +44,7 @@ Snapshot fields (JSON object; times are ISO-8601 UTC strings; every table is cap
   (zeros included).
 - ``sku_risk``: top ``max_table_rows`` (product, warehouse) rows by ``p_stockout``: ``product_id``,
   ``category``, ``warehouse_id``, ``warehouse_name``, ``city``, ``province``, ``available`` (on hand
-  minus reserved), ``velocity`` (smoothed units/min), ``baseline_velocity`` (archive, null if none),
+  minus reserved), ``inbound_units`` (restocks on the way), ``velocity`` (smoothed units/min), ``baseline_velocity`` (archive, null if none),
   ``eta_median_min`` / ``eta_pessimistic_min`` (minutes to stock out: Gamma median and early quantile;
   null = no demand), ``p_stockout`` (within the action horizon), ``risk`` (``high``/``watch``/``low``).
 - ``warehouses``: every warehouse: ``warehouse_id``, ``warehouse_name``, ``city``, ``province``,
@@ -55,7 +55,7 @@ Snapshot fields (JSON object; times are ISO-8601 UTC strings; every table is cap
 - ``alerts``: open alerts, most urgent first, capped at ``max_alert_rows``: ``alert_id``
   (``<product>:<warehouse>``, stable across runs: dedup), ``product_id``, ``warehouse_id``, ``action``
   (``restock`` / ``pause_ads`` / ``reroute`` / ``monitor``), ``reason`` (the rule that fired, in
-  words), ``numbers`` (the inputs of the rule: available, velocity, eta_median_min,
+  words), ``numbers`` (the inputs of the rule: available, inbound_units, inbound_in_min, velocity, eta_median_min,
   eta_pessimistic_min, p_stockout, restock_lead_time_min, horizon_min, suggested_units, and
   reroute_from_warehouse_id / surplus_units for a reroute), ``status`` (``new``, ``open``,
   ``clearing``), ``first_seen``, ``runs_open``.

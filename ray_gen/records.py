@@ -44,7 +44,8 @@ def orders_batch(run_id: str, minute_start_ms: int, minute: int, city, seq, prod
     return pa.RecordBatch.from_arrays(list(cols.values()), schema=ORDERS_SCHEMA)
 
 
-def inventory_batch(run_id: str, minute_end_ms: int, minute: int, warehouse, product, on_hand, reserved, delay) -> pa.RecordBatch:
+def inventory_batch(run_id: str, minute_end_ms: int, minute: int, warehouse, product, on_hand, reserved, delay,
+                    inbound_units, inbound_due_minutes) -> pa.RecordBatch:
     n = len(product)
     cols = {
         "inventory_event_id": _ids(f"i-{run_id}", warehouse, product, minute),
@@ -54,5 +55,7 @@ def inventory_batch(run_id: str, minute_end_ms: int, minute: int, warehouse, pro
         "reserved_stock": pa.array(reserved, pa.int64()),
         "fulfillment_delay": pa.array(delay, pa.float64()),
         "inventory_ts": _ts(np.full(n, minute_end_ms, dtype=np.int64)),
+        "inbound_units": pa.array(inbound_units, pa.int64()),
+        "inbound_due_minutes": pa.array(inbound_due_minutes, pa.float64()),
     }
     return pa.RecordBatch.from_arrays(list(cols.values()), schema=INVENTORY_SCHEMA)

@@ -143,6 +143,8 @@ class WarehouseShard(_Buffered):
         self.restock_due = np.full(self.on_hand.shape, -1, dtype=np.int64)  # minute a pending restock lands
         self.shipments: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # due minute -> (flat index, units)
         self.radar_restocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # closed loop: due minute -> (flat, units)
+        self.radar_inbound = np.zeros(self.on_hand.size, dtype=np.int64)  # flat: radar restock units on the way
+        self._ordered = np.zeros(0, dtype=np.int64)  # flat pairs the radar ordered for: their inbound changed
         self.capacity = cat.warehouse_capacity[self.warehouses].astype(np.float64)
         self.load = np.zeros(len(self.warehouses))
         self.delay = model.fulfillment_delay(self.load, p)
@@ -162,12 +164,16 @@ class WarehouseShard(_Buffered):
         mine = iv.restocks[np.isin(iv.restocks[:, 0], self.warehouses)]
         if len(mine):
             local = np.array([self.local[int(w)] for w in mine[:, 0]], dtype=np.int64)
-            _book(self.radar_restocks, minute + self.p.action_restock_lead_minutes,
-                  local * self.n_products + mine[:, 1], mine[:, 2])
+            flat = local * self.n_products + mine[:, 1]
+            _book(self.radar_restocks, minute + self.p.action_restock_lead_minutes, flat, mine[:, 2])
+            np.add.at(self.radar_inbound, flat, mine[:, 2])
+            self._ordered = np.r_[self._ordered, flat]
 
     def reserve(self, minute: int, *proposals: dict) -> tuple[dict, dict, dict]:
         on_hand, reserved = self.on_hand.reshape(-1), self.reserved.reshape(-1)  # flat views
         changed = [np.arange(on_hand.size)] if minute == 0 else []  # minute 0: the opening stock of every SKU
+        changed.append(self._ordered)  # the radar's restocks ordered for this minute: inbound changed
+        self._ordered = np.zeros(0, dtype=np.int64)
         avail_before = on_hand - reserved
 
         # restocks landing now
@@ -177,6 +183,7 @@ class WarehouseShard(_Buffered):
         changed.append(due)
         idx, units = self.radar_restocks.pop(minute, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
         np.add.at(on_hand, idx, units)
+        np.subtract.at(self.radar_inbound, idx, units)
         changed.append(idx)
         # reserved units whose fulfilment delay has passed leave the building
         idx, units = self.shipments.pop(minute, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
@@ -213,7 +220,7 @@ class WarehouseShard(_Buffered):
         available = on_hand - reserved
         if (available < 0).any() or (on_hand < 0).any() or (reserved < 0).any():  # an invariant, not input
             raise AssertionError("inventory went negative: the serving rule is broken")
-        self._order_restocks(minute, available)
+        changed.append(self._order_restocks(minute, available))
 
         stats = self._emit_inventory(minute, np.unique(np.concatenate(changed)))
         stats.update(
@@ -229,8 +236,9 @@ class WarehouseShard(_Buffered):
             served_by_shard[pr["shard"]] = mask
         return served_by_shard, self.snapshot(), stats
 
-    def _order_restocks(self, minute: int, available: np.ndarray) -> None:
-        """SKUs at or under their reorder point with nothing on the way get a restock after a lead time."""
+    def _order_restocks(self, minute: int, available: np.ndarray) -> np.ndarray:
+        """SKUs at or under their reorder point with nothing on the way get a restock after a lead time.
+        Returns the flat pairs ordered for (their inbound changed: they get an inventory event)."""
         need = (available.reshape(self.on_hand.shape) <= self.reorder_point) & (self.restock_due < 0)
         for i, w in enumerate(self.warehouses):
             products = np.flatnonzero(need[i])
@@ -239,14 +247,27 @@ class WarehouseShard(_Buffered):
             rng = rng_for(self.p.seed, WAREHOUSE_RESTOCK, int(w), minute)
             lead = self.p.restock_lead_minutes
             self.restock_due[i, products] = minute + lead + rng.integers(0, lead // 3 + 1, len(products))
+        return np.flatnonzero(need.reshape(-1))
+
+    def inbound(self, minute: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(units on the way, minutes after the end of `minute` until the earliest lands; 0 if none) per
+        flat pair. A restock due at minute d is sellable from the start of d: d - minute - 1 minutes on."""
+        due = self.restock_due.reshape(-1)[flat]
+        units = np.where(due >= 0, self.restock_size.reshape(-1)[flat], 0) + self.radar_inbound[flat]
+        earliest = np.where(due >= 0, due, np.iinfo(np.int64).max)
+        for d, (idx, _) in self.radar_restocks.items():  # a few due minutes, each a small array
+            hit = np.isin(flat, idx)
+            earliest[hit] = np.minimum(earliest[hit], d)
+        return units, np.where(units > 0, (earliest - minute - 1).astype(np.float64), 0.0)
 
     def _emit_inventory(self, minute: int, flat: np.ndarray) -> dict:
         local_wh, product = np.divmod(flat, self.n_products)
+        inbound_units, inbound_due = self.inbound(minute, flat)
         batch = inventory_batch(
             self.p.run_id, minute_start_ms(self.p, minute) + 59_999, minute,
             warehouse=self.warehouses[local_wh], product=product,
             on_hand=self.on_hand.reshape(-1)[flat], reserved=self.reserved.reshape(-1)[flat],
-            delay=np.round(self.delay[local_wh], 3),
+            delay=np.round(self.delay[local_wh], 3), inbound_units=inbound_units, inbound_due_minutes=inbound_due,
         )
         self.writer.add("inventory_fact", batch)
         return {"inventory_events": len(flat)}

@@ -105,6 +105,10 @@ class Replay:
         self.keep = max(params.window_minutes, NAIVE_WINDOW_MINUTES)
         self.by_minute: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # minute -> (pair, units)
         self.available = np.zeros(self.n_pairs, dtype=np.int64)
+        self.inbound = np.zeros(self.n_pairs, dtype=np.int64)
+        self.inbound_due = np.zeros(self.n_pairs)  # minutes after the pair's latest event (its inventory_ts)
+        self.inventory_ms = np.zeros(self.n_pairs, dtype=np.int64)
+        self.as_of_ms = self.start_ms
         self.known = np.zeros(self.n_pairs, dtype=bool)  # pairs with an inventory event so far
         self.alert_state: dict = {}
         # the job LEFT JOINs the baseline: pairs the archive never saw have NaN (no prior)
@@ -115,6 +119,7 @@ class Replay:
         # pairs without sales in the window: their KPIs depend only on (available, baseline), so their
         # risk is recomputed (by sku_kpis) only when their stock changes; -1 = not evaluated as quiet
         self.quiet_available = np.full(self.n_pairs, -1, dtype=np.int64)
+        self.quiet_inbound = np.full(self.n_pairs, -1, dtype=np.int64)
         self.quiet_risky = np.zeros(self.n_pairs, dtype=bool)
 
     # pair key = warehouse * n_products + product (the simulator's flat layout)
@@ -143,6 +148,9 @@ class Replay:
             flat = self.pairs(inventory["warehouse_id"].to_numpy(), inventory["product_id"].to_numpy())[order]
             avail = (inventory["inventory_on_hand"].to_numpy() - inventory["reserved_stock"].to_numpy())[order]
             self.available[flat] = np.maximum(avail, 0)  # numpy assigns in order: the last (newest) wins
+            self.inbound[flat] = inventory["inbound_units"].to_numpy()[order]
+            self.inbound_due[flat] = inventory["inbound_due_minutes"].to_numpy()[order]
+            self.inventory_ms[flat] = ts[order]
             self.known[flat] = True
         if self.by_minute:
             newest = max(self.by_minute)
@@ -166,8 +174,11 @@ class Replay:
         """The job's inventory state rows (latest inventory joined with the dims) for these pairs."""
         flat = flat[self.known[flat]]
         w = flat // self.n_products
+        # the job's GREATEST(inbound_due_minutes - (as-of - inventory_ts) / 60000, 0)
+        inbound_in = np.maximum(self.inbound_due[flat] - (self.as_of_ms - self.inventory_ms[flat]).astype(float) / 60000, 0.0)
         return pd.DataFrame({
             "product_id": flat % self.n_products, "warehouse_id": w, "available": self.available[flat],
+            "inbound_units": self.inbound[flat], "inbound_in_min": inbound_in,
             "city": self.wh_city[w], "province": self.wh_province[w], "baseline_velocity": self.baseline[flat],
         })
 
@@ -187,14 +198,19 @@ class Replay:
         (by sku_kpis, on no minutes) only then.
         """
         mins = self.window(t)
+        self.as_of_ms = self.start_ms + (t + 1) * 60_000  # the run at the end of minute t
         alerted = self._alert_pairs()
         sold = np.zeros(self.n_pairs, dtype=bool)
         sold[self.pairs(mins["warehouse_id"].to_numpy(), mins["product_id"].to_numpy())] = True
-        stale = np.flatnonzero(self.known & ~sold & (self.quiet_available != self.available))
+        # (an inbound landing nearer only lowers a quiet pair's risk: re-screening on a change of stock or
+        # inbound is enough)
+        stale = np.flatnonzero(self.known & ~sold & ((self.quiet_available != self.available)
+                                                     | (self.quiet_inbound != self.inbound)))
         if len(stale):
             quiet = sku_kpis(mins.iloc[:0], self.state(stale), self.params)
             self.quiet_risky[stale] = quiet["risk"].to_numpy() != "low"
             self.quiet_available[stale] = self.available[stale]
+            self.quiet_inbound[stale] = self.inbound[stale]
         self.quiet_available[sold] = -1  # re-screen once it turns quiet
         screen = np.unique(np.concatenate([np.flatnonzero(sold), np.flatnonzero(self.quiet_risky & ~sold), alerted]))
         screened = sku_kpis(mins, self.state(screen), self.params)
@@ -232,15 +248,22 @@ class Replay:
         return units
 
 
-def oracle_alerts(p: SimParams, params: KpiParams, available: np.ndarray, t: int) -> np.ndarray:
-    """The oracle at the run ending minute t (see the module doc): P(Poisson(expected demand) >= available)."""
+def oracle_alerts(p: SimParams, params: KpiParams, available: np.ndarray, t: int,
+                  inbound: np.ndarray | int = 0, inbound_in: np.ndarray | float = 0.0) -> np.ndarray:
+    """The oracle at the run ending minute t (see the module doc): P(Poisson(expected demand) >= available),
+    with the inbound restocks counted the way the KPI job counts them (kpi_rules' module doc)."""
     from scipy.special import pdtrc
 
     from ray_gen.model import flash_intensity
 
     H = int(round(params.horizon_minutes))
-    expected = build_catalogue(p).baseline_rate.reshape(-1) * float(flash_intensity(p.flash, np.arange(t + 1, t + 1 + H)).sum())
-    prob = np.where(available <= 0, 1.0, pdtrc(np.maximum(available, 1) - 1, expected))  # P(X > Q-1)
+    rate = build_catalogue(p).baseline_rate.reshape(-1)
+    cum = np.r_[0.0, np.cumsum(flash_intensity(p.flash, np.arange(t + 1, t + 1 + H)))]  # intensity-minutes ahead
+    q = np.maximum(available, 1)
+    after = pdtrc(q + inbound - 1, rate * cum[H])  # P(X >= Q + I)
+    d = np.clip(np.rint(inbound_in), 0, H).astype(np.int64)
+    before = np.where(np.asarray(inbound) > 0, pdtrc(q - 1, rate * cum[d]), 0.0)
+    prob = np.where(available <= 0, 1.0, np.maximum(before, after))
     return prob >= params.high_p
 
 
@@ -416,7 +439,8 @@ def simulate(p: SimParams, params: KpiParams, *, baseline: pd.DataFrame | None =
         radar.update(t, replay.alert_mask(alerts))
         naive_mask = replay.naive_alerts(t)
         naive.update(t, naive_mask)
-        oracle.update(t, oracle_alerts(p, params, replay.available, t))
+        oracle.update(t, oracle_alerts(p, params, replay.available, t, replay.inbound,
+                                       np.maximum(replay.inbound_due - (replay.as_of_ms - replay.inventory_ms) / 60000, 0)))
         if desk is not None:
             planned[t + 1] = desk.plan(t + 1, alerts)
         o = facts["orders_fact"]

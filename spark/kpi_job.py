@@ -130,6 +130,8 @@ def _carried_inventory_table(inv_state: dict):
         rows["reserved_stock"].append(int(v["reserved"]))
         rows["fulfillment_delay"].append(float(v["delay"]))
         rows["inventory_ts"].append(datetime.fromisoformat(v["ts"]))
+        rows["inbound_units"].append(int(v.get("inbound", 0)))  # state carried by an older job has none
+        rows["inbound_due_minutes"].append(float(v.get("inbound_due", 0.0)))
     return pa.Table.from_pydict(rows, schema=arrow_schema(INVENTORY_FACT))
 
 
@@ -187,15 +189,19 @@ def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
         HAVING SUM(order_qty) > 0""").cache()
     order_minutes.createOrReplaceTempView("order_minutes")
     latest = spark.sql(f"""
-        SELECT product_id, warehouse_id, inventory_on_hand, reserved_stock, fulfillment_delay, inventory_ts
+        SELECT product_id, warehouse_id, inventory_on_hand, reserved_stock, fulfillment_delay, inventory_ts,
+               inbound_units, inbound_due_minutes
         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY product_id, warehouse_id
                                            ORDER BY inventory_ts DESC, inventory_event_id DESC) AS rn
               FROM inventory WHERE inventory_ts < timestamp_millis({end_ms}))
         WHERE rn = 1""").cache()
     latest.createOrReplaceTempView("latest_inventory")
     # 2. join the (small) aggregates with the dims and the cold baseline
-    state = spark.sql("""
+    state = spark.sql(f"""
         SELECT i.product_id, i.warehouse_id, GREATEST(i.inventory_on_hand - i.reserved_stock, 0) AS available,
+               i.inbound_units,
+               GREATEST(i.inbound_due_minutes - CAST({end_ms} - unix_millis(i.inventory_ts) AS DOUBLE) / 60000, 0.0)
+                 AS inbound_in_min,
                c.city, c.province, b.baseline_velocity
         FROM latest_inventory i
         JOIN warehouses_dim w ON i.warehouse_id = w.warehouse_id
@@ -249,10 +255,11 @@ def assemble(s, params, inputs: dict, out: dict, as_of: datetime, run_id: str, m
     inv_state = {
         f"{int(r.product_id)}:{int(r.warehouse_id)}": {
             "on_hand": int(r.inventory_on_hand), "reserved": int(r.reserved_stock),
-            "delay": float(r.fulfillment_delay), "ts": r.inventory_ts.to_pydatetime().astimezone(UTC).isoformat()}
+            "delay": float(r.fulfillment_delay), "ts": r.inventory_ts.to_pydatetime().astimezone(UTC).isoformat(),
+            "inbound": int(r.inbound_units), "inbound_due": float(r.inbound_due_minutes)}
         for r in out["latest_inventory"].itertuples(index=False)
     }
-    sku_cols = ["product_id", "category", "warehouse_id", "warehouse_name", "city", "province", "available",
+    sku_cols = ["product_id", "category", "warehouse_id", "warehouse_name", "city", "province", "available", "inbound_units",
                 "velocity", "baseline_velocity", "eta_median_min", "eta_pessimistic_min", "p_stockout", "risk"]
     snapshot = {
         "schema": SNAPSHOT_SCHEMA,

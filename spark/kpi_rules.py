@@ -17,6 +17,13 @@ Definitions
   ``eta_pessimistic`` its early quantile q (``kpi_eta_pessimistic_quantile``: with probability q we
   are out sooner). ``p_stockout = P(T <= H) = P(Poisson(lambda H) >= Q)`` for the action horizon H.
   Q = 0: ETA 0 and p = 1. lambda = 0, Q > 0: ETA unknown (None) and p = 0.
+- Inbound stock: I units ordered and landing in d minutes (inventory_fact ``inbound_units`` and
+  ``inbound_due_minutes``, aged to the as-of). With ``kpi_inbound_in_risk`` the shelf empties within H
+  if the Q units sell out before they land, or Q + I sell out within H: ``p = max(P(Poisson(lambda
+  min(d, H)) >= Q), P(Poisson(lambda H) >= Q + I))`` (exact when I = 0; otherwise low by at most the
+  chance of both, which is small when I is worth anything), and an ETA quantile past d is taken on
+  Q + I units. Off by default (the backtest: the velocity lags a flash spike, and ignoring inbound
+  stock is what keeps recall up); the suggested restock always subtracts I.
 - Risk: ``high`` if p >= ``kpi_high_risk_p``, ``watch`` if p >= ``kpi_watch_p``, else ``low``.
 - Action (one per at-risk pair; rules in order, first match wins):
   1. watch risk -> ``monitor``.
@@ -26,7 +33,8 @@ Definitions
      the surplus >= ``kpi_reroute_min_units``; equal surpluses: the lowest warehouse id.
   3. high risk, no reroute, and ``eta_pessimistic < L`` (a restock ordered now arrives too late) ->
      ``pause_ads`` (slow the demand until stock arrives; the restock quantity is still given).
-  4. high risk otherwise -> ``restock`` with ``suggested_units = ceil(lambda (H+L)) - available``.
+  4. high risk otherwise -> ``restock`` with ``suggested_units = ceil(lambda (H+L)) - available - inbound``
+     (never below 0: what is already on the way is not ordered twice).
 - Hysteresis and dedup (``update_alerts``): one alert per (product, warehouse) (``alert_id``). An alert
   opens when p >= watch_p, stays open while p >= exit_p, and closes only after ``clear_runs``
   consecutive runs with p < exit_p (status ``clearing`` meanwhile). A changed action replaces the old
@@ -72,6 +80,7 @@ class KpiParams:
     overload_ratio: float = 1.0
     overload_delay: float = 30.0
     future_skew_seconds: int = 120
+    inbound_in_risk: bool = False
 
     @classmethod
     def from_settings(cls, s, window_minutes: int | None = None) -> "KpiParams":
@@ -91,6 +100,7 @@ class KpiParams:
             overload_ratio=s.kpi_overload_load_ratio,
             overload_delay=s.kpi_overload_delay_minutes,
             future_skew_seconds=s.kpi_future_skew_seconds,
+            inbound_in_risk=s.kpi_inbound_in_risk,
         )
 
     def as_dict(self) -> dict:
@@ -115,13 +125,12 @@ def smoothed_velocity(units_by_minute: np.ndarray, alpha: float, baseline: float
     return (v * n_eff + prior_minutes * baseline) / (n_eff + prior_minutes)
 
 
-def stockout_eta(available, rate, horizon: float, q: float):
-    """Vectorized (eta_median, eta_pessimistic, p_stockout) for Gamma(available, rate) time-to-sell.
+def stockout_eta(available, rate, horizon: float, q: float, inbound=0, inbound_in=0.0):
+    """Vectorized (eta_median, eta_pessimistic, p_stockout) for Gamma(available, rate) time-to-sell,
+    with ``inbound`` units landing ``inbound_in`` minutes from now (see the module doc).
 
     NaN ETA means "no demand, no stockout foreseeable"."""
-    Q = np.asarray(available, dtype=float)
-    lam = np.asarray(rate, dtype=float)
-    Q, lam = np.broadcast_arrays(Q, lam)
+    Q, lam, I, d = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (available, rate, inbound, inbound_in)))
     med = np.full(Q.shape, np.nan)
     pes = np.full(Q.shape, np.nan)
     p = np.zeros(Q.shape)
@@ -129,9 +138,16 @@ def stockout_eta(available, rate, horizon: float, q: float):
     med[out], pes[out], p[out] = 0.0, 0.0, 1.0
     sel = (~out) & (lam > 0)
     if sel.any():
-        med[sel] = gammaincinv(Q[sel], 0.5) / lam[sel]
-        pes[sel] = gammaincinv(Q[sel], q) / lam[sel]
-        p[sel] = gammainc(Q[sel], lam[sel] * horizon)
+        Qs, ls, Is, ds = Q[sel], lam[sel], I[sel], d[sel]
+        has_in = Is > 0
+        before = gammainc(Qs, ls * np.minimum(ds, horizon))  # the Q units gone before the inbound lands
+        after = gammainc(Qs + Is, ls * horizon)  # Q + I gone within H
+        p[sel] = np.where(has_in, np.maximum(before, after), gammainc(Qs, ls * horizon))
+        for out_arr, level in ((med, 0.5), (pes, q)):
+            eta = gammaincinv(Qs, level) / ls
+            late = has_in & (eta > ds)  # the inbound lands first: the shelf holds Q + I
+            eta[late] = gammaincinv(Qs[late] + Is[late], level) / ls[late]
+            out_arr[sel] = eta
     return med, pes, p
 
 
@@ -143,7 +159,7 @@ def risk_level(p, params: KpiParams) -> np.ndarray:
 # ------------------------------------------------------------------ per (product, warehouse)
 SKU_COLUMNS = {  # output of sku_kpis + choose_actions: name -> Spark type (the job builds its schema here)
     "product_id": "BIGINT", "warehouse_id": "BIGINT", "city": "STRING", "province": "STRING",
-    "available": "BIGINT", "units_in_window": "BIGINT", "velocity": "DOUBLE", "baseline_velocity": "DOUBLE",
+    "available": "BIGINT", "inbound_units": "BIGINT", "inbound_in_min": "DOUBLE", "units_in_window": "BIGINT", "velocity": "DOUBLE", "baseline_velocity": "DOUBLE",
     "eta_median_min": "DOUBLE", "eta_pessimistic_min": "DOUBLE", "p_stockout": "DOUBLE", "risk": "STRING",
     "action": "STRING", "reason": "STRING", "suggested_units": "BIGINT", "reroute_from_warehouse_id": "BIGINT",
     "surplus_units": "BIGINT",
@@ -158,10 +174,12 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
     """Velocity, ETA, p_stockout and risk for every (product, warehouse) with a known inventory state.
 
     ``minutes``: product_id, warehouse_id, minute_idx (0 = oldest window minute), units.
-    ``state``: product_id, warehouse_id, available, city, province, baseline_velocity (NaN if none).
+    ``state``: product_id, warehouse_id, available, inbound_units, inbound_in_min (minutes from the as-of
+    until it lands), city, province, baseline_velocity (NaN if none).
     """
     W = params.window_minutes
-    st = state[["product_id", "warehouse_id", "available", "city", "province", "baseline_velocity"]].copy()
+    st = state[["product_id", "warehouse_id", "available", "inbound_units", "inbound_in_min", "city", "province",
+                "baseline_velocity"]].copy()
     st = st.reset_index(drop=True)
     n = len(st)
     series = np.zeros((n, W))
@@ -178,7 +196,9 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
     n_eff = 1.0 / params.alpha
     lam = np.where(has_b, (v * n_eff + params.prior_minutes * np.nan_to_num(b)) / (n_eff + params.prior_minutes), v)
     avail = st["available"].to_numpy(dtype=float)
-    med, pes, p = stockout_eta(avail, lam, params.horizon_minutes, params.pessimistic_q)
+    inbound = st["inbound_units"].to_numpy(dtype=float) if params.inbound_in_risk else 0
+    med, pes, p = stockout_eta(avail, lam, params.horizon_minutes, params.pessimistic_q, inbound,
+                               st["inbound_in_min"].to_numpy(dtype=float))
     st["units_in_window"] = series.sum(axis=1).astype("int64")
     st["velocity"] = lam
     st["eta_median_min"] = med
@@ -193,7 +213,8 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
     df = kpis.copy().reset_index(drop=True)
     H, L = params.horizon_minutes, params.lead_time_minutes
     need = np.ceil(df["velocity"].to_numpy() * (H + L))
-    df["suggested_units"] = np.maximum(need - df["available"].to_numpy(), 0).astype("int64")
+    # what is already on the way counts: a second order for the same gap would double the stock
+    df["suggested_units"] = np.maximum(need - df["available"].to_numpy() - df["inbound_units"].to_numpy(), 0).astype("int64")
     surplus = (df["available"].to_numpy() - need).astype("int64")
     donor_ok = (df["risk"].to_numpy() == "low") & (surplus >= params.reroute_min_units)
     # the columns once, not per row; donors indexed by (product, province) so a frame holding many products
@@ -229,6 +250,8 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
                 a = "restock"
                 reason = (f"high risk (p={r.p_stockout:.2f}); pessimistic ETA {r.eta_pessimistic_min:.1f} min >= lead "
                           f"time {L:g} min: a restock of {int(suggested[i])} units arrives in time")
+        if a in ("pause_ads", "restock") and r.inbound_units > 0:
+            reason += f"; {int(r.inbound_units)} units already inbound, landing in {r.inbound_in_min:.0f} min"
         actions.append(a)
         reasons.append(reason)
         src.append(s_from)
@@ -250,7 +273,7 @@ def product_group_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiPa
 
 # ------------------------------------------------------------------ hysteresis
 _ESCALATE_FROM = "monitor"
-_INT_NUMBERS = {"available", "suggested_units", "reroute_from_warehouse_id", "surplus_units"}
+_INT_NUMBERS = {"available", "inbound_units", "suggested_units", "reroute_from_warehouse_id", "surplus_units"}
 
 
 def update_alerts(candidates: pd.DataFrame, prev_state: dict, now_iso: str, params: KpiParams) -> tuple[list[dict], dict]:
@@ -301,7 +324,7 @@ def update_alerts(candidates: pd.DataFrame, prev_state: dict, now_iso: str, para
         numbers = {"p_stockout": p, "horizon_min": params.horizon_minutes,
                    "restock_lead_time_min": params.lead_time_minutes}
         if r is not None:
-            for k in ("available", "velocity", "eta_median_min", "eta_pessimistic_min", "suggested_units",
+            for k in ("available", "inbound_units", "inbound_in_min", "velocity", "eta_median_min", "eta_pessimistic_min", "suggested_units",
                       "reroute_from_warehouse_id", "surplus_units"):
                 v = _jsonable(r.get(k))
                 numbers[k] = int(v) if v is not None and k in _INT_NUMBERS else v

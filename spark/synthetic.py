@@ -63,10 +63,11 @@ def scenario(as_of: datetime, window: int = 15, run: str = "t") -> dict[str, lis
     for (p, w), (n, qty, avail) in SCENARIO.items():
         inv.append({"inventory_event_id": f"i-{run}-{p}-{w}-0", "product_id": p, "warehouse_id": w,
                     "inventory_on_hand": avail + 1000, "reserved_stock": 0, "fulfillment_delay": 5.0,
-                    "inventory_ts": start + timedelta(seconds=10)})
+                    "inventory_ts": start + timedelta(seconds=10), "inbound_units": 0, "inbound_due_minutes": 0.0})
         inv.append({"inventory_event_id": f"i-{run}-{p}-{w}-1", "product_id": p, "warehouse_id": w,
                     "inventory_on_hand": avail + 3, "reserved_stock": 3,
-                    "fulfillment_delay": 40.0 if w == 11 else 5.0, "inventory_ts": as_of - timedelta(seconds=30)})
+                    "fulfillment_delay": 40.0 if w == 11 else 5.0, "inventory_ts": as_of - timedelta(seconds=30),
+                    "inbound_units": 0, "inbound_due_minutes": 0.0})
         city = next(x["city_id"] for x in WAREHOUSES if x["warehouse_id"] == w)
         for m in range(window):
             for k in range(n):
@@ -167,5 +168,6 @@ def peak(as_of: datetime, *, minutes: int, orders_per_min: int, products: int = 
                 eid = f"i-{run}-{offset_minutes}-{m}-{p}-{w}"
                 inv.append({"_id": eid, "inventory_event_id": eid, "product_id": p, "warehouse_id": w,
                             "inventory_on_hand": int(rng.integers(0, 400)), "reserved_stock": int(rng.integers(0, 5)),
-                            "fulfillment_delay": float(rng.uniform(1, 40)), "inventory_ts": ts})
+                            "fulfillment_delay": float(rng.uniform(1, 40)), "inventory_ts": ts,
+                            "inbound_units": int(rng.integers(0, 3)) * 50, "inbound_due_minutes": float(rng.integers(0, 60))})
     return {**dims, ORDERS_FACT.name: orders, INVENTORY_FACT.name: inv}

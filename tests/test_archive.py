@@ -62,7 +62,8 @@ def _orders(hours: int, per_bucket: int) -> list[dict]:
 
 def _inventory(hours: int) -> list[dict]:
     return [{"inventory_event_id": f"i-{b}", "product_id": b % 13, "warehouse_id": b % 3, "inventory_on_hand": 100,
-             "reserved_stock": 2, "fulfillment_delay": 5.0, "inventory_ts": T0 + timedelta(minutes=5 * b + 1)}
+             "reserved_stock": 2, "fulfillment_delay": 5.0, "inventory_ts": T0 + timedelta(minutes=5 * b + 1),
+             "inbound_units": 40 * (b % 2), "inbound_due_minutes": 30.0 * (b % 2)}
             for b in range(hours * 12)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -68,6 +69,44 @@ def test_eta_edge_cases_out_of_stock_and_no_demand():
     assert math.isnan(med[1]) and math.isnan(pes[1]) and p[1] == 0.0
 
 
+def test_inbound_stock_counts_only_from_when_it_lands():
+    Q, lam, H = 10, 0.5, 60  # 30 units of demand expected within H: out within H is near certain without help
+    plain = R.stockout_eta([Q], [lam], horizon=H, q=0.1)[2][0]
+    # 50 units landing in 5 minutes: out only if the 10 go within 5 minutes, or all 60 within H
+    _, _, p = R.stockout_eta([Q], [lam], horizon=H, q=0.1, inbound=[50], inbound_in=[5.0])
+    assert p[0] == pytest.approx(max(stats.poisson.sf(Q - 1, lam * 5), stats.poisson.sf(Q + 50 - 1, lam * H)), rel=1e-9)
+    assert p[0] < 0.01 < 0.99 < plain
+    # landing after the horizon: it cannot help within H
+    _, _, p_late = R.stockout_eta([Q], [lam], horizon=H, q=0.1, inbound=[50], inbound_in=[90.0])
+    assert p_late[0] == pytest.approx(plain, rel=1e-9)
+    # the ETA: before the landing it is the plain one; past it, the Q + I units' ETA
+    med, _, _ = R.stockout_eta([Q, Q], [lam, lam], horizon=H, q=0.1, inbound=[50, 50], inbound_in=[60.0, 5.0])
+    assert med[0] == pytest.approx(stats.gamma.ppf(0.5, Q, scale=1 / lam))
+    assert med[1] == pytest.approx(stats.gamma.ppf(0.5, Q + 50, scale=1 / lam))
+    # an empty shelf is out now, whatever is on its way
+    assert R.stockout_eta([0], [lam], horizon=H, q=0.1, inbound=[50], inbound_in=[5.0])[2][0] == 1.0
+
+
+def test_restock_suggestion_subtracts_what_is_inbound():
+    minutes, state = _scenario_frames()
+    state.loc[(state.product_id == 3) & (state.warehouse_id == 20), ["inbound_units", "inbound_in_min"]] = (20, 58.0)  # lands too late to avert it
+    df = _kpis(minutes, state)
+    assert df.loc[(3, 20), "action"] == "restock"
+    assert df.loc[(3, 20), "suggested_units"] == 105 - 55 - 20  # ceil(1 x (60+45)) - available - inbound
+    assert "20 units already inbound" in df.loc[(3, 20), "reason"]
+
+
+def test_inbound_enters_the_risk_only_when_the_setting_says_so():
+    minutes, state = _scenario_frames()
+    state.loc[(state.product_id == 3) & (state.warehouse_id == 20), ["inbound_units", "inbound_in_min"]] = (20, 50.0)
+    off = R.sku_kpis(minutes, state, P).set_index(["product_id", "warehouse_id"]).loc[(3, 20)]
+    on = R.sku_kpis(minutes, state, replace(P, inbound_in_risk=True)).set_index(["product_id", "warehouse_id"]).loc[(3, 20)]
+    assert off["p_stockout"] == pytest.approx(stats.poisson.sf(55 - 1, 60.0))  # as if nothing were inbound
+    assert on["p_stockout"] == pytest.approx(max(stats.poisson.sf(54, 50.0), stats.poisson.sf(74, 60.0)))
+    assert on["risk"] == "watch" and off["risk"] == "high"
+    assert R.KpiParams.from_settings(load_settings(kpi_inbound_in_risk=True)).inbound_in_risk
+
+
 def test_risk_levels():
     assert list(R.risk_level([0.9, 0.5, 0.3, 0.2, 0.1], P)) == ["high", "high", "watch", "watch", "low"]
 
@@ -79,8 +118,8 @@ def _scenario_frames(extra_state=()):
     cinfo = {c["city_id"]: c for c in synthetic.CITIES}
     for (p, w), (n, qty, avail) in synthetic.SCENARIO.items():
         c = cinfo[city[w]]
-        rows.append({"product_id": p, "warehouse_id": w, "available": avail, "city": c["city"],
-                     "province": c["province"], "baseline_velocity": np.nan})
+        rows.append({"product_id": p, "warehouse_id": w, "available": avail, "inbound_units": 0, "inbound_in_min": 0.0,
+                     "city": c["city"], "province": c["province"], "baseline_velocity": np.nan})
         for m in range(15):
             if n:
                 mins.append({"product_id": p, "warehouse_id": w, "minute_idx": m, "units": n * qty})
@@ -240,7 +279,8 @@ def test_baseline_from_empty_table():
 def test_reroute_donor_ties_do_not_depend_on_row_order():
     """Spark hands a product group's rows in any order: equal surpluses go to the lowest warehouse id."""
     state = pd.DataFrame([
-        {"product_id": 1, "warehouse_id": w, "available": a, "city": "c", "province": "P1", "baseline_velocity": np.nan}
+        {"product_id": 1, "warehouse_id": w, "available": a, "inbound_units": 0, "inbound_in_min": 0.0, "city": "c",
+         "province": "P1", "baseline_velocity": np.nan}
         for w, a in ((10, 10), (12, 300), (11, 300))])
     minutes = pd.DataFrame({"product_id": 1, "warehouse_id": 10, "minute_idx": range(15), "units": 2})
     for rows in (state, state.iloc[::-1]):

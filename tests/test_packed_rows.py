@@ -25,7 +25,8 @@ def _inventory(rng) -> pa.RecordBatch:
     on_hand = rng.integers(0, 100, 3_000)
     on_hand[::7] = 3_000_000_000  # past int32: pymongo writes int64 for these rows only
     return records.inventory_batch("r1", 1_762_812_059_999, 17, np.repeat(np.arange(10), 300), product, on_hand,
-                                   rng.integers(0, 100, 3_000), np.round(rng.random(3_000) * 50, 3))
+                                   rng.integers(0, 100, 3_000), np.round(rng.random(3_000) * 50, 3),
+                                   rng.integers(0, 3, 3_000) * 40, rng.integers(0, 60, 3_000).astype(float))
 
 
 @pytest.mark.parametrize("which", ["orders", "inventory", "orders_slice", "shuffled"])

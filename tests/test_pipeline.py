@@ -38,6 +38,9 @@ def test_generator_command_paces_and_names_the_run():
     assert realtime[realtime.index("--ray") + 1] == "stack"
     fast = pipeline.generator_command(s, pipeline.RunOptions(speed=None), start)
     assert "--fast" in fast and "--speed" not in fast
+    assert "--rate" not in fast  # the simulator's default rate unless one is asked for
+    scaled = pipeline.generator_command(s, pipeline.RunOptions(speed=None, rate=700.0), start)
+    assert scaled[scaled.index("--rate") + 1] == "700.0"
 
 
 @pytest.mark.services
