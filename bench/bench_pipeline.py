@@ -6,6 +6,8 @@
     .venv/bin/python -m bench.bench_pipeline scale --records 69000000     (= `flashsale bench scale`)
         fast-forward through simulator, hot store and archive with the KPI and archival DAGs on:
         throughput, KPI cycle p50/p95 over the run, archive reconciliation, peak memory.
+    .venv/bin/python -m bench.bench_pipeline bounded --wall-minutes 30   (= `flashsale bench bounded`)
+        a long real-time run with the archival DAG on: the hot store's size over the run must level off.
 
 Each run uses its own database, Redis namespace and archive root (through the pipeline settings
 file), writes bench/results/pipeline_<kind>.json and leaves the stack running but the pipeline stopped.
@@ -258,6 +260,58 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
     }
     pipeline.discard_data(s)
     _save("scale", result)
+
+
+@app.command()
+def bounded(wall_minutes: float = typer.Option(30, help="wall minutes the generator runs"),
+            speed: float = typer.Option(20.0, help="simulated minutes per wall minute"),
+            products: int = typer.Option(2_000), rate: float = typer.Option(20.0),
+            min_age: int = typer.Option(20, help="archive_min_age_minutes: hours older than this are archived")):
+    """Hot-store size during a long real-time generator run with the archival DAG on (every 10 minutes):
+    it must level off, not grow with the run. Ends with a final archival run and the reconciliation."""
+    import numpy as np
+    from cluster import airflow_api, pipeline, process
+    from flashsale.settings import load_settings
+
+    stack = load_settings(profile="cluster")
+    overrides = _overrides(stack, "bounded", kpi_clock="data", archive_min_age_minutes=min_age)
+    s = load_settings(profile="cluster", **overrides)
+    pipeline.discard_data(s)
+    opts = pipeline.RunOptions(speed=speed, minutes=int(wall_minutes * speed), spike_minute=60, products=products,
+                               rate=rate, settings=overrides)
+    t0 = time.time()
+    sampler = Sampler(s, hot_every=10.0)
+    sampler.start()
+    try:
+        s, _ = pipeline.start(s, opts)
+        while process.live_process(s.run_dir, pipeline.GENERATOR) is not None:
+            time.sleep(5)
+        failed = pipeline.generator_failure(s)
+        if failed:
+            raise RuntimeError(failed)
+        summary = pipeline.generator_summary(s)
+        archive_runs = _dag_summary(s, "flashsale_archive", t0)
+        sampler.stop.set()
+        run_id = airflow_api.trigger(s, "flashsale_archive")
+        final_state = airflow_api.wait_for_run(s, "flashsale_archive", run_id, timeout=3600)
+    finally:
+        sampler.stop.set()
+        pipeline.stop(s, stop_stack=False)
+    hot = _hot_series(sampler, t0)
+    counts = np.array([n for _, n in hot["samples"]])
+    half = len(counts) // 2
+    result = {
+        "measured_at": datetime.now(UTC).isoformat(), "machine": _machine(), "speed": speed, "wall_minutes": wall_minutes,
+        "simulated_minutes": summary["simulated_minutes"], "records": summary["records"],
+        "archive_dag_runs_during": archive_runs, "final_archive_run": final_state,
+        # bounded: the second half of the run never holds more than the first half's peak plus one archival
+        # interval's intake (what arrives between two scheduled runs)
+        "hot_peak_first_half": int(counts[:half].max()) if half else None,
+        "hot_peak_second_half": int(counts[half:].max()) if half else None,
+        "hot_store_records": hot, "archive_reconciliation": _reconcile_counts(s, summary),
+    }
+    pipeline.discard_data(s)
+    _save("bounded", result)
 
 
 def _reconcile_counts(s, summary: dict) -> dict:

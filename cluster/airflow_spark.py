@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout
 
 from flashsale.connections import SPARK_CONN_ID
 from flashsale.settings import PROJECT_ROOT
@@ -22,11 +23,18 @@ def app_path(name: str) -> str:
 
 
 class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
-    def __init__(self, *, profile: str | None = None, **kwargs: Any) -> None:
+    """``retry_on_timeout=False``: a try that used its whole execution_timeout fails for good (its quick
+    failures are still retried). For the minute DAG the next scheduled run supersedes it, and a retry
+    born at the timeout races the dag run's own timeout: Airflow 3 gives the retry a new task-instance
+    id, and the scheduler flushing the timed-out run then dies with StaleDataError (seen here;
+    apache/airflow#63926)."""
+
+    def __init__(self, *, profile: str | None = None, retry_on_timeout: bool = True, **kwargs: Any) -> None:
         profile = profile or os.environ.get("FLASHSALE_PROFILE", "local")  # env only: no I/O at parse time
         kwargs.setdefault("conn_id", SPARK_CONN_ID[profile])
         kwargs.setdefault("spark_binary", "spark-submit")
         super().__init__(**kwargs)
+        self.retry_on_timeout = retry_on_timeout
         self.yarn_tag: str | None = None
 
     def execute(self, context: Any) -> Any:
@@ -47,8 +55,18 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
         if master == "yarn":
             ensure_spark_archives(s, echo=self.log.info)
         self.log.info("submitting %s to %s (YARN tag %s)", self.application, master, self.yarn_tag)
+        return self.guarded(lambda: super(FlashsaleSparkSubmitOperator, self).execute(context))
+
+    def guarded(self, submit) -> Any:
+        """Run ``submit``; whatever ends it early kills this try's YARN applications first."""
         try:
-            return super().execute(context)
+            return submit()
+        except AirflowTaskTimeout as exc:
+            self.kill_yarn_applications()
+            if self.retry_on_timeout:
+                raise
+            raise AirflowFailException(f"timed out after {self.execution_timeout}; not retried: "
+                                       "the next scheduled run supersedes it") from exc
         except BaseException:
             self.kill_yarn_applications()
             raise

@@ -41,6 +41,7 @@ for dag_id, dag in bag.dags.items():
         "tasks": {t.task_id: {"type": type(t).__name__,
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                               "retries": t.retries, "conn_id": getattr(t, "_conn_id", None),
+                              "retry_on_timeout": getattr(t, "retry_on_timeout", None),
                               "args": [str(a) for a in getattr(t, "application_args", None) or []]} for t in dag.tasks},
     }
 print(json.dumps(out))
@@ -73,6 +74,10 @@ def test_dags_import_cleanly_without_io(tmp_path, profile, conn):
     assert kpi["dagrun_timeout"] < 120 and kpi["tasks"]["compute_kpis"]["timeout"] < kpi["dagrun_timeout"]
     assert kpi["tasks"]["compute_kpis"]["type"] == "FlashsaleSparkSubmitOperator"
     assert kpi["tasks"]["compute_kpis"]["conn_id"] == conn
+    # a try that timed out is not retried (the next minute supersedes it; Airflow 3's scheduler crashed
+    # on the retry racing the run's timeout); quick failures still are (retries >= 1 above)
+    assert kpi["tasks"]["compute_kpis"]["retry_on_timeout"] is False
+    assert dags["flashsale_archive"]["tasks"]["archive_cold_hours"]["retry_on_timeout"] is True
     # the app keeps refreshing after its first cycle, and stops refreshing well before the timeout
     assert "--refresh" in kpi["tasks"]["compute_kpis"]["args"]
     from flashsale.settings import Settings
@@ -176,6 +181,41 @@ def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
     assert result["error"], result  # the task failed
     if mode == "kill":
         assert set(result["final"].values()) == {"KILLED"}
+
+
+GUARD = r'''
+import json
+from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout
+from cluster.airflow_spark import FlashsaleSparkSubmitOperator
+
+def outcome(retry_on_timeout, error):
+    op = FlashsaleSparkSubmitOperator(task_id="t", application="x.py", retry_on_timeout=retry_on_timeout)
+    killed = []
+    op.kill_yarn_applications = lambda: killed.append(True) or []
+    def submit():
+        raise error
+    try:
+        op.guarded(submit)
+    except BaseException as exc:
+        return {"raised": type(exc).__name__, "killed": bool(killed)}
+
+print(json.dumps({
+    "timeout_no_retry": outcome(False, AirflowTaskTimeout("t")),
+    "timeout_retry": outcome(True, AirflowTaskTimeout("t")),
+    "other_error": outcome(False, RuntimeError("spark-submit failed")),
+}))
+'''
+
+
+def test_timeout_fails_for_good_only_when_asked_and_always_kills_the_apps(tmp_path):
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    out = subprocess.run([sys.executable, "-c", GUARD], env=env, capture_output=True, text=True, timeout=180,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["timeout_no_retry"] == {"raised": "AirflowFailException", "killed": True}
+    assert result["timeout_retry"] == {"raised": "AirflowTaskTimeout", "killed": True}
+    assert result["other_error"] == {"raised": "RuntimeError", "killed": True}
 
 
 def test_the_parse_trap_catches_io(tmp_path):

@@ -39,6 +39,8 @@ def test_generator_command_paces_and_names_the_run():
     fast = pipeline.generator_command(s, pipeline.RunOptions(speed=None), start)
     assert "--fast" in fast and "--speed" not in fast
     assert "--rate" not in fast  # the simulator's default rate unless one is asked for
+    # archival moves records out of the hot store during a pipeline run: no end-of-run store count
+    assert "--no-verify-store" in fast and "--no-verify-store" in realtime
     scaled = pipeline.generator_command(s, pipeline.RunOptions(speed=None, rate=700.0), start)
     assert scaled[scaled.index("--rate") + 1] == "700.0"
 

@@ -92,6 +92,29 @@ def test_inventory_events_account_for_every_sold_unit(sale):
     assert no_restock.mean() > 0.5
 
 
+def test_inventory_events_announce_each_restock_until_it_lands(sale):
+    """inbound_units / inbound_due_minutes: a restock is announced by the event of the minute it is
+    ordered and lands when announced: the pair has an event at that minute."""
+    p, _, _, tables = sale
+    inv = tables["inventory_fact"].to_pandas()
+    inv["minute"] = (inv["inventory_ts"] - p.start).dt.total_seconds().floordiv(60).astype(int)
+    assert (inv["inbound_units"] >= 0).all() and (inv["inbound_due_minutes"] >= 0).all()
+    assert ((inv["inbound_units"] == 0) == (inv["inbound_due_minutes"] == 0)).mean() > 0.99  # due 0 only if none
+    inv = inv.sort_values(["warehouse_id", "product_id", "minute"])
+    prev = inv.groupby(["warehouse_id", "product_id"]).shift(1)
+    ordered = inv[(inv["inbound_units"] > prev["inbound_units"]) & (inv["minute"] > 0)]
+    assert len(ordered) > 50  # restocks were ordered during the run, each announced by an event
+    landing = ordered.assign(land=ordered["minute"] + ordered["inbound_due_minutes"].astype(int) + 1)
+    landing = landing[landing["land"] < p.minutes]
+    at = inv.set_index(["warehouse_id", "product_id", "minute"])
+    keys = list(zip(landing["warehouse_id"], landing["product_id"], landing["land"]))
+    assert len(keys) > 20 and all(k in at.index for k in keys)  # an event at every landing minute
+    landed = at.loc[keys]
+    # it landed: less is inbound, unless the pair, still at its reorder point, ordered the next one at once
+    reordered = landed["inbound_due_minutes"].to_numpy() >= p.restock_lead_minutes - 1
+    assert ((landed["inbound_units"].to_numpy() < landing["inbound_units"].to_numpy()) | reordered).all()
+
+
 def test_top_one_percent_of_skus_take_a_heavy_share_of_orders(sale):
     p, _, _, tables = sale
     per_sku = np.bincount(tables["orders_fact"]["product_id"].to_numpy(), minlength=p.n_products)
