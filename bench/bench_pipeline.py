@@ -21,6 +21,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import typer  # the rest is imported inside the commands: `flashsale` registers this app at start-up
 
@@ -211,7 +212,12 @@ def freshness(minutes: float = typer.Option(8, help="wall minutes measured after
 @app.command()
 def scale(records: int = typer.Option(69_000_000, help="records to generate (orders + inventory events)"),
           rate: float = typer.Option(700.0, help="base orders per city-minute"),
-          products: int = typer.Option(20_000)):
+          products: int = typer.Option(20_000),
+          speed: Optional[float] = typer.Option(None, help="pace (simulated minutes per wall minute); default "
+                                                          "fast-forward. On 2 cores a fast-forward generator "
+                                                          "saturates the store and no KPI cycle completes"),
+          per_minute: float = typer.Option(8_700.0, help="records per simulated minute at rate 100 (measured), "
+                                                         "scaled by --rate: sets the simulated minutes")):
     """~69 M records through simulator, hot store and archive with the KPI and archival DAGs running."""
     from cluster import airflow_api, pipeline, process
     from flashsale.settings import load_settings
@@ -220,9 +226,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
     overrides = _overrides(stack, "scale", kpi_clock="data", archive_min_age_minutes=20)
     s = load_settings(profile="cluster", **overrides)
     pipeline.discard_data(s)
-    # ~ records per simulated minute at this rate: measured by the scale bench of the simulator
-    per_minute = rate * 27 * 2.2
-    opts = pipeline.RunOptions(speed=None, minutes=max(30, int(records / per_minute)), spike_minute=120,
+    opts = pipeline.RunOptions(speed=speed, minutes=max(30, int(records / (per_minute * rate / 100))), spike_minute=120,
                                products=products, rate=rate, settings=overrides)
     t0 = time.time()
     sampler = Sampler(s)
@@ -248,7 +252,8 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
     reconciliation = _reconcile_counts(s, summary)
     cycles = [c for c in kpi_cycles(s, t0) if c["kind"] == "KPI_RESULT"]
     result = {
-        "measured_at": datetime.now(UTC).isoformat(), "machine": _machine(),
+        "measured_at": datetime.now(UTC).isoformat(), "machine": _machine(), "speed": speed or "fast-forward",
+        "rate": rate, "products": products,
         "records": summary["records"], "simulated_minutes": summary["simulated_minutes"],
         "generate_s": round(gen_s, 1), "generate_records_per_s": round(summary["records"] / gen_s),
         "total_s_with_archival": round(total_s, 1),

@@ -62,20 +62,48 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
         try:
             return submit()
         except AirflowTaskTimeout as exc:
+            self.kill_submit_process()
             self.kill_yarn_applications()
             if self.retry_on_timeout:
                 raise
             raise AirflowFailException(f"timed out after {self.execution_timeout}; not retried: "
                                        "the next scheduled run supersedes it") from exc
         except BaseException:
+            self.kill_submit_process()
             self.kill_yarn_applications()
             raise
 
     def on_kill(self) -> None:
         try:
+            self.kill_submit_process()
             super().on_kill()
         finally:
             self.kill_yarn_applications()
+
+    def kill_submit_process(self) -> list[int]:
+        """Kill the local spark-submit JVM and its children. In client mode the driver lives there, with
+        the job's Python process under it: an exception in execute (a timeout) leaves the hook's
+        subprocess running, and the hook's own on_kill kills only the JVM, orphaning the Python driver
+        (seen here: timed-out KPI drivers kept reading the hot store for minutes)."""
+        import psutil
+
+        sp = getattr(getattr(self, "_hook", None), "_submit_sp", None)
+        if sp is None or sp.poll() is not None:
+            return []
+        try:
+            root = psutil.Process(sp.pid)
+            family = [*root.children(recursive=True), root]
+        except psutil.NoSuchProcess:
+            return []
+        for proc in family:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(family, timeout=10)
+        sp.poll()  # reap the JVM
+        self.log.warning("killed spark-submit (pid %s) and %d child process(es)", sp.pid, len(family) - 1)
+        return [p.pid for p in family]
 
     def kill_yarn_applications(self) -> list[str]:
         if not self.yarn_tag:

@@ -197,7 +197,8 @@ def freshness(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo | 
 def _action_label(action: str, numbers: dict) -> str:
     label = ACTIONS.get(action, (action or "?", ""))[0]
     if action == "restock" and numbers.get("suggested_units"):
-        return f"{label} +{_int(numbers['suggested_units']):,} u"
+        inbound = f" ({_int(numbers['inbound_units']):,} on the way)" if numbers.get("inbound_units") else ""
+        return f"{label} +{_int(numbers['suggested_units']):,} u{inbound}"
     if action == "reroute" and numbers.get("reroute_from_warehouse_id") is not None:
         units = f" {_int(numbers['surplus_units']):,} u" if numbers.get("surplus_units") else ""
         return f"{label}{units} from W{_int(numbers['reroute_from_warehouse_id'])}"

@@ -184,7 +184,8 @@ def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
 
 
 GUARD = r'''
-import json
+import json, subprocess, time, types
+import psutil
 from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout
 from cluster.airflow_spark import FlashsaleSparkSubmitOperator
 
@@ -192,12 +193,18 @@ def outcome(retry_on_timeout, error):
     op = FlashsaleSparkSubmitOperator(task_id="t", application="x.py", retry_on_timeout=retry_on_timeout)
     killed = []
     op.kill_yarn_applications = lambda: killed.append(True) or []
+    # a stand-in for spark-submit in client mode: a process with a child (the JVM and its Python driver)
+    sp = subprocess.Popen(["bash", "-c", "sleep 300 & wait"])
+    op._hook = types.SimpleNamespace(_submit_sp=sp)
+    time.sleep(0.5)
+    tree = [sp.pid] + [c.pid for c in psutil.Process(sp.pid).children(recursive=True)]
     def submit():
         raise error
     try:
         op.guarded(submit)
     except BaseException as exc:
-        return {"raised": type(exc).__name__, "killed": bool(killed)}
+        alive = [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        return {"raised": type(exc).__name__, "killed": bool(killed), "tree": len(tree), "left_running": len(alive)}
 
 print(json.dumps({
     "timeout_no_retry": outcome(False, AirflowTaskTimeout("t")),
@@ -207,15 +214,16 @@ print(json.dumps({
 '''
 
 
-def test_timeout_fails_for_good_only_when_asked_and_always_kills_the_apps(tmp_path):
+def test_timeout_fails_for_good_only_when_asked_and_always_kills_the_apps_and_the_driver(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     out = subprocess.run([sys.executable, "-c", GUARD], env=env, capture_output=True, text=True, timeout=180,
                          cwd=str(Path(__file__).resolve().parents[1]))
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["timeout_no_retry"] == {"raised": "AirflowFailException", "killed": True}
-    assert result["timeout_retry"] == {"raised": "AirflowTaskTimeout", "killed": True}
-    assert result["other_error"] == {"raised": "RuntimeError", "killed": True}
+    # the YARN apps are killed, and so is the local spark-submit with its children (client-mode driver)
+    assert result["timeout_no_retry"] == {"raised": "AirflowFailException", "killed": True, "tree": 2, "left_running": 0}
+    assert result["timeout_retry"] == {"raised": "AirflowTaskTimeout", "killed": True, "tree": 2, "left_running": 0}
+    assert result["other_error"] == {"raised": "RuntimeError", "killed": True, "tree": 2, "left_running": 0}
 
 
 def test_the_parse_trap_catches_io(tmp_path):

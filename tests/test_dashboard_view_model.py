@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dashboard.view_model import (Fetch, alert_rows, build_view, format_age, format_eta, freshness, geo_rows,
+from dashboard.view_model import (Fetch, _action_label, alert_rows, build_view, format_age, format_eta, freshness, geo_rows,
                                   overloaded_rows, resolve, ui_links)
 from dashboard_snapshots import snapshot
 from flashsale.redis_keys import trend_point
@@ -50,6 +50,11 @@ def test_alerts_sorted_by_urgency_with_names_and_actions():
                                               "RESTOCK"]
     assert rows[-1].eta_median == "—" and rows[-1].reason.endswith("(clearing)")
     assert rows[1].product == "#99" and rows[1].city == "Dhaka"  # not in sku_risk: name from the warehouse list
+
+
+def test_restock_label_says_what_is_already_on_the_way():
+    assert _action_label("restock", {"suggested_units": 120, "inbound_units": 40}) == "RESTOCK +120 u (40 on the way)"
+    assert _action_label("restock", {"suggested_units": 120, "inbound_units": 0}) == "RESTOCK +120 u"
 
 
 def test_tiles_show_the_snapshot_numbers_and_deltas():
