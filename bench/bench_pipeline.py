@@ -205,8 +205,8 @@ def freshness(minutes: float = typer.Option(8, help="wall minutes measured after
                                       for k in sorted({k for c in cycles for k in c if k.endswith("_s")})},
         "cycles": cycles,
     }
-    pipeline.discard_data(s)
     _save("freshness", result)
+    pipeline.discard_data(s)
 
 
 @app.command()
@@ -263,8 +263,8 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
         "archive_reconciliation": reconciliation, "peak_memory_used_mb": round(sampler.peak_used_mb),
         "hot_store_records": _hot_series(sampler, t0), "generator": summary, "cycles": cycles,
     }
+    _save("scale", result)  # before the clean-up: a slow drop must not cost the result
     pipeline.discard_data(s)
-    _save("scale", result)
 
 
 @app.command()
@@ -315,8 +315,8 @@ def bounded(wall_minutes: float = typer.Option(30, help="wall minutes the genera
         "hot_peak_second_half": int(counts[half:].max()) if half else None,
         "hot_store_records": hot, "archive_reconciliation": _reconcile_counts(s, summary),
     }
-    pipeline.discard_data(s)
     _save("bounded", result)
+    pipeline.discard_data(s)
 
 
 def _reconcile_counts(s, summary: dict) -> dict:

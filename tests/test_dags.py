@@ -161,15 +161,19 @@ t.join(240)
 time.sleep(2)
 left = apps_with_tag(s, op.yarn_tag)
 final = apps_with_tag(s, op.yarn_tag, states="FINISHED,FAILED,KILLED")
+import psutil  # the client-mode driver (spark-submit JVM + the job's Python) must be gone too
+drivers = [p.pid for p in psutil.process_iter(["cmdline"]) if sys.argv[1] in " ".join(p.info["cmdline"] or [])
+           and p.status() != psutil.STATUS_ZOMBIE]
 print(json.dumps({"running_before": running_before, "left": [a["id"] for a in left],
-                  "final": {a["id"]: a["state"] for a in final}, "error": error}))
+                  "final": {a["id"]: a["state"] for a in final}, "error": error, "drivers_left": drivers}))
 '''
 
 
 @pytest.mark.services
 @pytest.mark.parametrize("mode", ["kill", "crash"])
 def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
-    """on_kill (timeout / marked failed) and a crashing driver both end with no active application."""
+    """on_kill (timeout / marked failed) and a crashing driver both end with no active application and no
+    local driver process."""
     env = {**os.environ, **airflow_env(stack), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     args = ["120", "0", "kill"] if mode == "kill" else ["3", "1", "nokill"]
     out = subprocess.run([sys.executable, "-c", OPERATOR_RUN, str(ROOT / "tests" / "jobs" / "sleepy_job.py"), *args],
@@ -177,7 +181,7 @@ def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(result["running_before"]) == 1, result
-    assert result["left"] == [], result
+    assert result["left"] == [] and result["drivers_left"] == [], result
     assert result["error"], result  # the task failed
     if mode == "kill":
         assert set(result["final"].values()) == {"KILLED"}
