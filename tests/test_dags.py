@@ -134,7 +134,7 @@ def test_archive_dag_runs(stack):
 
 
 OPERATOR_RUN = r'''
-import json, sys, threading, time
+import json, os, sys, threading, time
 from types import SimpleNamespace
 from cluster.airflow_spark import FlashsaleSparkSubmitOperator
 from cluster.yarn import apps_with_tag
@@ -163,7 +163,7 @@ left = apps_with_tag(s, op.yarn_tag)
 final = apps_with_tag(s, op.yarn_tag, states="FINISHED,FAILED,KILLED")
 import psutil  # the client-mode driver (spark-submit JVM + the job's Python) must be gone too
 drivers = [p.pid for p in psutil.process_iter(["cmdline"]) if sys.argv[1] in " ".join(p.info["cmdline"] or [])
-           and p.status() != psutil.STATUS_ZOMBIE]
+           and p.pid != os.getpid() and p.status() != psutil.STATUS_ZOMBIE]  # (this script names the job too)
 print(json.dumps({"running_before": running_before, "left": [a["id"] for a in left],
                   "final": {a["id"]: a["state"] for a in final}, "error": error, "drivers_left": drivers}))
 '''
