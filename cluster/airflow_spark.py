@@ -87,6 +87,8 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
         (seen here: timed-out KPI drivers kept reading the hot store for minutes)."""
         import psutil
 
+        from cluster.process import end_processes
+
         sp = getattr(getattr(self, "_hook", None), "_submit_sp", None)
         if sp is None or sp.poll() is not None:
             return []
@@ -95,12 +97,7 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
             family = [*root.children(recursive=True), root]
         except psutil.NoSuchProcess:
             return []
-        for proc in family:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(family, timeout=10)
+        end_processes(family, grace_seconds=0)  # nothing to save: the try has already failed
         sp.poll()  # reap the JVM
         self.log.warning("killed spark-submit (pid %s) and %d child process(es)", sp.pid, len(family) - 1)
         return [p.pid for p in family]

@@ -72,6 +72,27 @@ def start(run_dir: Path, name: str, command: list[str], env: dict[str, str], cwd
     return rec
 
 
+def end_processes(procs: list[psutil.Process], grace_seconds: float) -> list[psutil.Process]:
+    """SIGTERM each process, then SIGKILL those still alive after ``grace_seconds`` (0: SIGKILL at once).
+    Returns the processes that had to be killed."""
+    if grace_seconds > 0:
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=grace_seconds)
+    else:
+        alive = procs
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return alive
+
+
 def stop(run_dir: Path, name: str, grace_seconds: float = 20.0) -> bool:
     """Stop a service and all its descendants. Returns True if something was running."""
     proc = live_process(run_dir, name)

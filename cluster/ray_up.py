@@ -68,19 +68,10 @@ def _describe(p: psutil.Process) -> str:
 @app.command()
 def stop(temp_dir: str = typer.Option(TEMP_DIR, "--temp-dir"), timeout: float = typer.Option(15.0, "--timeout")):
     """Stop the node's Ray processes: SIGTERM, then SIGKILL for any still alive after --timeout s."""
+    from cluster.process import end_processes
+
     procs = node_processes(temp_dir)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    alive = end_processes(procs, timeout)
     typer.echo(f"stopped {len(procs)} Ray process(es) of {temp_dir}" + (f" ({len(alive)} killed)" if alive else ""))
 
 
