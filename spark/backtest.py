@@ -36,8 +36,9 @@ Definitions (minute t = the KPI run at the end of simulated minute t, seeing dat
 - Naive baseline: ETA = available / (units sold in the last 15 minutes / 15); it alerts whenever
   ETA < H (an empty shelf: ETA 0).
 - Oracle (a ceiling, not a contender): knows each pair's expected demand over the next H minutes from
-  the simulator's own model (normal-day rate x flash curve; not the scarcity boost, pressure or the
-  restocks on their way) and alerts while P(stockout within H) >= kpi_high_risk_p. What it misses
+  the simulator's own model (normal-day rate x flash curve; not the scarcity boost or pressure), counts
+  the restocks on their way as the KPI job can (inventory_fact's inbound fields) and alerts while
+  P(stockout within H) >= kpi_high_risk_p. What it misses
   is Poisson noise no forecaster can see.
 
 Closed loop (``act=True``): an operator follows the open alerts (ActionDesk): ``restock`` and
