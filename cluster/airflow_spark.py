@@ -61,16 +61,12 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
         """Run ``submit``; whatever ends it early kills this try's YARN applications first."""
         try:
             return submit()
-        except AirflowTaskTimeout as exc:
+        except BaseException as exc:
             self.kill_submit_process()
             self.kill_yarn_applications()
-            if self.retry_on_timeout:
-                raise
-            raise AirflowFailException(f"timed out after {self.execution_timeout}; not retried: "
-                                       "the next scheduled run supersedes it") from exc
-        except BaseException:
-            self.kill_submit_process()
-            self.kill_yarn_applications()
+            if isinstance(exc, AirflowTaskTimeout) and not self.retry_on_timeout:
+                raise AirflowFailException(f"timed out after {self.execution_timeout}; not retried: "
+                                           "the next scheduled run supersedes it") from exc
             raise
 
     def on_kill(self) -> None:

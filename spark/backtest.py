@@ -4,8 +4,9 @@ The sale runs in-process (ray_gen.observe.ObservedBackend: no Ray, no store). Af
 minute t the KPI job's run at as-of = end of minute t is replayed on that minute's fact records with
 the job's own functions and the same KpiParams (spark/kpi_rules.py: ``sku_kpis``,
 ``product_group_kpis``, ``update_alerts``). Only two trivial steps of the job's Spark SQL are mirrored
-here (`Replay.ingest`): units per product x warehouse x minute (`HAVING units > 0`) and the latest
-inventory event per pair (`GREATEST(on_hand - reserved, 0)`). tests/test_backtest.py runs
+here (`Replay.ingest`, `Replay.inbound_in`): units per product x warehouse x minute (`HAVING units > 0`)
+and the latest inventory event per pair (`GREATEST(on_hand - reserved, 0)`, its inbound aged to the
+as-of). tests/test_backtest.py runs
 spark.kpi_job.compute() on a replayed window and checks the per-SKU KPIs are the same.
 
 Archive baseline: in steady state the job reads the archive of earlier days. The backtest gives it
@@ -175,13 +176,16 @@ class Replay:
         """The job's inventory state rows (latest inventory joined with the dims) for these pairs."""
         flat = flat[self.known[flat]]
         w = flat // self.n_products
-        # the job's GREATEST(inbound_due_minutes - (as-of - inventory_ts) / 60000, 0)
-        inbound_in = np.maximum(self.inbound_due[flat] - (self.as_of_ms - self.inventory_ms[flat]).astype(float) / 60000, 0.0)
         return pd.DataFrame({
             "product_id": flat % self.n_products, "warehouse_id": w, "available": self.available[flat],
-            "inbound_units": self.inbound[flat], "inbound_in_min": inbound_in,
+            "inbound_units": self.inbound[flat], "inbound_in_min": self.inbound_in(flat),
             "city": self.wh_city[w], "province": self.wh_province[w], "baseline_velocity": self.baseline[flat],
         })
+
+    def inbound_in(self, flat: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Minutes from the as-of until the pairs' inbound lands: the job's
+        GREATEST(inbound_due_minutes - (as-of - inventory_ts) / 60000, 0)."""
+        return np.maximum(self.inbound_due[flat] - (self.as_of_ms - self.inventory_ms[flat]).astype(float) / 60000, 0.0)
 
     def _alert_pairs(self) -> np.ndarray:
         return np.array([int(w) * self.n_products + int(p) for p, w in (k.split(":") for k in self.alert_state)],
@@ -253,18 +257,16 @@ def oracle_alerts(p: SimParams, params: KpiParams, available: np.ndarray, t: int
                   inbound: np.ndarray | int = 0, inbound_in: np.ndarray | float = 0.0) -> np.ndarray:
     """The oracle at the run ending minute t (see the module doc): P(Poisson(expected demand) >= available),
     with the inbound restocks counted the way the KPI job counts them (kpi_rules' module doc)."""
-    from scipy.special import pdtrc
-
     from ray_gen.model import flash_intensity
+    from spark.kpi_rules import p_out_with_inbound
 
     H = int(round(params.horizon_minutes))
     rate = build_catalogue(p).baseline_rate.reshape(-1)
     cum = np.r_[0.0, np.cumsum(flash_intensity(p.flash, np.arange(t + 1, t + 1 + H)))]  # intensity-minutes ahead
-    q = np.maximum(available, 1)
-    after = pdtrc(q + inbound - 1, rate * cum[H])  # P(X >= Q + I)
     d = np.clip(np.rint(inbound_in), 0, H).astype(np.int64)
-    before = np.where(np.asarray(inbound) > 0, pdtrc(q - 1, rate * cum[d]), 0.0)
-    prob = np.where(available <= 0, 1.0, np.maximum(before, after))
+    q = np.maximum(available, 1).astype(float)
+    prob = np.where(available <= 0, 1.0, p_out_with_inbound(q, np.broadcast_to(inbound, q.shape).astype(float),
+                                                            rate * cum[d], rate * cum[H]))
     return prob >= params.high_p
 
 
@@ -440,8 +442,7 @@ def simulate(p: SimParams, params: KpiParams, *, baseline: pd.DataFrame | None =
         radar.update(t, replay.alert_mask(alerts))
         naive_mask = replay.naive_alerts(t)
         naive.update(t, naive_mask)
-        oracle.update(t, oracle_alerts(p, params, replay.available, t, replay.inbound,
-                                       np.maximum(replay.inbound_due - (replay.as_of_ms - replay.inventory_ms) / 60000, 0)))
+        oracle.update(t, oracle_alerts(p, params, replay.available, t, replay.inbound, replay.inbound_in()))
         if desk is not None:
             planned[t + 1] = desk.plan(t + 1, alerts)
         o = facts["orders_fact"]

@@ -125,6 +125,16 @@ def smoothed_velocity(units_by_minute: np.ndarray, alpha: float, baseline: float
     return (v * n_eff + prior_minutes * baseline) / (n_eff + prior_minutes)
 
 
+def p_out_with_inbound(Q: np.ndarray, I: np.ndarray, demand_until_inbound: np.ndarray,
+                       demand_horizon: np.ndarray) -> np.ndarray:
+    """P(the shelf empties within the horizon) for Q > 0 units on the shelf and I inbound (the module
+    doc's rule): the Q go before the inbound lands, or Q + I go within the horizon. Demand arguments are
+    Poisson means (expected units). Without inbound: P(Poisson(demand_horizon) >= Q)."""
+    before = gammainc(Q, demand_until_inbound)  # P(Poisson >= Q) is the regularized lower gamma
+    after = gammainc(Q + I, demand_horizon)
+    return np.where(I > 0, np.maximum(before, after), gammainc(Q, demand_horizon))
+
+
 def stockout_eta(available, rate, horizon: float, q: float, inbound=0, inbound_in=0.0):
     """Vectorized (eta_median, eta_pessimistic, p_stockout) for Gamma(available, rate) time-to-sell,
     with ``inbound`` units landing ``inbound_in`` minutes from now (see the module doc).
@@ -140,9 +150,7 @@ def stockout_eta(available, rate, horizon: float, q: float, inbound=0, inbound_i
     if sel.any():
         Qs, ls, Is, ds = Q[sel], lam[sel], I[sel], d[sel]
         has_in = Is > 0
-        before = gammainc(Qs, ls * np.minimum(ds, horizon))  # the Q units gone before the inbound lands
-        after = gammainc(Qs + Is, ls * horizon)  # Q + I gone within H
-        p[sel] = np.where(has_in, np.maximum(before, after), gammainc(Qs, ls * horizon))
+        p[sel] = p_out_with_inbound(Qs, Is, ls * np.minimum(ds, horizon), ls * horizon)
         for out_arr, level in ((med, 0.5), (pes, q)):
             eta = gammaincinv(Qs, level) / ls
             late = has_in & (eta > ds)  # the inbound lands first: the shelf holds Q + I

@@ -200,7 +200,9 @@ def outcome(retry_on_timeout, error):
     # a stand-in for spark-submit in client mode: a process with a child (the JVM and its Python driver)
     sp = subprocess.Popen(["bash", "-c", "sleep 300 & wait"])
     op._hook = types.SimpleNamespace(_submit_sp=sp)
-    time.sleep(0.5)
+    deadline = time.time() + 30  # a loaded machine may take a while to fork the child
+    while not psutil.Process(sp.pid).children() and time.time() < deadline:
+        time.sleep(0.1)
     tree = [sp.pid] + [c.pid for c in psutil.Process(sp.pid).children(recursive=True)]
     def submit():
         raise error
