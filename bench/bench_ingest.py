@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import tempfile
 import time
@@ -94,6 +95,9 @@ def main(
     total = sum(len(v) for v in docs.values())
 
     per_round = []
+    # Ctrl-C or a SIGTERM after a round keeps the finished rounds (a round of a long run takes minutes)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     try:
         with mongo_client(s, socket_timeout_ms=600_000) as client:
             for _ in range(rounds):
@@ -117,12 +121,16 @@ def main(
                                   "streaming_ratio": round(gen["streaming_records_per_s"] / plain["records_per_s"], 3),
                                   "load_avg_1m": os.getloadavg()[0]})
                 print(json.dumps(per_round[-1]))
+    except KeyboardInterrupt:
+        if not per_round:
+            raise
+        results["interrupted_after_rounds"] = len(per_round)
     finally:
         with mongo_client(s) as client:
             client.drop_database(gen_db)
             client.drop_database(base_db)
     # the same run into the null sink: what the generator costs before any store is involved
-    null = _generator(p, SinkSpec("null"), s, ray)
+    null = None if "interrupted_after_rounds" in results else _generator(p, SinkSpec("null"), s, ray)
 
     def med(key, sub=None):
         return statistics.median(r[key][sub] if sub else r[key] for r in per_round)
@@ -153,8 +161,9 @@ def main(
                       str(r["generator"]["startup_seconds"]), f"{r['generator']['streaming_records_per_s']:,}",
                       str(r["ratio"]), str(r["streaming_ratio"]))
     Console().print(table)
-    Console().print(f"{total:,} records; null sink {null['records_per_s']:,} rec/s; all stored: {results['all_stored']}")
-    Console().print(f"generator / plain insert_many, median of {rounds} rounds: {results['generator_vs_ceiling']} end to end, "
+    null_rate = f"{null['records_per_s']:,} rec/s" if null else "not run (interrupted)"
+    Console().print(f"{total:,} records; null sink {null_rate}; all stored: {results['all_stored']}")
+    Console().print(f"generator / plain insert_many, median of {len(per_round)} rounds: {results['generator_vs_ceiling']} end to end, "
                     f"{results['generator_streaming_vs_ceiling']} after start-up  (goal >= 0.8)")
 
 
