@@ -68,6 +68,14 @@ def _generator(p, sink: SinkSpec, settings, ray: str) -> dict:
             "written": sum(c.get("written", 0) for c in counts.values())}
 
 
+def _interrupt_keeps_rounds() -> None:
+    """Ctrl-C or SIGTERM raise KeyboardInterrupt, so the finished rounds are saved (a round of a long run
+    takes minutes). Set again after every generator run: ray.init installs its own SIGTERM handler, and a
+    background start (`nohup ... &`) ignores SIGINT."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(
     minutes: int = typer.Option(60),
     rate: float = typer.Option(60.0, help="base orders per city-minute"),
@@ -95,12 +103,10 @@ def main(
     total = sum(len(v) for v in docs.values())
 
     per_round = []
-    # Ctrl-C or a SIGTERM after a round keeps the finished rounds (a round of a long run takes minutes)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     try:
         with mongo_client(s, socket_timeout_ms=600_000) as client:
             for _ in range(rounds):
+                _interrupt_keeps_rounds()
                 client.drop_database(base_db)
                 client.drop_database(gen_db)
                 db = client[base_db]
@@ -114,6 +120,7 @@ def main(
                 plain = {"records": total, "seconds": round(plain_s, 2), "records_per_s": round(total / plain_s),
                          "stored": sum(db[n].count_documents({}) for c in FACTS for n in fact_collections(db, c))}
                 gen = _generator(p, SinkSpec("mongo", database=gen_db), s, ray)
+                _interrupt_keeps_rounds()
                 gdb = client[gen_db]
                 gen["stored"] = sum(gdb[n].count_documents({}) for c in FACTS for n in fact_collections(gdb, c))
                 per_round.append({"plain_insert_many": plain, "generator": gen,
