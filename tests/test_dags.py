@@ -184,7 +184,9 @@ def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
     assert result["left"] == [] and result["drivers_left"] == [], result
     assert result["error"], result  # the task failed
     if mode == "kill":
-        assert set(result["final"].values()) == {"KILLED"}
+        # Either we kill the application by its tag, or the SIGKILLed client-mode driver disconnects first
+        # and Spark's ExecutorLauncher unregisters it as FINISHED: a race, and both end it.
+        assert result["final"] and set(result["final"].values()) <= {"KILLED", "FINISHED"}, result
 
 
 GUARD = r'''
