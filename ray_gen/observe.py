@@ -66,6 +66,10 @@ class ObservedBackend(LocalBackend):
         """True sellable stock (on hand - reserved), shape (warehouse, product); shards hold contiguous warehouses."""
         return np.concatenate([w.on_hand - w.reserved for w in self.warehouses])
 
+    def load(self) -> np.ndarray:
+        """Each warehouse's last-minute orders / capacity: what sets the pressure its cities see next minute."""
+        return np.concatenate([w.load for w in self.warehouses])
+
 
 def _capture(shard):
     # the shard was built with a (picklable) SinkSpec; in-process its sink object can be swapped for one

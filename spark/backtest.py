@@ -37,10 +37,12 @@ Definitions (minute t = the KPI run at the end of simulated minute t, seeing dat
 - Naive baseline: ETA = available / (units sold in the last 15 minutes / 15); it alerts whenever
   ETA < H (an empty shelf: ETA 0).
 - Oracle (a ceiling, not a contender): knows each pair's expected demand over the next H minutes from
-  the simulator's own model (normal-day rate x flash curve; not the scarcity boost or pressure), counts
+  the simulator's own model (normal-day rate x flash curve x warehouse pressure x scarcity boost, the
+  last two held at their current values), counts
   the restocks on their way as the KPI job can (inventory_fact's inbound fields) and alerts while
   P(stockout within H) >= kpi_high_risk_p. What it misses
-  is Poisson noise no forecaster can see.
+  is Poisson noise no forecaster can see. Its threshold is also swept (``ORACLE_FRONTIER_P``, result
+  ``oracle_frontier``): the precision-recall frontier of alerting on the true expected demand.
 
 Closed loop (``act=True``): an operator follows the open alerts (ActionDesk): ``restock`` and
 ``pause_ads`` order ``suggested_units`` once per pair while none is in flight (the restock lands
@@ -54,7 +56,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Callable, ContextManager
 
@@ -67,9 +69,11 @@ from ray_gen.actions import Interventions
 from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
 from ray_gen.streams import HISTORY, rng_for
-from spark.kpi_rules import KpiParams, product_group_kpis, sku_kpis, update_alerts
+from spark.kpi_rules import KpiParams, product_group_kpis, sale_lift, sku_kpis, update_alerts
 
 NAIVE_WINDOW_MINUTES = 15  # the naive baseline's velocity: a plain 15-minute average
+# the oracle's alert threshold swept: its precision-recall frontier, the ceiling of any threshold rule
+ORACLE_FRONTIER_P = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 DEFAULT_MIN_LEAD_MINUTES = 15
 
 
@@ -115,6 +119,7 @@ class Replay:
         self.alert_state: dict = {}
         # the job LEFT JOINs the baseline: pairs the archive never saw have NaN (no prior)
         self.baseline = np.full(self.n_pairs, np.nan)
+        self.baseline_frame = baseline
         if baseline is not None and len(baseline):
             self.baseline[self.pairs(baseline["warehouse_id"].to_numpy(), baseline["product_id"].to_numpy())] = \
                 baseline["baseline_velocity"].to_numpy(dtype=float)
@@ -204,25 +209,26 @@ class Replay:
         """
         mins = self.window(t)
         self.as_of_ms = self.start_ms + (t + 1) * 60_000  # the run at the end of minute t
+        params = replace(self.params, sale_lift=sale_lift(mins, self.baseline_frame, self.params))
         alerted = self._alert_pairs()
         sold = np.zeros(self.n_pairs, dtype=bool)
         sold[self.pairs(mins["warehouse_id"].to_numpy(), mins["product_id"].to_numpy())] = True
         # (an inbound landing nearer only lowers a quiet pair's risk: re-screening on a change of stock or
-        # inbound is enough)
-        stale = np.flatnonzero(self.known & ~sold & ((self.quiet_available != self.available)
-                                                     | (self.quiet_inbound != self.inbound)))
+        # inbound is enough; a moving sale-wide lift moves every quiet pair's risk)
+        changed = (self.quiet_available != self.available) | (self.quiet_inbound != self.inbound) | (params.lift_minutes > 0)
+        stale = np.flatnonzero(self.known & ~sold & changed)
         if len(stale):
-            quiet = sku_kpis(mins.iloc[:0], self.state(stale), self.params)
+            quiet = sku_kpis(mins.iloc[:0], self.state(stale), params)
             self.quiet_risky[stale] = quiet["risk"].to_numpy() != "low"
             self.quiet_available[stale] = self.available[stale]
             self.quiet_inbound[stale] = self.inbound[stale]
         self.quiet_available[sold] = -1  # re-screen once it turns quiet
         screen = np.unique(np.concatenate([np.flatnonzero(sold), np.flatnonzero(self.quiet_risky & ~sold), alerted]))
-        screened = sku_kpis(mins, self.state(screen), self.params)
+        screened = sku_kpis(mins, self.state(screen), params)
         products = np.unique(np.concatenate([screened.loc[screened["risk"] != "low", "product_id"].to_numpy(dtype=np.int64),
                                              alerted % self.n_products]))
         group = (np.arange(self.n_warehouses, dtype=np.int64)[None, :] * self.n_products + products[:, None]).ravel()
-        return product_group_kpis(mins[mins["product_id"].isin(products)], self.state(np.sort(group)), self.params)
+        return product_group_kpis(mins[mins["product_id"].isin(products)], self.state(np.sort(group)), params)
 
     def run(self, t: int, now_iso: str) -> tuple[pd.DataFrame, list[dict]]:
         """One KPI run: (per-SKU KPIs of the products with something to say, open alerts after hysteresis)."""
@@ -254,20 +260,35 @@ class Replay:
 
 
 def oracle_alerts(p: SimParams, params: KpiParams, available: np.ndarray, t: int,
-                  inbound: np.ndarray | int = 0, inbound_in: np.ndarray | float = 0.0) -> np.ndarray:
-    """The oracle at the run ending minute t (see the module doc): P(Poisson(expected demand) >= available),
-    with the inbound restocks counted the way the KPI job counts them (kpi_rules' module doc)."""
-    from ray_gen.model import flash_intensity
+                  inbound: np.ndarray | int = 0, inbound_in: np.ndarray | float = 0.0,
+                  load: np.ndarray | None = None) -> np.ndarray:
+    """The oracle at the run ending minute t: alerts where oracle_p >= kpi_high_risk_p."""
+    return oracle_p(p, params, available, t, inbound, inbound_in, load) >= params.high_p
+
+
+def oracle_p(p: SimParams, params: KpiParams, available: np.ndarray, t: int,
+             inbound: np.ndarray | int = 0, inbound_in: np.ndarray | float = 0.0,
+             load: np.ndarray | None = None) -> np.ndarray:
+    """The oracle's P(stockout within H) at the run ending minute t (see the module doc):
+    P(Poisson(expected demand) >= available), with the inbound restocks counted the way the KPI job
+    counts them (kpi_rules' module doc). Expected demand is the simulator's own: the normal-day rate x
+    the flash curve x each warehouse's pressure (from ``load``, its last minute's orders / capacity;
+    None: no pressure) x the pair's share of its warehouse's clicks under the scarcity boost, all held
+    at their current values over the horizon."""
+    from ray_gen.model import flash_intensity, scarcity_multiplier, warehouse_pressure
     from spark.kpi_rules import p_out_with_inbound
 
     H = int(round(params.horizon_minutes))
-    rate = build_catalogue(p).baseline_rate.reshape(-1)
+    cat = build_catalogue(p)
+    boost = scarcity_multiplier(available.reshape(cat.baseline_rate.shape), p)
+    share = boost / (cat.choice_weight[None, :] * boost).sum(axis=1, keepdims=True)  # choice_cdf's normalisation
+    pressure = warehouse_pressure(load, p)[:, None] if load is not None else 1.0
+    rate = (cat.baseline_rate * share * pressure).reshape(-1)
     cum = np.r_[0.0, np.cumsum(flash_intensity(p.flash, np.arange(t + 1, t + 1 + H)))]  # intensity-minutes ahead
     d = np.clip(np.rint(inbound_in), 0, H).astype(np.int64)
     q = np.maximum(available, 1).astype(float)
-    prob = np.where(available <= 0, 1.0, p_out_with_inbound(q, np.broadcast_to(inbound, q.shape).astype(float),
+    return np.where(available <= 0, 1.0, p_out_with_inbound(q, np.broadcast_to(inbound, q.shape).astype(float),
                                                             rate * cum[d], rate * cum[H]))
-    return prob >= params.high_p
 
 
 def naive_alerts(units: np.ndarray, available: np.ndarray, known: np.ndarray, horizon: float, window: int) -> np.ndarray:
@@ -404,6 +425,7 @@ class SaleRun:
     radar: pd.DataFrame  # KPI alert episodes
     naive: pd.DataFrame  # naive-baseline alert episodes
     oracle: pd.DataFrame  # oracle alert episodes
+    oracle_frontier: dict[float, pd.DataFrame]  # oracle alert episodes at each ORACLE_FRONTIER_P threshold
     series: dict[str, list]
     snapshots: dict[int, pd.DataFrame]
     desk: dict | None
@@ -421,6 +443,7 @@ def simulate(p: SimParams, params: KpiParams, *, baseline: pd.DataFrame | None =
     backend = ObservedBackend()
     replay = Replay(p, params, baseline)
     truth, radar, naive, oracle = (Episodes(replay.n_pairs) for _ in range(4))
+    frontier = {level: Episodes(replay.n_pairs) for level in ORACLE_FRONTIER_P}
     desk = ActionDesk(replay.n_products, p.action_restock_lead_minutes) if act else None
     planned: dict[int, Interventions] = {}
     snapshots: dict[int, pd.DataFrame] = {}
@@ -442,7 +465,10 @@ def simulate(p: SimParams, params: KpiParams, *, baseline: pd.DataFrame | None =
         radar.update(t, replay.alert_mask(alerts))
         naive_mask = replay.naive_alerts(t)
         naive.update(t, naive_mask)
-        oracle.update(t, oracle_alerts(p, params, replay.available, t, replay.inbound, replay.inbound_in()))
+        prob = oracle_p(p, params, replay.available, t, replay.inbound, replay.inbound_in(), backend.load())
+        oracle.update(t, prob >= params.high_p)
+        for level, episodes in frontier.items():
+            episodes.update(t, prob >= level)
         if desk is not None:
             planned[t + 1] = desk.plan(t + 1, alerts)
         o = facts["orders_fact"]
@@ -462,7 +488,8 @@ def simulate(p: SimParams, params: KpiParams, *, baseline: pd.DataFrame | None =
                                    interventions=(lambda m: planned.pop(m, None)) if act else None)
     last = progress.minute
     return SaleRun(progress=progress, truth=truth.frame(last), radar=radar.frame(last), naive=naive.frame(last),
-                   oracle=oracle.frame(last), series=series, snapshots=snapshots, desk=dict(desk.counts) if desk else None,
+                   oracle=oracle.frame(last), oracle_frontier={k: e.frame(last) for k, e in frontier.items()},
+                   series=series, snapshots=snapshots, desk=dict(desk.counts) if desk else None,
                    interrupted=interrupted)
 
 
@@ -504,6 +531,7 @@ def backtest(p: SimParams, params: KpiParams, *, history_hours: int = 24, act: b
         "radar": score(sale.radar, sale.truth, minutes, params.horizon_minutes, min_lead),
         "naive_baseline": score(sale.naive, sale.truth, minutes, params.horizon_minutes, min_lead),
         "oracle": score(sale.oracle, sale.truth, minutes, params.horizon_minutes, min_lead),
+        "oracle_frontier": frontier_points(sale, minutes, params.horizon_minutes, min_lead),
         "open_loop": outcome(sale),
         "series": {"open_loop": sale.series},
     }
@@ -519,6 +547,13 @@ def backtest(p: SimParams, params: KpiParams, *, history_hours: int = 24, act: b
     result["goals"] = goals(result, min_lead)
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
     return result
+
+
+def frontier_points(sale: SaleRun, minutes: int, horizon: float, min_lead: int) -> list[dict]:
+    """The oracle's recall and precision at each swept threshold."""
+    keep = (f"recall_at_{min_lead}min", "recall_any_lead", "precision", "false_alarms_per_hour")
+    return [{"p_threshold": level, **{k: score(ep, sale.truth, minutes, horizon, min_lead)[k] for k in keep}}
+            for level, ep in sale.oracle_frontier.items()]
 
 
 def _change(before: float, after: float) -> float | None:

@@ -44,6 +44,14 @@ def print_report(result: dict, console) -> None:
     for label, key, kind in rows:
         t.add_row(label, *(_fmt(result[c][key], kind) for c, _ in CONTENDERS))
     console.print(t)
+    if result.get("oracle_frontier"):
+        f = Table(title="Oracle frontier: alerting while the true P(stockout within H) >= threshold")
+        for col in ("threshold", f"recall, lead >= {lead} min", "recall, any lead", "precision", "false alarms / h"):
+            f.add_column(col, justify="right")
+        for pt in result["oracle_frontier"]:
+            f.add_row(f"{pt['p_threshold']:g}", _fmt(pt[rk], "pct"), _fmt(pt["recall_any_lead"], "pct"),
+                      _fmt(pt["precision"], "pct"), _fmt(pt["false_alarms_per_hour"]))
+        console.print(f)
     g = result["goals"]
     console.print("goals: " + ", ".join(f"{k} {'[green]met[/]' if v else '[red]missed[/]'}" for k, v in g.items()))
     if "closed_loop" in result:
@@ -109,21 +117,24 @@ def plot(result: dict, path: Path) -> Path:
     ax.set_title(f"lead time of detected stockouts (dashed: {lead} min)")
 
     ax = axes[1, 0]
-    labels = [label for _, label in CONTENDERS]
-    x = np.arange(len(labels))
-    rec = [result[c][f"recall_at_{lead}min"] or 0 for c, _ in CONTENDERS]
-    prec = [result[c]["precision"] or 0 for c, _ in CONTENDERS]
-    ax.bar(x - 0.2, rec, 0.4, label=f"recall, lead >= {lead} min", color="tab:blue")
-    ax.bar(x + 0.2, prec, 0.4, label="precision", color="tab:purple")
-    ax.axhline(0.9, color="tab:blue", ls=":", lw=1)
-    ax.axhline(0.8, color="tab:purple", ls=":", lw=1)
-    for i in range(len(labels)):
-        ax.text(x[i] - 0.2, rec[i] + 0.01, f"{rec[i]:.2f}", ha="center", fontsize=8)
-        ax.text(x[i] + 0.2, prec[i] + 0.01, f"{prec[i]:.2f}", ha="center", fontsize=8)
-    ax.set_xticks(x, labels)
-    ax.set_ylim(0, 1.05)
+    rk = f"recall_at_{lead}min"
+    frontier = result.get("oracle_frontier") or []
+    if frontier:
+        fx = [pt[rk] or 0 for pt in frontier]
+        fy = [pt["precision"] or 0 for pt in frontier]
+        ax.plot(fx, fy, "-o", color="tab:green", ms=3, lw=1, label="oracle, threshold swept")
+        for pt, x_, y_ in zip(frontier, fx, fy):
+            ax.annotate(f"{pt['p_threshold']:g}", (x_, y_), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for (c, label), color in zip(CONTENDERS, ("tab:blue", "tab:orange", "tab:green")):
+        ax.plot([result[c][rk] or 0], [result[c]["precision"] or 0], "s" if c != "oracle" else "D", color=color, ms=8,
+                label=f"{label}: {result[c][rk] or 0:.2f} / {result[c]['precision'] or 0:.2f}")
+    ax.add_patch(plt.Rectangle((0.9, 0.8), 0.1, 0.2, color="tab:purple", alpha=0.15, label="goal: recall >= 0.9, precision >= 0.8"))
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(f"recall, lead >= {lead} min")
+    ax.set_ylabel("precision")
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("recall and precision (dotted: goals 0.9 / 0.8)")
+    ax.set_title("recall vs precision (shaded: the goal)")
 
     ax = axes[1, 1]
     if closed:

@@ -164,7 +164,9 @@ def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
     import pandas as pd
     import pyarrow as pa
 
-    from spark.kpi_rules import product_group_kpis, sku_spark_schema
+    from dataclasses import replace
+
+    from spark.kpi_rules import product_group_kpis, sale_lift, sku_spark_schema
 
     start = inputs["window_start"]
     start_ms = int(start.timestamp() * 1000)
@@ -208,8 +210,12 @@ def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
         JOIN cities_dim c ON w.city_id = c.city_id
         LEFT JOIN baseline b ON b.product_id = i.product_id AND b.warehouse_id = i.warehouse_id""")
     # 3. the pure KPI functions over whole products (all warehouses of a product: the reroute rule needs
-    #    them), a bucket of products per Python call: one call per product costs ~5 ms each, minutes for 20k
-    fn = lambda m, s: product_group_kpis(m, s, params)  # noqa: E731
+    #    them), a bucket of products per Python call: one call per product costs ~5 ms each, minutes for 20k.
+    #    The sale-wide lift is one number over all pairs: the driver computes it from the small minute
+    #    aggregate (collected here, used again in 4) and every group gets it in its params.
+    minutes_pd = order_minutes.toPandas()
+    run_params = replace(params, sale_lift=sale_lift(minutes_pd, base, params))
+    fn = lambda m, s: product_group_kpis(m, s, run_params)  # noqa: E731
     bucket = f"pmod(product_id, {PRODUCT_BUCKETS}) AS product_bucket"
     sku = (spark.table("order_minutes").selectExpr("product_id", "warehouse_id", "minute_idx", "units", bucket)
            .groupBy("product_bucket").cogroup(state.selectExpr("*", bucket).groupBy("product_bucket"))
@@ -221,7 +227,6 @@ def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
         JOIN warehouses_dim w ON s.warehouse_id = w.warehouse_id""").toPandas()
     # 4. the rollups come from the two small aggregates the driver collects once: every extra Spark job
     #    costs ~0.5-1.5 s of scheduling on a one-executor YARN app, far more than this pandas work
-    minutes_pd = order_minutes.toPandas()
     latest_pd = latest.toPandas()
     order_minutes.unpersist()
     latest.unpersist()
@@ -237,7 +242,8 @@ def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
     no_inv = len(pairs - set(zip(latest_pd["product_id"], latest_pd["warehouse_id"])))
     return {"skus": skus, "per_minute": per_minute, "wh_load": wh_load,
             "warehouses": warehouses[["warehouse_id", "warehouse_name", "city", "province", "capacity", "fulfillment_delay"]],
-            "pairs_without_inventory": int(no_inv), "latest_inventory": latest_pd, "pd": pd}
+            "pairs_without_inventory": int(no_inv), "latest_inventory": latest_pd, "pd": pd,
+            "sale_lift": run_params.sale_lift}
 
 
 def assemble(s, params, inputs: dict, out: dict, as_of: datetime, run_id: str, master: str, timings: dict):
@@ -281,7 +287,7 @@ def assemble(s, params, inputs: dict, out: dict, as_of: datetime, run_id: str, m
         "alerts_total": len(alerts),
         "data_quality": {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in inputs["dq"].items()},
         "baseline": inputs["baseline_info"],
-        "params": params.as_dict(),
+        "params": {**params.as_dict(), "sale_lift": out["sale_lift"]},
         "timings_s": timings,
     }
     return snapshot, alert_state, inv_state

@@ -11,7 +11,13 @@ Definitions
   newest, minutes without sales counting as 0: ``v = sum(w_k u_k) / sum(w_k)``, ``w_k = (1-a)^(W-1-k)``
   (a = ``kpi_velocity_alpha``). When the archive gives a baseline b (typical units/min of that pair)
   it acts as a Gamma prior worth ``m0`` minutes against the EWMA's ``1/a`` effective minutes:
-  ``lambda = (v/a + m0 b) / (1/a + m0)``; without a baseline ``lambda = v``.
+  ``lambda = (v/a + m0 g b) / (1/a + m0)``; without a baseline ``lambda = v``.
+- Sale-wide lift g (``sale_lift``): a flash sale moves every SKU's demand together, and the sum over
+  thousands of pairs measures that move within a few minutes, long before one slow mover's own sales
+  can. g = (units sold in the window's last ``kpi_sale_lift_minutes`` minutes by the pairs the archive
+  knows + c) / (what their baselines expect in those minutes + c), c = ``LIFT_PSEUDO_UNITS`` (so a
+  trickle of data, or none, leaves g near 1). The job computes g once per run over all pairs and
+  hands it to every group (``KpiParams.sale_lift``); ``kpi_sale_lift_minutes`` = 0 keeps g = 1.
 - Stockout ETA: unit demand is Poisson(lambda/min), so the time to sell the Q available units
   (on hand minus reserved) is Gamma(shape=Q, rate=lambda). ``eta_median`` is its median,
   ``eta_pessimistic`` its early quantile q (``kpi_eta_pessimistic_quantile``: with probability q we
@@ -74,13 +80,15 @@ class KpiParams:
     high_p: float = 0.5
     watch_p: float = 0.2
     exit_p: float = 0.1
-    clear_runs: int = 2
+    clear_runs: int = 6
     action_confirm_runs: int = 2
     reroute_min_units: int = 1
     overload_ratio: float = 1.0
     overload_delay: float = 30.0
     future_skew_seconds: int = 120
     inbound_in_risk: bool = False
+    lift_minutes: int = 0
+    sale_lift: float = 1.0  # per run: set by the job (and the backtest) from sale_lift(), never a setting
 
     @classmethod
     def from_settings(cls, s, window_minutes: int | None = None) -> "KpiParams":
@@ -101,6 +109,7 @@ class KpiParams:
             overload_delay=s.kpi_overload_delay_minutes,
             future_skew_seconds=s.kpi_future_skew_seconds,
             inbound_in_risk=s.kpi_inbound_in_risk,
+            lift_minutes=s.kpi_sale_lift_minutes,
         )
 
     def as_dict(self) -> dict:
@@ -164,6 +173,24 @@ def risk_level(p, params: KpiParams) -> np.ndarray:
     return np.where(p >= params.high_p, "high", np.where(p >= params.watch_p, "watch", "low"))
 
 
+LIFT_PSEUDO_UNITS = 20.0  # evidence (units) the lift needs before it moves far from 1
+
+
+def sale_lift(minutes: pd.DataFrame, baseline: pd.DataFrame, params: KpiParams) -> float:
+    """The sale-wide demand multiplier g of this run (module doc).
+
+    ``minutes``: the window's product_id, warehouse_id, minute_idx (0 = oldest), units. ``baseline``:
+    product_id, warehouse_id, baseline_velocity (the archive's units/min per pair)."""
+    k = min(params.lift_minutes, params.window_minutes)
+    if k <= 0 or baseline is None or baseline.empty:
+        return 1.0
+    recent = minutes[minutes["minute_idx"] >= params.window_minutes - k]
+    known = recent.merge(baseline[["product_id", "warehouse_id"]], on=["product_id", "warehouse_id"], how="inner")
+    sold = float(known["units"].sum())
+    expected = float(np.nansum(baseline["baseline_velocity"].to_numpy(dtype=float))) * k
+    return (sold + LIFT_PSEUDO_UNITS) / (expected + LIFT_PSEUDO_UNITS)
+
+
 # ------------------------------------------------------------------ per (product, warehouse)
 SKU_COLUMNS = {  # output of sku_kpis + choose_actions: name -> Spark type (the job builds its schema here)
     "product_id": "BIGINT", "warehouse_id": "BIGINT", "city": "STRING", "province": "STRING",
@@ -202,7 +229,8 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
     b = st["baseline_velocity"].to_numpy(dtype=float)
     has_b = np.isfinite(b) & (params.prior_minutes > 0)
     n_eff = 1.0 / params.alpha
-    lam = np.where(has_b, (v * n_eff + params.prior_minutes * np.nan_to_num(b)) / (n_eff + params.prior_minutes), v)
+    prior = params.sale_lift * np.nan_to_num(b)
+    lam = np.where(has_b, (v * n_eff + params.prior_minutes * prior) / (n_eff + params.prior_minutes), v)
     avail = st["available"].to_numpy(dtype=float)
     inbound = st["inbound_units"].to_numpy(dtype=float) if params.inbound_in_risk else 0
     med, pes, p = stockout_eta(avail, lam, params.horizon_minutes, params.pessimistic_q, inbound,

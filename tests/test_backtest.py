@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -91,18 +92,29 @@ def test_naive_baseline_is_stock_over_fifteen_minute_velocity():
 
 
 def test_oracle_uses_the_expected_demand_of_the_next_horizon():
-    p = make_params(**SMALL)
-    cat = build_catalogue(p)
-    from ray_gen.model import flash_intensity
-
-    expected = cat.baseline_rate.reshape(-1) * flash_intensity(p.flash, np.arange(121, 181)).sum()
-    q = np.ceil(expected).astype(np.int64)  # P(Poisson(m) >= ceil(m)) is about 1/2: just around high_p
-    params = KpiParams(high_p=0.5)
     from scipy import stats
 
-    got = B.oracle_alerts(p, params, q, 120)
-    assert np.array_equal(got, stats.poisson.sf(q - 1, expected) >= 0.5)
-    assert B.oracle_alerts(p, params, np.zeros_like(q), 120).all()  # empty shelves
+    from ray_gen.model import choice_cdf, flash_intensity, warehouse_pressure
+
+    p = make_params(**SMALL)
+    cat = build_catalogue(p)
+    rng = np.random.default_rng(7)
+    stock = rng.integers(0, 40, cat.baseline_rate.shape)  # low stock: the scarcity boost matters
+    load = np.linspace(0.5, 3.0, p.n_warehouses)  # some warehouses overloaded: their cities hesitate
+    # expected requests per pair from the simulator's own pieces: a warehouse's orders x its cities'
+    # pressure x the product's share of the choice CDF (popularity, discount, scarcity)
+    share = np.stack([np.diff(choice_cdf(cat, p, stock[w]), prepend=0.0) / choice_cdf(cat, p, stock[w])[-1]
+                      for w in range(p.n_warehouses)])
+    wh_orders = cat.baseline_rate / cat.choice_weight[None, :]  # baseline = orders x weight x units per order
+    intensity = flash_intensity(p.flash, np.arange(121, 181)).sum()
+    expected = (wh_orders * warehouse_pressure(load, p)[:, None] * share * intensity).reshape(-1)
+    params = KpiParams(high_p=0.5)
+    flat = stock.reshape(-1)
+    got = B.oracle_p(p, params, flat, 120, load=load)
+    want = np.where(flat <= 0, 1.0, stats.poisson.sf(flat - 1, expected))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert np.array_equal(B.oracle_alerts(p, params, flat, 120, load=load), want >= 0.5)
+    assert B.oracle_alerts(p, params, np.zeros_like(flat), 120).all()  # empty shelves
 
 
 # ---------------------------------------------------------------- the operator following the alerts
@@ -229,13 +241,15 @@ def spark():
     session.stop()
 
 
-def test_replayed_window_equals_spark_compute(tmp_path, spark):
+@pytest.mark.parametrize("lift_minutes", [0, 5], ids=["no_lift", "sale_lift"])
+def test_replayed_window_equals_spark_compute(tmp_path, spark, lift_minutes):
     from spark.kpi_job import compute
 
+    params = replace(SETTINGS_PARAMS, lift_minutes=lift_minutes)
     p = make_params(**SMALL)
     t = 140  # 20 minutes into the spike: shelves emptying, reroutes and pauses recommended
     baseline = B.history_baseline(p, 24)
-    sale = B.simulate(p, SETTINGS_PARAMS, baseline=baseline, snapshot_minutes=frozenset({t}))
+    sale = B.simulate(p, params, baseline=baseline, snapshot_minutes=frozenset({t}))
     replayed = sale.snapshots[t]
     # the same sale's records, written by the ordinary Parquet sink, are what the job would read
     _, tables = _run_tables(tmp_path, "records", p)
@@ -243,9 +257,12 @@ def test_replayed_window_equals_spark_compute(tmp_path, spark):
     dims = {name: pa.Table.from_pylist(rows, schema=arrow_schema(name))
             for name, rows in dimension_records(build_catalogue(p)).items()}
     inputs = {"orders": tables["orders_fact"], "inventory": tables["inventory_fact"], "inv_state": {}, "dims": dims,
-              "baseline": baseline, "window_start": as_of - timedelta(minutes=SETTINGS_PARAMS.window_minutes)}
+              "baseline": baseline, "window_start": as_of - timedelta(minutes=params.window_minutes)}
     assert spark.sparkContext.master.startswith("local")
-    job = compute(spark, inputs, SETTINGS_PARAMS, as_of)["skus"]
+    out = compute(spark, inputs, params, as_of)
+    job = out["skus"]
+    # 20 minutes after an 8x spike the whole sale sells ~4x a normal day's rate
+    assert (out["sale_lift"] > 2) if lift_minutes else (out["sale_lift"] == 1.0)
 
     key = ["product_id", "warehouse_id"]
     assert len(job) == p.n_products * p.n_warehouses
@@ -292,6 +309,14 @@ def test_small_backtest_end_to_end_with_closed_loop(tmp_path):
     radar, naive, oracle = r["radar"], r["naive_baseline"], r["oracle"]
     assert radar["stockouts"] == naive["stockouts"] == oracle["stockouts"] == r["open_loop"]["stockout_events"] > 10
     assert radar["detected"] > 0 and radar["true_positives"] > 0
+    # the oracle's frontier: a lower threshold alerts on a superset of minutes, so recall never falls;
+    # its point at the job's high_p is the oracle's own score
+    frontier = r["oracle_frontier"]
+    assert [pt["p_threshold"] for pt in frontier] == sorted(B.ORACLE_FRONTIER_P)
+    recalls = [pt["recall_any_lead"] for pt in frontier]
+    assert recalls == sorted(recalls, reverse=True) and recalls[0] > recalls[-1]
+    at_high = next(pt for pt in frontier if pt["p_threshold"] == SETTINGS_PARAMS.high_p)
+    assert at_high["precision"] == oracle["precision"] and at_high["recall_any_lead"] == oracle["recall_any_lead"]
     # acting on the radar's alerts keeps shelves fuller than not acting, on the same seed
     o, c = r["open_loop"], r["closed_loop"]
     assert c["stockout_minutes"] < o["stockout_minutes"] and c["lost_revenue"] < o["lost_revenue"]

@@ -49,6 +49,29 @@ def test_baseline_acts_as_prior_worth_m0_minutes():
     assert v == pytest.approx((2.0 * 2 + 2.0 * 8.0) / (2 + 2))  # n_eff = 1/alpha = 2
 
 
+def test_sale_lift_is_recent_known_units_over_their_baselines():
+    base = pd.DataFrame({"product_id": [1, 2], "warehouse_id": [0, 0], "baseline_velocity": [1.0, 0.5]})
+    mins = pd.DataFrame({"product_id": [1, 2, 9, 1], "warehouse_id": [0, 0, 0, 0],
+                         "minute_idx": [14, 10, 14, 9],  # the last 5 of 15 minutes are 10..14
+                         "units": [20, 10, 100, 50]})  # product 9: no baseline; minute 9: too old
+    params = replace(P, lift_minutes=5)
+    c = R.LIFT_PSEUDO_UNITS
+    assert R.sale_lift(mins, base, params) == pytest.approx((30 + c) / (1.5 * 5 + c))
+    assert R.sale_lift(mins, base, replace(P, lift_minutes=0)) == 1.0  # off
+    assert R.sale_lift(mins, base.iloc[:0], params) == 1.0  # first day: no archive
+    assert R.sale_lift(mins.iloc[:0], base, params) < 1.0  # nothing sold: the lift falls
+
+
+def test_sale_lift_scales_the_baseline_prior():
+    state = pd.DataFrame({"product_id": [1], "warehouse_id": [0], "available": [10], "inbound_units": [0],
+                          "inbound_in_min": [0.0], "city": ["c"], "province": ["p"], "baseline_velocity": [0.2]})
+    quiet = pd.DataFrame({c: pd.Series(dtype="int64") for c in ("product_id", "warehouse_id", "minute_idx", "units")})
+    n_eff = 1 / P.alpha
+    for g in (1.0, 3.0):
+        lam = R.sku_kpis(quiet, state, replace(P, sale_lift=g))["velocity"].iloc[0]
+        assert lam == pytest.approx(P.prior_minutes * g * 0.2 / (n_eff + P.prior_minutes))
+
+
 # ---------------------------------------------------------------- ETA
 def test_eta_matches_gamma_and_poisson():
     med, pes, p = R.stockout_eta([10, 55], [2.0, 1.0], horizon=60, q=0.1)
@@ -169,10 +192,17 @@ def test_alert_does_not_flap_and_closes_after_clear_runs():
     state: dict = {}
     seen = []
     # p oscillates around the watch threshold, then drops below exit for good
+    params = replace(P, clear_runs=2)
     for p in [0.6, 0.15, 0.25, 0.15, 0.05, 0.05, 0.05]:
-        alerts, state = R.update_alerts(_cand(p), state, "t", P)
+        alerts, state = R.update_alerts(_cand(p), state, "t", params)
         seen.append(alerts[0]["status"] if alerts else "closed")
     assert seen == ["new", "open", "open", "open", "clearing", "closed", "closed"]
+    # the default waits longer before it closes
+    state, seen = {}, []
+    for p in [0.6] + [0.05] * (P.clear_runs + 1):
+        alerts, state = R.update_alerts(_cand(p), state, "t", P)
+        seen.append(alerts[0]["status"] if alerts else "closed")
+    assert seen == ["new"] + ["clearing"] * (P.clear_runs - 1) + ["closed", "closed"]
 
 
 def test_alert_is_deduplicated_and_keeps_first_seen():
