@@ -44,7 +44,7 @@ Definitions (minute t = the KPI run at the end of simulated minute t, seeing dat
   is Poisson noise no forecaster can see. Its threshold is also swept (``ORACLE_FRONTIER_P``, result
   ``oracle_frontier``): the precision-recall frontier of alerting on the true expected demand.
 
-Closed loop (``act=True``): an operator follows the open alerts (ActionDesk): ``restock`` and
+Closed loop (``act=True``): an operator follows the open alerts, not those clearing (ActionDesk): ``restock`` and
 ``pause_ads`` order ``suggested_units`` once per pair while none is in flight (the restock lands
 after the simulator's action lead time); ``reroute`` sends the pair's demand to the donor and
 ``pause_ads`` thins the SKU's demand while the alert says so (ray_gen/actions.py). The same seed is
@@ -401,6 +401,8 @@ class ActionDesk:
         self.in_flight = {k: due for k, due in self.in_flight.items() if due > minute}
         restocks, reroutes, pauses = [], [], []
         for a in alerts:
+            if a.get("status") == "clearing":  # the risk has passed; the alert only stays up against flapping
+                continue
             w, pid, n = a["warehouse_id"], a["product_id"], a["numbers"]
             key = w * self.n_products + pid
             if a["action"] in ("restock", "pause_ads") and (n.get("suggested_units") or 0) > 0 and key not in self.in_flight:

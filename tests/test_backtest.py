@@ -133,6 +133,9 @@ def test_action_desk_orders_once_per_restock_in_flight():
     assert len(again.restocks) == 0 and len(again.pauses) == 0  # in flight until minute 55; the pause is lifted
     assert desk.plan(55, [_alert(1, 2, "restock", 12)]).restocks.tolist() == [[2, 1, 12]]  # landed: may order again
     assert desk.counts == {"restock_orders": 3, "restock_units": 50, "reroute_minutes": 1, "pause_minutes": 1}
+    clearing = desk.plan(56, [{**_alert(4, 5, "reroute", 40, donor=6), "status": "clearing"},
+                              {**_alert(3, 2, "pause_ads", 8), "status": "clearing"}])
+    assert len(clearing.reroutes) == len(clearing.pauses) == len(clearing.restocks) == 0  # the risk has passed
 
 
 # ---------------------------------------------------------------- the simulator's hooks
