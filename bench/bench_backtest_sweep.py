@@ -36,13 +36,15 @@ def main(products: int = typer.Option(1_000), minutes: int = typer.Option(480), 
          out: Path = typer.Option(RESULTS / "sweep.json")):
     from flashsale.settings import load_settings
     from ray_gen.params import make_params
-    from spark.backtest import frontier_points, history_baseline, score, simulate
+    from spark.backtest import DEFAULT_MIN_LEAD_MINUTES, frontier_points, history_baseline, score, simulate
     from spark.kpi_rules import KpiParams
 
     try:
         overrides = json.loads(variants)
         default = KpiParams.from_settings(load_settings(profile="local"))
         params_list = [replace(default, **v) for v in overrides]
+        if not params_list:
+            raise ValueError("give at least one variant ({} = the defaults)")
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(f"--variants: {exc}") from exc
     p = make_params(minutes=minutes, seed=seed, run_id=f"bt{seed}", n_products=products, city_shards=1,
@@ -55,7 +57,7 @@ def main(products: int = typer.Option(1_000), minutes: int = typer.Option(480), 
         n = sale.progress.minute + 1
         r = score(sale.radar, sale.truth, n, params.horizon_minutes)
         if frontier is None:  # the oracle does not depend on the radar's settings (only high_p, swept here)
-            frontier = frontier_points(sale, n, params.horizon_minutes, 15)
+            frontier = frontier_points(sale, n, params.horizon_minutes, DEFAULT_MIN_LEAD_MINUTES)
             naive = score(sale.naive, sale.truth, n, params.horizon_minutes)
             print(json.dumps({"oracle_frontier": frontier, "naive": {k: naive[k] for k in SCORED}}), flush=True)
         points.append({"variant": v, "seconds": round(time.monotonic() - t0, 1), "stockouts": r["stockouts"],

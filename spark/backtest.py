@@ -36,7 +36,8 @@ Definitions (minute t = the KPI run at the end of simulated minute t, seeing dat
   ``precision_strict`` also reported: TP only if the stockout comes within H of the opening (a < s <= a + H).
 - Naive baseline: ETA = available / (units sold in the last 15 minutes / 15); it alerts whenever
   ETA < H (an empty shelf: ETA 0).
-- Oracle (a ceiling, not a contender): knows each pair's expected demand over the next H minutes from
+- Oracle (a yardstick, not a contender, and not a strict ceiling: the radar, which ignores inbound stock,
+  reaches more recall at far less precision): knows each pair's expected demand over the next H minutes from
   the simulator's own model (normal-day rate x flash curve x warehouse pressure x scarcity boost, the
   last two held at their current values), counts
   the restocks on their way as the KPI job can (inventory_fact's inbound fields) and alerts while
@@ -72,7 +73,7 @@ from ray_gen.streams import HISTORY, rng_for
 from spark.kpi_rules import KpiParams, product_group_kpis, sale_lift, sku_kpis, update_alerts
 
 NAIVE_WINDOW_MINUTES = 15  # the naive baseline's velocity: a plain 15-minute average
-# the oracle's alert threshold swept: its precision-recall frontier, the ceiling of any threshold rule
+# the oracle's alert threshold swept: the precision-recall trade-off of alerting on the true expected demand
 ORACLE_FRONTIER_P = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 DEFAULT_MIN_LEAD_MINUTES = 15
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from spark.backtest import jsonable
 
-CONTENDERS = (("radar", "radar (KPI job)"), ("naive_baseline", "naive baseline"), ("oracle", "oracle (ceiling)"))
+CONTENDERS = (("radar", "radar (KPI job)"), ("naive_baseline", "naive baseline"), ("oracle", "oracle (true demand)"))
 
 
 def _fmt(v, kind: str = "") -> str:
