@@ -2,7 +2,10 @@
 
 Each service runs in its own session (process group) with its output in ``<run>/logs/<name>.log``;
 ``<run>/state/<name>.json`` remembers the pid and its start time so a recycled pid is never taken
-for our process. Stopping signals the whole group and every recorded descendant, then escalates.
+for our process. The start time compared is the kernel's, in clock ticks since boot: psutil's
+``create_time()`` is boot time + ticks, and Linux recomputes boot time from the wall clock on every
+read, so an NTP step or a VM resume moves it by seconds and a live service looked dead (then `up`
+found its port taken by "another process"). Stopping signals the whole group and every recorded descendant, then escalates.
 """
 
 from __future__ import annotations
@@ -26,6 +29,17 @@ class ProcessRecord:
     create_time: float
     command: list[str]
     log: str
+    start_ticks: int | None = None  # /proc/<pid>/stat starttime; None off Linux or in old records
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (immune to wall-clock changes), Linux only."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # fields after the command name, which may itself hold spaces and parentheses; starttime is field 22
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def state_path(run_dir: Path, name: str) -> Path:
@@ -49,9 +63,11 @@ def live_process(run_dir: Path, name: str) -> psutil.Process | None:
         return None
     try:
         proc = psutil.Process(rec.pid)
-        if abs(proc.create_time() - rec.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
+        ticks = start_ticks(rec.pid) if rec.start_ticks is not None else None
+        same = ticks == rec.start_ticks if ticks is not None else abs(proc.create_time() - rec.create_time) < 1.0
+        if same and proc.status() != psutil.STATUS_ZOMBIE:
             return proc
-    except psutil.Error:
+    except (psutil.Error, ValueError, IndexError):
         pass
     return None
 
@@ -67,7 +83,8 @@ def start(run_dir: Path, name: str, command: list[str], env: dict[str, str], cwd
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, cwd=str(cwd or run_dir), start_new_session=True,
         )
-    rec = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path))
+    rec = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path),
+                        start_ticks(proc.pid))
     state_path(run_dir, name).write_text(json.dumps(asdict(rec)))
     return rec
 

@@ -82,6 +82,11 @@ def check_prerequisites(s: Settings, to_start: list[Service]) -> None:
         for port in svc.ports(s):
             if process.port_open(s.bind_host, port):
                 who = process.listener_of(port) or "another process"
+                if _our_listener(s, port):
+                    raise PrerequisiteError(
+                        f"port {port} (for {svc.name}) is held by {who}, an orphan of this stack: "
+                        "run `flashsale stack down`, then up again"
+                    )
                 raise PrerequisiteError(
                     f"port {port} (for {svc.name}) is in use by {who}: stop it, or change the port in .env"
                 )
@@ -163,25 +168,35 @@ def down(settings: Settings, echo=print) -> None:
     for name in order:
         if process.stop(s.run_dir, name):
             echo(f"  stopped {name}")
+    # a service whose record was lost (or never written: killed between start and record) still
+    # holds its port; stop those too, or the next `up` fails on "port in use"
+    for svc in SERVICES.values():
+        for port in svc.ports(s):
+            orphan = _our_listener(s, port)
+            if orphan is not None:
+                family = [orphan, *orphan.children(recursive=True)]
+                process.end_processes(family, grace_seconds=20)
+                echo(f"  stopped an orphaned {svc.name} (pid {orphan.pid}, port {port})")
     leftovers = [
         f"{svc.name}:{port}" for svc in SERVICES.values() for port in svc.ports(s)
-        if process.port_open(s.bind_host, port) and _is_ours(s, port)
+        if process.port_open(s.bind_host, port) and _our_listener(s, port)
     ]
     if leftovers:
         raise RuntimeError(f"still listening after stop: {', '.join(leftovers)}")
     echo("stack stopped: nothing left running")
 
 
-def _is_ours(s: Settings, port: int) -> bool:
-    """A listener on a stack port whose command line mentions our run directory or tools."""
+def _our_listener(s: Settings, port: int) -> psutil.Process | None:
+    """The listener on a stack port if its command line mentions our run directory or tools."""
     for c in psutil.net_connections(kind="tcp"):
         if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid:
             try:
-                cmd = " ".join(psutil.Process(c.pid).cmdline())
+                proc = psutil.Process(c.pid)
+                cmd = " ".join(proc.cmdline())
             except psutil.Error:
                 continue
-            return str(s.run_dir) in cmd or str(BIN) in cmd
-    return False
+            return proc if str(s.run_dir) in cmd or str(BIN) in cmd else None
+    return None
 
 
 def status(s: Settings) -> list[ServiceStatus]:
