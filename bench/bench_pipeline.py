@@ -247,8 +247,7 @@ def run_pipeline(s, opts, sampler: Sampler, final_archive_timeout: float) -> dic
             raise RuntimeError(failed)
         summary = pipeline.generator_summary(s)
         archive_during = _dag_summary(s, "flashsale_archive", t0)
-        run_id = airflow_api.trigger(s, "flashsale_archive")
-        final_state = airflow_api.wait_for_run(s, "flashsale_archive", run_id, timeout=final_archive_timeout)
+        final_state = final_archival(s, final_archive_timeout)
         kpi_runs = _dag_summary(s, "flashsale_kpi_minute", t0)
     finally:
         sampler.stop.set()
@@ -260,9 +259,23 @@ def run_pipeline(s, opts, sampler: Sampler, final_archive_timeout: float) -> dic
         "dags": {"kpi_cycle_submit_to_snapshot_s": {"p50": _pct(submit_to_snapshot, 50),
                                                     "p95": _pct(submit_to_snapshot, 95), "n": len(cycles)},
                  "kpi_dag_runs": kpi_runs, "archive_dag_runs_during": archive_during,
-                 "final_archive_run": final_state},
+                 "final_archive_runs": final_state},
         "peak_memory_used_mb": round(sampler.peak_used_mb), "hot_store_records": _hot_series(sampler, t0),
     }
+
+
+def final_archival(s, timeout: float, max_runs: int = 5) -> list[str]:
+    """Archival runs after the generator until one succeeds: a run the DAG's execution timeout cuts
+    off after a commit leaves its hot buckets for the next run to drop (spark/archive_plan.py)."""
+    from cluster import airflow_api
+
+    deadline, states = time.time() + timeout, []
+    while len(states) < max_runs and time.time() < deadline:
+        run_id = airflow_api.trigger(s, "flashsale_archive")
+        states.append(airflow_api.wait_for_run(s, "flashsale_archive", run_id, timeout=max(60.0, deadline - time.time())))
+        if states[-1] == "success":
+            break
+    return states
 
 
 @app.command()
@@ -296,7 +309,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
         "hot_store_records": run["hot_store_records"], "generator": summary, "cycles": run["cycles"],
     }
     _save("scale", result)  # before the clean-up: a slow drop must not cost the result
-    pipeline.discard_data(s)
+    _discard_if_reconciled(s, result["archive_reconciliation"])
 
 
 @app.command()
@@ -328,11 +341,24 @@ def bounded(wall_minutes: float = typer.Option(50, help="wall minutes the genera
         "peak_memory_used_mb": run["peak_memory_used_mb"],
     }
     _save("bounded", result)
-    pipeline.discard_data(s)
+    _discard_if_reconciled(s, result["archive_reconciliation"])
+
+
+def _discard_if_reconciled(s, reconciliation: dict) -> None:
+    """Drop the run's data, unless it did not reconcile: then it stays for whoever investigates."""
+    from cluster import pipeline
+
+    if all(r["reconciled"] for r in reconciliation.values()):
+        pipeline.discard_data(s)
+    else:
+        print(f"NOT reconciled: kept database {s.mongo_db} and {s.archive_root} for inspection "
+              "(the next run of this bench starts by removing them)")
 
 
 def _reconcile_counts(s, summary: dict) -> dict:
-    """generated == hot + archived (manifest rows + quarantined) per fact."""
+    """generated == hot + archived (manifest rows + quarantined) per fact. A hot bucket a manifest
+    already names (committed, its drop cut off) is counted once, as archived, if its size is the
+    manifest's; any other size is reported and fails the reconciliation."""
     from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
     from flashsale.hot_layout import existing_buckets
     from flashsale.stores import hdfs_client, mongo_client
@@ -352,11 +378,22 @@ def _reconcile_counts(s, summary: dict) -> dict:
         db = c.get_default_database()
         names = db.list_collection_names()
         for contract in (ORDERS_FACT, INVENTORY_FACT):
-            hot = sum(db[n].estimated_document_count() for _, n in existing_buckets(contract, names))
+            committed = {b: n for m in manifests if m["fact"] == contract.name for b, n in m["bucket_counts"].items()}
+            hot = pending_drop = 0
+            mismatched = {}
+            for _, name in existing_buckets(contract, names):
+                count = int(db.command("count", name)["n"])
+                if name not in committed:
+                    hot += count
+                elif count == committed[name]:
+                    pending_drop += count
+                else:
+                    mismatched[name] = {"hot": count, "manifest": committed[name]}
             archived = sum(m["rows"] + m["quarantined"] for m in manifests if m["fact"] == contract.name)
             generated = summary["collections"][contract.name]["generated"]
             out[contract.name] = {"generated": generated, "hot": hot, "archived": archived,
-                                  "reconciled": generated == hot + archived}
+                                  "committed_not_yet_dropped": pending_drop, "mismatched_buckets": mismatched,
+                                  "reconciled": generated == hot + archived and not mismatched}
     return out
 
 

@@ -263,9 +263,13 @@ def drop_committed(s, batch, fs, crash_at, counted: dict[str, int] | None = None
             if bucket not in present:
                 continue
             count = counted[bucket] if counted is not None else exact_counts(s, [bucket])[bucket]
+            if count == 0:  # dropped earlier, then re-created empty (by an index build): nothing to keep
+                db[bucket].drop()
+                continue
             if count != manifest["bucket_counts"].get(bucket, -1):
                 raise RuntimeError(f"batch {batch.batch_id}: {bucket} holds {count} documents, manifest says "
-                                   f"{manifest['bucket_counts'].get(bucket)}: not dropping")
+                                   f"{manifest['bucket_counts'].get(bucket)}: not dropping (records written into "
+                                   "an hour after it was archived stay in the hot store; see spark/README.md)")
             db[bucket].drop()
             dropped += count
             if i == 0:

@@ -44,8 +44,10 @@ def read_window(db, contract: Contract, start: datetime, bucket_minutes: int, co
     names = collection_names if collection_names is not None else db.list_collection_names()
     cols = window_collections(names, contract, start, bucket_minutes)
     docs: list[dict] = []
+    # Reads never create indexes: the writers do (flashsale.sharding.ensure_sharded). A create_index
+    # here on a bucket archival dropped after the listing re-created it empty, and the archive's
+    # resumed drop then found "0 documents, manifest says N".
     for name in cols:
-        ensure_time_index(db, name, contract)
         docs.extend(db[name].find(window_filter(contract, start), projection(contract), batch_size=batch_size))
     return docs, cols
 

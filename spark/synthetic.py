@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from flashsale.contracts import CITIES_DIM, INVENTORY_FACT, ORDERS_FACT, PRODUCTS_DIM, WAREHOUSES_DIM, to_document
+from spark.hot_store import ensure_time_index
 
 UTC = timezone.utc
 
@@ -129,7 +130,7 @@ def load(db, docs: dict[str, list[dict]], bucket_minutes: int, drop: bool = True
             db[name].insert_many(rows, ordered=False)
             fact = next((f for f in FACTS if name.startswith(f.name)), None)
             if fact is not None:
-                db[name].create_index([(fact.time_column, 1)])
+                ensure_time_index(db, name, fact)
 
 
 def peak(as_of: datetime, *, minutes: int, orders_per_min: int, products: int = 200, warehouses: int = 10,

@@ -172,3 +172,29 @@ def test_crash_at_every_step_then_rerun_reconciles(archive_settings):
         run_archive(s, master="local[*]", now=now, force=True, max_batches=1)
         where = _reconcile(s, ids)
         print(f"trial {trial:2d} crash after {step:<7} -> archived {where['archived']}, hot {where['hot']}")
+
+
+@pytest.mark.services
+def test_committed_batch_whose_bucket_came_back_empty_still_finishes(archive_settings):
+    """A bucket dropped after its commit and re-created empty (a reader's index build once did this)
+    must not block the batch forever: the re-run drops it and the hour leaves the hot store."""
+    s = archive_settings
+    orders, inventory = _orders(hours=2, per_bucket=5), _inventory(hours=2)
+    _load(s, orders, inventory)
+    ids = {"o": {o["order_id"] for o in orders} | {d["_id"] for d in MALFORMED}, "i": {i["inventory_event_id"] for i in inventory}}
+    now = (T0 + timedelta(hours=2)).isoformat()
+    with pytest.raises(RuntimeError, match="exit 17"):
+        run_archive(s, master="local[*]", now=now, force=True, max_batches=1, crash_at="commit")
+    bucket = hot_layout.collection_for(INVENTORY_FACT, T0, s.hot_bucket_minutes)
+    with mongo_client(s) as client:
+        db = client[s.mongo_db]
+        committed = [n for n in db.list_collection_names() if n.startswith("inventory_fact__20261111_00")]
+        for name in committed:  # the drop happened, then an index build re-created one bucket
+            db[name].drop()
+        db[bucket].create_index(INVENTORY_FACT.time_column)
+        assert db[bucket].count_documents({}) == 0
+    run_archive(s, master="local[*]", now=now, force=True)
+    with mongo_client(s) as client:
+        hot = [n for n in client[s.mongo_db].list_collection_names() if "__20261111_00" in n]
+    assert hot == []
+    _reconcile(s, ids)
