@@ -286,7 +286,9 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
                                                           "fast-forward. On 2 cores a fast-forward generator "
                                                           "saturates the store and no KPI cycle completes"),
           per_minute: float = typer.Option(8_700.0, help="records per simulated minute at rate 100 (measured), "
-                                                         "scaled by --rate: sets the simulated minutes")):
+                                                         "scaled by --rate: sets the simulated minutes"),
+          label: Optional[str] = typer.Option(None, help="result file pipeline_scale_<label>.json, so runs "
+                                                         "with other settings do not overwrite each other")):
     """~69 M records through simulator, hot store and archive with the KPI and archival DAGs running."""
     from cluster import pipeline
     from flashsale.settings import load_settings
@@ -308,7 +310,7 @@ def scale(records: int = typer.Option(69_000_000, help="records to generate (ord
         "archive_reconciliation": _reconcile_counts(s, summary), "peak_memory_used_mb": run["peak_memory_used_mb"],
         "hot_store_records": run["hot_store_records"], "generator": summary, "cycles": run["cycles"],
     }
-    _save("scale", result)  # before the clean-up: a slow drop must not cost the result
+    _save(f"scale_{label}" if label else "scale", result)  # before the clean-up: a slow drop must not cost the result
     _discard_if_reconciled(s, result["archive_reconciliation"])
 
 

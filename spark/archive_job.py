@@ -269,7 +269,7 @@ def drop_committed(s, batch, fs, crash_at, counted: dict[str, int] | None = None
             if count != manifest["bucket_counts"].get(bucket, -1):
                 raise RuntimeError(f"batch {batch.batch_id}: {bucket} holds {count} documents, manifest says "
                                    f"{manifest['bucket_counts'].get(bucket)}: not dropping (records written into "
-                                   "an hour after it was archived stay in the hot store; see spark/README.md)")
+                                   "an hour after it was archived stay in the hot store; see README.md, Known limits)")
             db[bucket].drop()
             dropped += count
             if i == 0:
