@@ -364,6 +364,7 @@ def _reconcile_counts(s, summary: dict) -> dict:
     from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
     from flashsale.hot_layout import existing_buckets
     from flashsale.stores import hdfs_client, mongo_client
+    from spark.archive_job import exact_counts
     from spark.archive_plan import manifest_path
 
     out = {}
@@ -383,8 +384,8 @@ def _reconcile_counts(s, summary: dict) -> dict:
             committed = {b: n for m in manifests if m["fact"] == contract.name for b, n in m["bucket_counts"].items()}
             hot = pending_drop = 0
             mismatched = {}
-            for _, name in existing_buckets(contract, names):
-                count = int(db.command("count", name)["n"])
+            buckets = [name for _, name in existing_buckets(contract, names)]
+            for name, count in exact_counts(s, buckets).items():
                 if name not in committed:
                     hot += count
                 elif count == committed[name]:

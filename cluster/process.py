@@ -5,7 +5,8 @@ Each service runs in its own session (process group) with its output in ``<run>/
 for our process. The start time compared is the kernel's, in clock ticks since boot: psutil's
 ``create_time()`` is boot time + ticks, and Linux recomputes boot time from the wall clock on every
 read, so an NTP step or a VM resume moves it by seconds and a live service looked dead (then `up`
-found its port taken by "another process"). Stopping signals the whole group and every recorded descendant, then escalates.
+found its port taken by "another process"). Stopping signals the whole group and every recorded
+descendant, then escalates.
 """
 
 from __future__ import annotations
@@ -154,16 +155,27 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def listener_of(port: int) -> str | None:
-    """Describe the process listening on a TCP port, if any (for clear 'port in use' errors)."""
+def listener(port: int) -> psutil.Process | None:
+    """The process listening on a TCP port, if any and if we may see it."""
     try:
         conns = psutil.net_connections(kind="tcp")
     except psutil.Error:
         return None
     for c in conns:
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
             try:
-                return f"pid {c.pid} ({psutil.Process(c.pid).name()})" if c.pid else "another process"
+                return psutil.Process(c.pid)
             except psutil.Error:
-                return f"pid {c.pid}"
+                return None
     return None
+
+
+def listener_of(port: int) -> str | None:
+    """Describe the process listening on a TCP port, if any (for clear 'port in use' errors)."""
+    proc = listener(port)
+    if proc is None:
+        return None
+    try:
+        return f"pid {proc.pid} ({proc.name()})"
+    except psutil.Error:
+        return f"pid {proc.pid}"

@@ -188,15 +188,12 @@ def down(settings: Settings, echo=print) -> None:
 
 def _our_listener(s: Settings, port: int) -> psutil.Process | None:
     """The listener on a stack port if its command line mentions our run directory or tools."""
-    for c in psutil.net_connections(kind="tcp"):
-        if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid:
-            try:
-                proc = psutil.Process(c.pid)
-                cmd = " ".join(proc.cmdline())
-            except psutil.Error:
-                continue
-            return proc if str(s.run_dir) in cmd or str(BIN) in cmd else None
-    return None
+    proc = process.listener(port)
+    try:
+        cmd = " ".join(proc.cmdline()) if proc is not None else ""
+    except psutil.Error:
+        return None
+    return proc if str(s.run_dir) in cmd or str(BIN) in cmd else None
 
 
 def status(s: Settings) -> list[ServiceStatus]:
