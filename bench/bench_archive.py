@@ -23,7 +23,7 @@ import os
 import platform
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,16 +35,25 @@ from flashsale.settings import load_settings
 from flashsale.stores import hdfs_client, hdfs_filesystem, mongo_client
 
 RESULTS = Path(__file__).parent / "results"
-T0 = datetime(2026, 11, 11, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 11, tzinfo=UTC)
 
 
 def orders(hours: int, per_bucket: int) -> pa.Table:
     rows = []
     for b in range(hours * 12):
         for i in range(per_bucket):
-            rows.append({"order_id": f"o-{b}-{i}", "product_id": (i * 7919) % 20000, "seller_id": i % 500,
-                         "warehouse_id": i % 20, "city_id": i % 27, "order_qty": 1 + i % 3,
-                         "order_value": 10.0 + i % 97, "order_ts": T0 + timedelta(minutes=5 * b, seconds=(i * 7) % 300)})
+            rows.append(
+                {
+                    "order_id": f"o-{b}-{i}",
+                    "product_id": (i * 7919) % 20000,
+                    "seller_id": i % 500,
+                    "warehouse_id": i % 20,
+                    "city_id": i % 27,
+                    "order_qty": 1 + i % 3,
+                    "order_value": 10.0 + i % 97,
+                    "order_ts": T0 + timedelta(minutes=5 * b, seconds=(i * 7) % 300),
+                }
+            )
     return pa.Table.from_pylist(rows, schema=arrow_schema(ORDERS_FACT))
 
 
@@ -54,7 +63,7 @@ def load(s, table: pa.Table) -> None:
         for bucket, part in hot_layout.split_by_bucket(ORDERS_FACT, table, s.hot_bucket_minutes).items():
             docs = [to_document(ORDERS_FACT, r) for r in part.to_pylist()]
             for i in range(0, len(docs), 2000):
-                db[bucket].insert_many(docs[i:i + 2000], ordered=False)
+                db[bucket].insert_many(docs[i : i + 2000], ordered=False)
 
 
 def plain_write(s, table: pa.Table, root: str) -> float:
@@ -64,7 +73,9 @@ def plain_write(s, table: pa.Table, root: str) -> float:
     for h in hours:
         import pyarrow.compute as pc
 
-        part = table.filter(pc.equal(pc.floor_temporal(table["order_ts"], unit="hour"), pa.scalar(h, table["order_ts"].type)))
+        part = table.filter(
+            pc.equal(pc.floor_temporal(table["order_ts"], unit="hour"), pa.scalar(h, table["order_ts"].type))
+        )
         pq.write_table(part, f"{root}/orders_fact/date={h:%Y-%m-%d}/hour={h:%H}/part-0.parquet", filesystem=fs)
     return time.perf_counter() - start
 
@@ -85,7 +96,7 @@ def read_and_write(s, root: str) -> float:
 
 
 def main() -> None:
-    from spark.archive_run import run_archive
+    from cluster.spark_apps import run_archive
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=int, default=2)
@@ -96,13 +107,22 @@ def main() -> None:
     stack = load_settings(profile="cluster")
     tag = uuid.uuid4().hex[:8]
     base = f"/flashsale/bench-archive-{tag}"
-    s = load_settings(profile="cluster", mongo_db=f"flashsale_bench_archive_{tag}", mongo_auth_source=stack.mongo_db,
-                      archive_root=f"{stack.hdfs_url}{base}/job")
+    s = load_settings(
+        profile="cluster",
+        mongo_db=f"flashsale_bench_archive_{tag}",
+        mongo_auth_source=stack.mongo_db,
+        archive_root=f"{stack.hdfs_url}{base}/job",
+    )
     table = orders(a.hours, a.per_bucket)
     n = table.num_rows
-    result: dict = {"bench": "archive", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                    "rows": n, "hours": a.hours, "master": a.master}
+    result: dict = {
+        "bench": "archive",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "rows": n,
+        "hours": a.hours,
+        "master": a.master,
+    }
     try:
         t_plain = plain_write(s, table, f"{stack.hdfs_url}{base}/plain")
         load(s, table)
@@ -114,18 +134,28 @@ def main() -> None:
         archived = sum(b["rows"] for b in job["batches"])
         assert archived == n, f"archived {archived} of {n}"
         t_batches = job["seconds"]["batches"]
-        result.update({
-            "seconds": {"pyarrow_write": t_plain, "read_and_write": t_read_write, "archive_job": t_job,
-                        "archive_batches": t_batches},
-            "records_per_s": {"pyarrow_write": n / t_plain, "read_and_write": n / t_read_write, "archive_job": n / t_job,
-                              "archive_batches": n / t_batches},
-            "job_seconds": job["seconds"],
-            "archive_job_vs_pyarrow_write": t_plain / t_job,
-            "archive_job_vs_read_and_write": t_read_write / t_job,
-            "archive_batches_vs_pyarrow_write": t_plain / t_batches,
-            "archive_batches_vs_read_and_write": t_read_write / t_batches,
-            "batches": job["batches"],
-        })
+        result.update(
+            {
+                "seconds": {
+                    "pyarrow_write": t_plain,
+                    "read_and_write": t_read_write,
+                    "archive_job": t_job,
+                    "archive_batches": t_batches,
+                },
+                "records_per_s": {
+                    "pyarrow_write": n / t_plain,
+                    "read_and_write": n / t_read_write,
+                    "archive_job": n / t_job,
+                    "archive_batches": n / t_batches,
+                },
+                "job_seconds": job["seconds"],
+                "archive_job_vs_pyarrow_write": t_plain / t_job,
+                "archive_job_vs_read_and_write": t_read_write / t_job,
+                "archive_batches_vs_pyarrow_write": t_plain / t_batches,
+                "archive_batches_vs_read_and_write": t_read_write / t_batches,
+                "batches": job["batches"],
+            }
+        )
     finally:
         hdfs_client(s).delete(base, recursive=True)
         with mongo_client(s) as client:
@@ -135,10 +165,14 @@ def main() -> None:
     print(f"{n:,} orders, {a.hours} hours, archive job on {a.master}")
     for k, v in result["records_per_s"].items():
         print(f"  {k:<16} {v:>10,.0f} records/s  ({result['seconds'][k]:.1f} s)")
-    print(f"  archive job / plain pyarrow write: {result['archive_job_vs_pyarrow_write']:.2f}x the throughput; "
-          f"/ read+write: {result['archive_job_vs_read_and_write']:.2f}x")
-    print(f"  batch loop alone / plain pyarrow write: {result['archive_batches_vs_pyarrow_write']:.2f}x; "
-          f"/ read+write: {result['archive_batches_vs_read_and_write']:.2f}x")
+    print(
+        f"  archive job / plain pyarrow write: {result['archive_job_vs_pyarrow_write']:.2f}x the throughput; "
+        f"/ read+write: {result['archive_job_vs_read_and_write']:.2f}x"
+    )
+    print(
+        f"  batch loop alone / plain pyarrow write: {result['archive_batches_vs_pyarrow_write']:.2f}x; "
+        f"/ read+write: {result['archive_batches_vs_read_and_write']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import json
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dashboard.view_model import Fetch, resolve
@@ -27,7 +27,6 @@ from flashsale.redis_keys import SNAPSHOT_SCHEMA, keys_for, read_snapshot, write
 from flashsale.settings import load_settings
 from flashsale.stores import redis_client
 
-UTC = timezone.utc
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 NS = "fsr:bench:dash"
@@ -35,42 +34,125 @@ NS = "fsr:bench:dash"
 
 def full_snapshot(as_of: datetime, run: int, rows: int = 200, warehouses: int = 20, cities: int = 27) -> dict:
     """A snapshot at the contract's caps (what a flash-sale peak produces)."""
-    whs = [{"warehouse_id": w, "warehouse_name": f"Warehouse {w}", "city": f"City {w % cities}",
-            "province": f"Province {w % 8}", "capacity": 50, "load_per_min": 40.0 + w, "peak_per_min": 70,
-            "load_ratio": (40.0 + w) / 50, "fulfillment_delay": 10.0 + w, "overloaded": w % 4 == 0,
-            "reason": "load >= 1 x capacity" if w % 4 == 0 else ""} for w in range(warehouses)]
+    whs = [
+        {
+            "warehouse_id": w,
+            "warehouse_name": f"Warehouse {w}",
+            "city": f"City {w % cities}",
+            "province": f"Province {w % 8}",
+            "capacity": 50,
+            "load_per_min": 40.0 + w,
+            "peak_per_min": 70,
+            "load_ratio": (40.0 + w) / 50,
+            "fulfillment_delay": 10.0 + w,
+            "overloaded": w % 4 == 0,
+            "reason": "load >= 1 x capacity" if w % 4 == 0 else "",
+        }
+        for w in range(warehouses)
+    ]
     skus, alerts = [], []
     for i in range(rows):
         p = round(1.0 - i / rows, 4)
         wid = i % warehouses
-        skus.append({"product_id": 1000 + i, "category": f"Category {i % 12}", "warehouse_id": wid,
-                     "warehouse_name": f"Warehouse {wid}", "city": f"City {wid % cities}", "province": f"Province {wid % 8}",
-                     "available": 10 + i, "velocity": 2.0, "baseline_velocity": 1.5, "eta_median_min": 5.0 + i,
-                     "eta_pessimistic_min": 3.0 + i, "p_stockout": p, "risk": "high" if p >= 0.5 else "watch"})
+        skus.append(
+            {
+                "product_id": 1000 + i,
+                "category": f"Category {i % 12}",
+                "warehouse_id": wid,
+                "warehouse_name": f"Warehouse {wid}",
+                "city": f"City {wid % cities}",
+                "province": f"Province {wid % 8}",
+                "available": 10 + i,
+                "velocity": 2.0,
+                "baseline_velocity": 1.5,
+                "eta_median_min": 5.0 + i,
+                "eta_pessimistic_min": 3.0 + i,
+                "p_stockout": p,
+                "risk": "high" if p >= 0.5 else "watch",
+            }
+        )
         action = ("pause_ads", "restock", "reroute", "monitor")[i % 4] if p >= 0.5 else "monitor"
-        alerts.append({"alert_id": f"{1000 + i}:{wid}", "product_id": 1000 + i, "warehouse_id": wid, "action": action,
-                       "reason": f"high risk (p={p:.2f}); pessimistic ETA {3.0 + i:.1f} min < restock lead time 45 min",
-                       "numbers": {"available": 10 + i, "velocity": 2.0, "eta_median_min": 5.0 + i,
-                                   "eta_pessimistic_min": 3.0 + i, "p_stockout": p, "restock_lead_time_min": 45.0,
-                                   "horizon_min": 60.0, "suggested_units": 100 + i, "reroute_from_warehouse_id": 3,
-                                   "surplus_units": 40},
-                       "status": "open", "first_seen": as_of.isoformat(), "runs_open": 3})
+        alerts.append(
+            {
+                "alert_id": f"{1000 + i}:{wid}",
+                "product_id": 1000 + i,
+                "warehouse_id": wid,
+                "action": action,
+                "reason": f"high risk (p={p:.2f}); pessimistic ETA {3.0 + i:.1f} min < restock lead time 45 min",
+                "numbers": {
+                    "available": 10 + i,
+                    "velocity": 2.0,
+                    "eta_median_min": 5.0 + i,
+                    "eta_pessimistic_min": 3.0 + i,
+                    "p_stockout": p,
+                    "restock_lead_time_min": 45.0,
+                    "horizon_min": 60.0,
+                    "suggested_units": 100 + i,
+                    "reroute_from_warehouse_id": 3,
+                    "surplus_units": 40,
+                },
+                "status": "open",
+                "first_seen": as_of.isoformat(),
+                "runs_open": 3,
+            }
+        )
     start = as_of - timedelta(minutes=15)
     return {
-        "schema": SNAPSHOT_SCHEMA, "run_id": f"bench-{run}", "computed_at": as_of.isoformat(),
-        "data_as_of": as_of.isoformat(), "window_start": start.isoformat(), "window_minutes": 15, "master": "local[*]",
-        "kpis": {"orders_last_minute": 1000 + run, "orders_per_minute_avg": 1000.0, "units_in_window": 30000,
-                 "high_risk_sku_count": 100, "high_risk_pairs": 100, "watch_pairs": 60, "expected_stockouts": 80.5,
-                 "overloaded_warehouses": 5, "open_alerts": rows, "quarantined_docs": 2, "pairs_without_inventory": 0},
-        "orders_per_minute": [{"minute": (start + timedelta(minutes=i)).isoformat(), "orders": 900 + i, "units": 1400}
-                              for i in range(15)],
-        "sku_risk": skus, "warehouses": whs,
-        "geo_city": [{"city": f"City {c}", "pairs": 10, "high_risk_pairs": c % 5, "watch_pairs": 2,
-                      "expected_stockouts": float(c), "max_p_stockout": 0.9, "units_per_min": 3.0} for c in range(cities)],
-        "geo_province": [{"province": f"Province {p}", "pairs": 30, "high_risk_pairs": p, "watch_pairs": 4,
-                          "expected_stockouts": float(p), "max_p_stockout": 0.9, "units_per_min": 9.0} for p in range(8)],
-        "alerts": alerts, "alerts_total": rows, "data_quality": {}, "baseline": {"pairs": 0, "source": "none"},
-        "params": {}, "timings_s": {},
+        "schema": SNAPSHOT_SCHEMA,
+        "run_id": f"bench-{run}",
+        "computed_at": as_of.isoformat(),
+        "data_as_of": as_of.isoformat(),
+        "window_start": start.isoformat(),
+        "window_minutes": 15,
+        "master": "local[*]",
+        "kpis": {
+            "orders_last_minute": 1000 + run,
+            "orders_per_minute_avg": 1000.0,
+            "units_in_window": 30000,
+            "high_risk_sku_count": 100,
+            "high_risk_pairs": 100,
+            "watch_pairs": 60,
+            "expected_stockouts": 80.5,
+            "overloaded_warehouses": 5,
+            "open_alerts": rows,
+            "quarantined_docs": 2,
+            "pairs_without_inventory": 0,
+        },
+        "orders_per_minute": [
+            {"minute": (start + timedelta(minutes=i)).isoformat(), "orders": 900 + i, "units": 1400} for i in range(15)
+        ],
+        "sku_risk": skus,
+        "warehouses": whs,
+        "geo_city": [
+            {
+                "city": f"City {c}",
+                "pairs": 10,
+                "high_risk_pairs": c % 5,
+                "watch_pairs": 2,
+                "expected_stockouts": float(c),
+                "max_p_stockout": 0.9,
+                "units_per_min": 3.0,
+            }
+            for c in range(cities)
+        ],
+        "geo_province": [
+            {
+                "province": f"Province {p}",
+                "pairs": 30,
+                "high_risk_pairs": p,
+                "watch_pairs": 4,
+                "expected_stockouts": float(p),
+                "max_p_stockout": 0.9,
+                "units_per_min": 9.0,
+            }
+            for p in range(8)
+        ],
+        "alerts": alerts,
+        "alerts_total": rows,
+        "data_quality": {},
+        "baseline": {"pairs": 0, "source": "none"},
+        "params": {},
+        "timings_s": {},
     }
 
 
@@ -119,21 +201,30 @@ def bench_read(s, reads: int) -> dict:
         pipe.execute()
         raw.append((time.perf_counter() - t0) * 1000)
     r.delete(*keys.all())
-    return {"reads": reads, "snapshot_bytes": size, "trend_points": 60,
-            "round_trip_only_ms": {"p50": round(pct(raw, 0.5), 3), "p99": round(pct(raw, 0.99), 3)},
-            "read_ms": {"p50": round(pct(lat, 0.5), 3), "p99": round(pct(lat, 0.99), 3), "max": round(max(lat), 3),
-                        "mean": round(statistics.fmean(lat), 3)},
-            "socket_writes_per_read": writes_per_read,
-            "view_model_ms": {"p50": round(pct(build, 0.5), 3), "p99": round(pct(build, 0.99), 3)},
-            "goal": "p99 <= 5 ms on loopback, one round trip per refresh"}
+    return {
+        "reads": reads,
+        "snapshot_bytes": size,
+        "trend_points": 60,
+        "round_trip_only_ms": {"p50": round(pct(raw, 0.5), 3), "p99": round(pct(raw, 0.99), 3)},
+        "read_ms": {
+            "p50": round(pct(lat, 0.5), 3),
+            "p99": round(pct(lat, 0.99), 3),
+            "max": round(max(lat), 3),
+            "mean": round(statistics.fmean(lat), 3),
+        },
+        "socket_writes_per_read": writes_per_read,
+        "view_model_ms": {"p50": round(pct(build, 0.5), 3), "p99": round(pct(build, 0.99), 3)},
+        "goal": "p99 <= 5 ms on loopback, one round trip per refresh",
+    }
 
 
 def _server(s, refresh: float):
     sys.path.insert(0, str(ROOT / "tests"))
     from dashboard_services import DashboardServer  # the same launcher as the browser tests
 
-    return DashboardServer({"FLASHSALE_KPI_REDIS_NAMESPACE": s.kpi_redis_namespace,
-                            "FLASHSALE_DASHBOARD_REFRESH_SECONDS": str(refresh)})
+    return DashboardServer(
+        {"FLASHSALE_KPI_REDIS_NAMESPACE": s.kpi_redis_namespace, "FLASHSALE_DASHBOARD_REFRESH_SECONDS": str(refresh)}
+    )
 
 
 TILE = """() => (Array.from(document.querySelectorAll('[data-testid="stMetric"]'))
@@ -176,10 +267,18 @@ def bench_refresh(s, updates: int, refresh: float = 1.0) -> dict:
     finally:
         server.close()
         r.delete(*keys.all())
-    return {"refresh_seconds": refresh, "updates": updates, "first_paint_s": round(first_paint, 3),
-            "write_to_visible_s": {"p50": round(pct(lat, 0.5), 3), "max": round(max(lat), 3),
-                                   "min": round(min(lat), 3), "all": [round(x, 3) for x in lat]},
-            "note": "includes waiting for the next fragment tick (0..refresh s); min approximates the render time"}
+    return {
+        "refresh_seconds": refresh,
+        "updates": updates,
+        "first_paint_s": round(first_paint, 3),
+        "write_to_visible_s": {
+            "p50": round(pct(lat, 0.5), 3),
+            "max": round(max(lat), 3),
+            "min": round(min(lat), 3),
+            "all": [round(x, 3) for x in lat],
+        },
+        "note": "includes waiting for the next fragment tick (0..refresh s); min approximates the render time",
+    }
 
 
 def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
@@ -216,12 +315,22 @@ def bench_soak(s, seconds: float, refresh: float = 1.0) -> dict:
         server.close()
         r.delete(*keys.all())
     warm = [x for x in samples if x[0] >= 60] or samples  # the first minute is import/warm-up growth
-    return {"seconds": seconds, "refresh_seconds": refresh, "samples": len(samples), "snapshots_written": i,
-            "rss_mb": {"start": round(samples[0][1], 1), "after_1_min": round(warm[0][1], 1),
-                       "end": round(samples[-1][1], 1), "max": round(max(m for _, m in samples), 1)},
-            "slope_mb_per_min_after_warmup": round(slope_mb_per_min(warm), 4),
-            "slope_mb_per_min_all": round(slope_mb_per_min(samples), 4),
-            "page_live_at_end": ok, "series": [(round(t, 1), round(m, 2)) for t, m in samples]}
+    return {
+        "seconds": seconds,
+        "refresh_seconds": refresh,
+        "samples": len(samples),
+        "snapshots_written": i,
+        "rss_mb": {
+            "start": round(samples[0][1], 1),
+            "after_1_min": round(warm[0][1], 1),
+            "end": round(samples[-1][1], 1),
+            "max": round(max(m for _, m in samples), 1),
+        },
+        "slope_mb_per_min_after_warmup": round(slope_mb_per_min(warm), 4),
+        "slope_mb_per_min_all": round(slope_mb_per_min(samples), 4),
+        "page_live_at_end": ok,
+        "series": [(round(t, 1), round(m, 2)) for t, m in samples],
+    }
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pymongo
@@ -63,17 +63,53 @@ def start_postgres(work: Path, port: int, password: str) -> None:
         shutil.chown(work, "postgres")
         shutil.chown(data, "postgres")
         shutil.chown(pwfile, "postgres")
-    subprocess.run(as_postgres([pg_bin("initdb"), "-D", str(data), "-U", USER, "--auth=scram-sha-256", f"--pwfile={pwfile}"]),
-                   check=True, capture_output=True)
-    process.start(work, "postgres", as_postgres([
-        pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(work),
-        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on",
-    ]), dict(os.environ))
+    subprocess.run(
+        as_postgres([pg_bin("initdb"), "-D", str(data), "-U", USER, "--auth=scram-sha-256", f"--pwfile={pwfile}"]),
+        check=True,
+        capture_output=True,
+    )
+    process.start(
+        work,
+        "postgres",
+        as_postgres(
+            [
+                pg_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(work),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=on",
+                "-c",
+                "synchronous_commit=on",
+            ]
+        ),
+        dict(os.environ),
+    )
     wait_port(port)
     env = {**os.environ, "PGPASSWORD": password}
     for _ in range(50):
-        ok = subprocess.run([pg_bin("psql") if Path(pg_bin("psql")).exists() else "psql", "-h", "127.0.0.1", "-p", str(port),
-                             "-U", USER, "-d", "postgres", "-c", "CREATE DATABASE ferretdb"], env=env, capture_output=True)
+        ok = subprocess.run(
+            [
+                pg_bin("psql") if Path(pg_bin("psql")).exists() else "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                USER,
+                "-d",
+                "postgres",
+                "-c",
+                "CREATE DATABASE ferretdb",
+            ],
+            env=env,
+            capture_output=True,
+        )
         if ok.returncode == 0:
             return
         time.sleep(0.2)
@@ -83,32 +119,54 @@ def start_postgres(work: Path, port: int, password: str) -> None:
 def start_ferretdb(work: Path, name: str, port: int, password: str, backend_args: list[str]) -> None:
     binary = ferretdb_binary(load_settings())
     (work / name).mkdir()
-    process.start(work, name, [
-        str(binary), *backend_args, f"--state-dir={work / name}", f"--listen-addr=127.0.0.1:{port}",
-        f"--debug-addr=127.0.0.1:{port + 1}", "--telemetry=disable", "--log-level=WARN",
-        "--test-enable-new-auth", "--setup-database=bench",
-    ], {**os.environ, "FERRETDB_SETUP_USERNAME": USER, "FERRETDB_SETUP_PASSWORD": password})
+    process.start(
+        work,
+        name,
+        [
+            str(binary),
+            *backend_args,
+            f"--state-dir={work / name}",
+            f"--listen-addr=127.0.0.1:{port}",
+            f"--debug-addr=127.0.0.1:{port + 1}",
+            "--telemetry=disable",
+            "--log-level=WARN",
+            "--test-enable-new-auth",
+            "--setup-database=bench",
+        ],
+        {**os.environ, "FERRETDB_SETUP_USERNAME": USER, "FERRETDB_SETUP_PASSWORD": password},
+    )
     wait_port(port)
 
 
 def documents(n: int, t0: datetime) -> list[dict]:
     return [
-        {"_id": f"o-{i}", "order_id": f"o-{i}", "product_id": (i * 7919) % 20000, "seller_id": i % 500,
-         "warehouse_id": i % 20, "city_id": i % 27, "order_qty": 1 + i % 3, "order_value": 10.0 + (i % 97),
-         "order_ts": t0 + timedelta(milliseconds=60 * i)}
+        {
+            "_id": f"o-{i}",
+            "order_id": f"o-{i}",
+            "product_id": (i * 7919) % 20000,
+            "seller_id": i % 500,
+            "warehouse_id": i % 20,
+            "city_id": i % 27,
+            "order_qty": 1 + i % 3,
+            "order_value": 10.0 + (i % 97),
+            "order_ts": t0 + timedelta(milliseconds=60 * i),
+        }
         for i in range(n)
     ]
 
 
 def measure(port: int, password: str, docs: list[dict], batch: int) -> dict:
-    client = pymongo.MongoClient(f"mongodb://{USER}:{password}@127.0.0.1:{port}/bench?authMechanism=SCRAM-SHA-256",
-                                 tz_aware=True, serverSelectionTimeoutMS=10000)
+    client = pymongo.MongoClient(
+        f"mongodb://{USER}:{password}@127.0.0.1:{port}/bench?authMechanism=SCRAM-SHA-256",
+        tz_aware=True,
+        serverSelectionTimeoutMS=10000,
+    )
     coll = client.bench.orders_fact
     coll.drop()
     coll.create_index("order_ts")
     start = time.perf_counter()
     for i in range(0, len(docs), batch):
-        coll.insert_many(docs[i:i + batch], ordered=False)
+        coll.insert_many(docs[i : i + batch], ordered=False)
     insert_s = time.perf_counter() - start
     # the KPI job's read: the last 15 simulated minutes on the indexed timestamp
     end_ts = docs[-1]["order_ts"]
@@ -126,16 +184,30 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     password = secrets.token_urlsafe(16)
-    docs = documents(args.docs, datetime(2026, 11, 11, tzinfo=timezone.utc))
+    docs = documents(args.docs, datetime(2026, 11, 11, tzinfo=UTC))
     work = Path(tempfile.mkdtemp(prefix="fsr-backend-"))
     os.chmod(work, 0o755)
     ports = {"postgres": 25433, "sqlite": 27517, "postgresql": 27519}
     results: dict[str, list[dict]] = {"sqlite": [], "postgresql": []}
     try:
         start_postgres(work, ports["postgres"], password)
-        start_ferretdb(work, "ferretdb-sqlite", ports["sqlite"], password, [f"--handler=sqlite", f"--sqlite-url=file:{work / 'ferretdb-sqlite'}/"])
-        start_ferretdb(work, "ferretdb-pg", ports["postgresql"], password, [
-            "--handler=postgresql", f"--postgresql-url=postgres://{USER}:{password}@127.0.0.1:{ports['postgres']}/ferretdb"])
+        start_ferretdb(
+            work,
+            "ferretdb-sqlite",
+            ports["sqlite"],
+            password,
+            ["--handler=sqlite", f"--sqlite-url=file:{work / 'ferretdb-sqlite'}/"],
+        )
+        start_ferretdb(
+            work,
+            "ferretdb-pg",
+            ports["postgresql"],
+            password,
+            [
+                "--handler=postgresql",
+                f"--postgresql-url=postgres://{USER}:{password}@127.0.0.1:{ports['postgres']}/ferretdb",
+            ],
+        )
         for r in range(args.rounds):  # alternate, so drift on a noisy machine hits both
             for backend in ("sqlite", "postgresql") if r % 2 == 0 else ("postgresql", "sqlite"):
                 results[backend].append(measure(ports[backend], password, docs, args.batch))
@@ -145,16 +217,26 @@ def main() -> None:
             process.stop(work, name)
         shutil.rmtree(work, ignore_errors=True)
 
-    summary = {b: {"docs_per_s_best": max(x["docs_per_s"] for x in rs),
-                   "docs_per_s_mean": sum(x["docs_per_s"] for x in rs) / len(rs),
-                   "window_read_s_best": min(x["window_read_s"] for x in rs),
-                   "window_rows": rs[0]["window_rows"]} for b, rs in results.items()}
+    summary = {
+        b: {
+            "docs_per_s_best": max(x["docs_per_s"] for x in rs),
+            "docs_per_s_mean": sum(x["docs_per_s"] for x in rs) / len(rs),
+            "window_read_s_best": min(x["window_read_s"] for x in rs),
+            "window_rows": rs[0]["window_rows"],
+        }
+        for b, rs in results.items()
+    }
     ratio = summary["sqlite"]["docs_per_s_best"] / summary["postgresql"]["docs_per_s_best"]
     report = {
-        "bench": "hot_store_backend", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bench": "hot_store_backend",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "docs": args.docs, "batch": args.batch, "rounds": args.rounds, "summary": summary,
-        "sqlite_over_postgresql_insert_ratio": ratio, "rounds_detail": results,
+        "docs": args.docs,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "summary": summary,
+        "sqlite_over_postgresql_insert_ratio": ratio,
+        "rounds_detail": results,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hot_store_backend.json").write_text(json.dumps(report, indent=2))

@@ -25,7 +25,7 @@ import signal
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -62,10 +62,14 @@ def _generator(p, sink: SinkSpec, settings, ray: str) -> dict:
     finally:
         backend.shutdown()
     elapsed = time.monotonic() - started
-    return {"records": progress.records, "seconds": round(elapsed, 2), "startup_seconds": round(ready[0] - started, 2),
-            "records_per_s": round(progress.records / elapsed),
-            "streaming_records_per_s": round(progress.records / (elapsed - (ready[0] - started))),
-            "written": sum(c.get("written", 0) for c in counts.values())}
+    return {
+        "records": progress.records,
+        "seconds": round(elapsed, 2),
+        "startup_seconds": round(ready[0] - started, 2),
+        "records_per_s": round(progress.records / elapsed),
+        "streaming_records_per_s": round(progress.records / (elapsed - (ready[0] - started))),
+        "written": sum(c.get("written", 0) for c in counts.values()),
+    }
 
 
 def _interrupt_keeps_rounds() -> None:
@@ -86,12 +90,27 @@ def main(
     ray: str = typer.Option("stack", help="stack or local"),
 ):
     s = load_settings()
-    p = make_params(minutes=minutes, base_orders_per_city_minute=rate, n_products=products, batch_size=batch_size,
-                    city_shards=shards, warehouse_shards=shards, run_id="bench")
+    p = make_params(
+        minutes=minutes,
+        base_orders_per_city_minute=rate,
+        n_products=products,
+        batch_size=batch_size,
+        city_shards=shards,
+        warehouse_shards=shards,
+        run_id="bench",
+    )
     gen_db, base_db = "flashsale_bench_sim_gen", "flashsale_bench_sim_plain"
-    results: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_start": os.getloadavg()[0]},
-                     "params": {"minutes": minutes, "rate": rate, "products": products, "batch_size": batch_size,
-                                "shards": shards, "rounds": rounds}}
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m_start": os.getloadavg()[0]},
+        "params": {
+            "minutes": minutes,
+            "rate": rate,
+            "products": products,
+            "batch_size": batch_size,
+            "shards": shards,
+            "rounds": rounds,
+        },
+    }
     # the same documents for the ceiling: the run's records, built before the clock starts, in the
     # pipeline's layout: each fact in its time-bucket collection (flashsale/hot_layout.py)
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +118,9 @@ def main(
         docs: dict[str, list[dict]] = {}
         for c in FACTS:
             for r in ds.dataset(Path(tmp) / c.name, format="parquet").to_table().to_pylist():
-                docs.setdefault(collection_for(c, r[c.time_column], s.hot_bucket_minutes), []).append({"_id": r[c.key], **r})
+                docs.setdefault(collection_for(c, r[c.time_column], s.hot_bucket_minutes), []).append(
+                    {"_id": r[c.key], **r}
+                )
     total = sum(len(v) for v in docs.values())
 
     per_round = []
@@ -115,18 +136,27 @@ def main(
                     contract = next(c for c in FACTS if name.startswith(c.name))
                     db[name].create_index(contract.time_column)  # the generator indexes each new bucket too
                     for i in range(0, len(ds_docs), batch_size):  # (documents with an _id are not modified)
-                        db[name].insert_many(ds_docs[i:i + batch_size], ordered=False)
+                        db[name].insert_many(ds_docs[i : i + batch_size], ordered=False)
                 plain_s = time.perf_counter() - t
-                plain = {"records": total, "seconds": round(plain_s, 2), "records_per_s": round(total / plain_s),
-                         "stored": sum(db[n].count_documents({}) for c in FACTS for n in fact_collections(db, c))}
+                plain = {
+                    "records": total,
+                    "seconds": round(plain_s, 2),
+                    "records_per_s": round(total / plain_s),
+                    "stored": sum(db[n].count_documents({}) for c in FACTS for n in fact_collections(db, c)),
+                }
                 gen = _generator(p, SinkSpec("mongo", database=gen_db), s, ray)
                 _interrupt_keeps_rounds()
                 gdb = client[gen_db]
                 gen["stored"] = sum(gdb[n].count_documents({}) for c in FACTS for n in fact_collections(gdb, c))
-                per_round.append({"plain_insert_many": plain, "generator": gen,
-                                  "ratio": round(gen["records_per_s"] / plain["records_per_s"], 3),
-                                  "streaming_ratio": round(gen["streaming_records_per_s"] / plain["records_per_s"], 3),
-                                  "load_avg_1m": os.getloadavg()[0]})
+                per_round.append(
+                    {
+                        "plain_insert_many": plain,
+                        "generator": gen,
+                        "ratio": round(gen["records_per_s"] / plain["records_per_s"], 3),
+                        "streaming_ratio": round(gen["streaming_records_per_s"] / plain["records_per_s"], 3),
+                        "load_avg_1m": os.getloadavg()[0],
+                    }
+                )
                 print(json.dumps(per_round[-1]))
     except KeyboardInterrupt:
         if not per_round:
@@ -142,36 +172,54 @@ def main(
     def med(key, sub=None):
         return statistics.median(r[key][sub] if sub else r[key] for r in per_round)
 
-    results.update({
-        "per_round": per_round,
-        "plain_insert_many_records_per_s": round(med("plain_insert_many", "records_per_s")),
-        "generator_records_per_s": round(med("generator", "records_per_s")),
-        "generator_startup_seconds": med("generator", "startup_seconds"),
-        "generator_streaming_records_per_s": round(med("generator", "streaming_records_per_s")),
-        "generator_null_sink": null,
-        "generator_vs_ceiling": med("ratio"),
-        "generator_streaming_vs_ceiling": med("streaming_ratio"),
-        "all_stored": all(r["generator"]["stored"] == total == r["plain_insert_many"]["stored"] for r in per_round),
-    })
+    results.update(
+        {
+            "per_round": per_round,
+            "plain_insert_many_records_per_s": round(med("plain_insert_many", "records_per_s")),
+            "generator_records_per_s": round(med("generator", "records_per_s")),
+            "generator_startup_seconds": med("generator", "startup_seconds"),
+            "generator_streaming_records_per_s": round(med("generator", "streaming_records_per_s")),
+            "generator_null_sink": null,
+            "generator_vs_ceiling": med("ratio"),
+            "generator_streaming_vs_ceiling": med("streaming_ratio"),
+            "all_stored": all(r["generator"]["stored"] == total == r["plain_insert_many"]["stored"] for r in per_round),
+        }
+    )
     results["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
-    results["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"ingest_shards{shards}.json").write_text(json.dumps(results, indent=2) + "\n")
 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("round", "plain insert_many rec/s", "generator rec/s", "generator start-up s",
-                  "generator streaming rec/s", "ratio", "streaming ratio")
+    table = Table(
+        "round",
+        "plain insert_many rec/s",
+        "generator rec/s",
+        "generator start-up s",
+        "generator streaming rec/s",
+        "ratio",
+        "streaming ratio",
+    )
     for k, r in enumerate(per_round, 1):
-        table.add_row(str(k), f"{r['plain_insert_many']['records_per_s']:,}", f"{r['generator']['records_per_s']:,}",
-                      str(r["generator"]["startup_seconds"]), f"{r['generator']['streaming_records_per_s']:,}",
-                      str(r["ratio"]), str(r["streaming_ratio"]))
+        table.add_row(
+            str(k),
+            f"{r['plain_insert_many']['records_per_s']:,}",
+            f"{r['generator']['records_per_s']:,}",
+            str(r["generator"]["startup_seconds"]),
+            f"{r['generator']['streaming_records_per_s']:,}",
+            str(r["ratio"]),
+            str(r["streaming_ratio"]),
+        )
     Console().print(table)
     null_rate = f"{null['records_per_s']:,} rec/s" if null else "not run (interrupted)"
     Console().print(f"{total:,} records; null sink {null_rate}; all stored: {results['all_stored']}")
-    Console().print(f"generator / plain insert_many, median of {len(per_round)} rounds: {results['generator_vs_ceiling']} end to end, "
-                    f"{results['generator_streaming_vs_ceiling']} after start-up  (goal >= 0.8)")
+    Console().print(
+        f"generator / plain insert_many, median of {len(per_round)} rounds: "
+        f"{results['generator_vs_ceiling']} end to end, "
+        f"{results['generator_streaming_vs_ceiling']} after start-up  (goal >= 0.8)"
+    )
 
 
 if __name__ == "__main__":

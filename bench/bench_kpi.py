@@ -12,17 +12,17 @@ import argparse
 import json
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cluster.spark_apps import run_kpi
+from flashsale import hot_store
 from flashsale.contracts import FACTS, ORDERS_FACT
 from flashsale.redis_keys import keys_for, read_snapshot
 from flashsale.settings import load_settings
 from flashsale.stores import mongo_client, redis_client
-from spark import hot_store, synthetic
-from spark.submit import run_kpi
+from kpi import scenarios as synthetic
 
-UTC = timezone.utc
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -33,8 +33,8 @@ def _insert(db, docs: dict, bucket_minutes: int, batch: int = 5000) -> float:
         if name.split("__")[0] in {f.name for f in FACTS}:
             db[name].create_index([(next(f for f in FACTS if name.startswith(f.name)).time_column, 1)])
         for i in range(0, len(rows), batch):
-            db[name].insert_many(rows[i:i + batch], ordered=False)
-            n += len(rows[i:i + batch])
+            db[name].insert_many(rows[i : i + batch], ordered=False)
+            n += len(rows[i : i + batch])
     return n / (time.perf_counter() - t0)
 
 
@@ -42,9 +42,15 @@ def _cycle(s, master: str, as_of: datetime) -> dict:
     res = run_kpi(s, master=master, as_of=as_of.isoformat(), no_archive=False)
     snap = read_snapshot(redis_client(s), keys_for(s))
     assert snap is not None and snap["run_id"] == res["run_id"], "snapshot not in Redis after the run"
-    return {"master": master, "submit_to_snapshot_s": res["timings_s"].get("submit_to_snapshot_s"),
-            "wall_s": res["wall_s"], "orders_read": res["rows"]["orders"], "inventory_read": res["rows"]["inventory"],
-            "timings_s": res["timings_s"], "kpis": res["kpis"]}
+    return {
+        "master": master,
+        "submit_to_snapshot_s": res["timings_s"].get("submit_to_snapshot_s"),
+        "wall_s": res["wall_s"],
+        "orders_read": res["rows"]["orders"],
+        "inventory_read": res["rows"]["inventory"],
+        "timings_s": res["timings_s"],
+        "kpis": res["kpis"],
+    }
 
 
 def main() -> None:
@@ -56,15 +62,25 @@ def main() -> None:
     ap.add_argument("--history-x", type=int, default=10)
     ap.add_argument("--masters", default="local[*],yarn")
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--warm", action="store_true",
-                    help="steady state: an unmeasured cycle first carries the inventory state, as the minute DAG does")
+    ap.add_argument(
+        "--warm",
+        action="store_true",
+        help="steady state: an unmeasured cycle first carries the inventory state, as the minute DAG does",
+    )
     a = ap.parse_args()
     masters = a.masters.split(",")
     base = load_settings()
     ns = f"fsr:bench:{uuid.uuid4().hex[:6]}"
-    settings = {m: load_settings(profile="cluster" if m == "yarn" else "local", mongo_db="flashsale_bench_kpi",
-                                 mongo_auth_source=base.mongo_db, kpi_redis_namespace=ns, kpi_window_minutes=a.window)
-                for m in masters}
+    settings = {
+        m: load_settings(
+            profile="cluster" if m == "yarn" else "local",
+            mongo_db="flashsale_bench_kpi",
+            mongo_auth_source=base.mongo_db,
+            kpi_redis_namespace=ns,
+            kpi_window_minutes=a.window,
+        )
+        for m in masters
+    }
     s0 = next(iter(settings.values()))
     as_of = datetime.now(UTC).replace(second=0, microsecond=0)
     out = {"started": datetime.now(UTC).isoformat(), "params": vars(a), "as_of": as_of.isoformat(), "phases": {}}
@@ -106,7 +122,10 @@ def main() -> None:
         h = [r["submit_to_snapshot_s"] for r in out["phases"]["history"]["runs"] if r["master"] == m]
         rw = [r["timings_s"]["read_facts_s"] for r in out["phases"]["window_only"]["runs"] if r["master"] == m]
         rh = [r["timings_s"]["read_facts_s"] for r in out["phases"]["history"]["runs"] if r["master"] == m]
-        out["ratio_history_vs_window"][m] = {"cycle": round(min(h) / min(w), 3), "read_facts": round(min(rh) / min(rw), 3)}
+        out["ratio_history_vs_window"][m] = {
+            "cycle": round(min(h) / min(w), 3),
+            "read_facts": round(min(rh) / min(rw), 3),
+        }
     redis_client(s0).delete(*keys_for(s0).all())
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"kpi_{'warm_' if a.warm else ''}{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"

@@ -19,21 +19,23 @@ import json
 import platform
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 import typer  # the rest is imported inside the commands: `flashsale` registers this app at start-up
 
 RESULTS = Path(__file__).parent / "results"
-UTC = timezone.utc
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 
 def _overrides(stack, name: str, **extra) -> dict[str, str]:
-    return {"mongo_db": f"flashsale_bench_{name}", "mongo_auth_source": stack.mongo_db,
-            "kpi_redis_namespace": f"fsr:bench:{name}", "archive_root": f"{stack.hdfs_url}/flashsale/bench-{name}",
-            **{k: str(v) for k, v in extra.items()}}
+    return {
+        "mongo_db": f"flashsale_bench_{name}",
+        "mongo_auth_source": stack.mongo_db,
+        "kpi_redis_namespace": f"fsr:bench:{name}",
+        "archive_root": f"{stack.hdfs_url}/flashsale/bench-{name}",
+        **{k: str(v) for k, v in extra.items()},
+    }
 
 
 class Sampler(threading.Thread):
@@ -55,11 +57,15 @@ class Sampler(threading.Thread):
         with mongo_client(self.s) as c:
             db = c.get_default_database()
             names = db.list_collection_names()
-            return sum(db[n].estimated_document_count() for f in (ORDERS_FACT, INVENTORY_FACT)
-                       for _, n in existing_buckets(f, names))
+            return sum(
+                db[n].estimated_document_count()
+                for f in (ORDERS_FACT, INVENTORY_FACT)
+                for _, n in existing_buckets(f, names)
+            )
 
     def run(self):
         import psutil
+
         from flashsale.redis_keys import keys_for, read_snapshot
         from flashsale.stores import redis_client
 
@@ -79,8 +85,12 @@ class Sampler(threading.Thread):
             except Exception:
                 continue
             if snap and snap["run_id"] not in self.snapshots:
-                self.snapshots[snap["run_id"]] = {"seen": time.time(), "computed_at": snap["computed_at"],
-                                                  "data_as_of": snap["data_as_of"], "alerts": len(snap["alerts"])}
+                self.snapshots[snap["run_id"]] = {
+                    "seen": time.time(),
+                    "computed_at": snap["computed_at"],
+                    "data_as_of": snap["data_as_of"],
+                    "alerts": len(snap["alerts"]),
+                }
 
 
 def kpi_cycles(s, since: float) -> list[dict]:
@@ -96,7 +106,7 @@ def kpi_cycles(s, since: float) -> list[dict]:
                 continue
             for prefix in ("KPI_RESULT ", "KPI_REFRESH "):
                 if event.startswith(prefix):
-                    res = json.loads(event[len(prefix):])
+                    res = json.loads(event[len(prefix) :])
                     out.append({"kind": prefix.strip(), "data_as_of": res["data_as_of"], **res["timings_s"]})
     return out
 
@@ -110,8 +120,11 @@ def _pct(values, q) -> float | None:
 def _dag_summary(s, dag_id: str, since: float) -> dict:
     from cluster import airflow_api
 
-    runs = [r for r in airflow_api.dag_runs(s, dag_id, limit=200)
-            if r["start_date"] and datetime.fromisoformat(r["start_date"].replace("Z", "+00:00")).timestamp() >= since]
+    runs = [
+        r
+        for r in airflow_api.dag_runs(s, dag_id, limit=200)
+        if r["start_date"] and datetime.fromisoformat(r["start_date"].replace("Z", "+00:00")).timestamp() >= since
+    ]
     states = {}
     for r in runs:
         states[r["state"]] = states.get(r["state"], 0) + 1
@@ -121,8 +134,11 @@ def _dag_summary(s, dag_id: str, since: float) -> dict:
 def _hot_series(sampler: Sampler, t0: float) -> dict:
     """The hot store's record count over the run: its peak, last value and (seconds since start, records)."""
     series = [(round(t - t0), n) for t, n in sampler.hot_records]
-    return {"peak": max((n for _, n in series), default=None), "last": series[-1][1] if series else None,
-            "samples": series}
+    return {
+        "peak": max((n for _, n in series), default=None),
+        "last": series[-1][1] if series else None,
+        "samples": series,
+    }
 
 
 ARCHIVE_INTERVAL_S = 600  # dags/flashsale_archive.py's schedule: every 10 minutes
@@ -141,8 +157,11 @@ def hot_store_levels(samples: list, interval_s: float) -> dict:
         per_interval[int(t // interval_s)] = max(per_interval.get(int(t // interval_s), 0), n)
     first = [n for t, n in samples if t <= end / 2]
     second = [n for t, n in samples if t > end / 2]
-    return {"hot_peak_per_interval": [per_interval[k] for k in sorted(per_interval)],
-            "hot_peak_first_half": max(first, default=None), "hot_peak_second_half": max(second, default=None)}
+    return {
+        "hot_peak_per_interval": [per_interval[k] for k in sorted(per_interval)],
+        "hot_peak_first_half": max(first, default=None),
+        "hot_peak_second_half": max(second, default=None),
+    }
 
 
 def _machine() -> dict:
@@ -150,9 +169,13 @@ def _machine() -> dict:
 
     import psutil
 
-    return {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(), "python": platform.python_version(),
-            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}  # other work on the machine skews timings
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }  # other work on the machine skews timings
 
 
 def _save(kind: str, result: dict) -> None:
@@ -165,22 +188,27 @@ def _save(kind: str, result: dict) -> None:
 
 
 @app.command()
-def freshness(minutes: float = typer.Option(8, help="wall minutes measured after the first snapshot"),
-              products: int = typer.Option(2_000), rate: float = typer.Option(20.0)):
+def freshness(
+    minutes: float = typer.Option(8, help="wall minutes measured after the first snapshot"),
+    products: int = typer.Option(2_000),
+    rate: float = typer.Option(20.0),
+):
     """Order-to-dashboard visibility in real time (speed 1, wall clock), p50/p95 over every order."""
     import numpy as np
-    from cluster import pipeline
+
     from flashsale.contracts import ORDERS_FACT
     from flashsale.hot_layout import existing_buckets
     from flashsale.settings import load_settings
     from flashsale.stores import mongo_client
+    from radar import pipeline
 
     stack = load_settings(profile="cluster")
     overrides = _overrides(stack, "freshness", kpi_clock="wall")
     s = load_settings(profile="cluster", **overrides)
     pipeline.discard_data(s)
-    opts = pipeline.RunOptions(speed=1.0, minutes=int(minutes) + 10, spike_minute=3, products=products,
-                               settings=overrides)
+    opts = pipeline.RunOptions(
+        speed=1.0, minutes=int(minutes) + 10, spike_minute=3, products=products, settings=overrides
+    )
     t0 = time.time()
     sampler = Sampler(s)
     sampler.start()
@@ -206,23 +234,37 @@ def freshness(minutes: float = typer.Option(8, help="wall minutes measured after
     lo, hi = datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(min(end, as_of[-1]), UTC)
     with mongo_client(s) as c:
         db = c.get_default_database()
-        ts = np.array([d["order_ts"].timestamp() for _, n in existing_buckets(ORDERS_FACT, db.list_collection_names())
-                       for d in db[n].find({"order_ts": {"$gte": lo, "$lt": hi}}, {"order_ts": 1, "_id": 0})])
+        ts = np.array(
+            [
+                d["order_ts"].timestamp()
+                for _, n in existing_buckets(ORDERS_FACT, db.list_collection_names())
+                for d in db[n].find({"order_ts": {"$gte": lo, "$lt": hi}}, {"order_ts": 1, "_id": 0})
+            ]
+        )
     idx = np.searchsorted(as_of, ts, side="right")  # first snapshot whose as-of is after the order
     ok = idx < len(as_of)
     refresh = s.dashboard_refresh_seconds  # the dashboard polls Redis this often: count the whole interval
     latency = seen_by[idx[ok]] - ts[ok] + refresh
     cycles = kpi_cycles(s, t0)
     result = {
-        "measured_at": datetime.now(UTC).isoformat(), "machine": _machine(), "wall_minutes": round((end - first) / 60, 2),
-        "orders_measured": int(ok.sum()), "snapshots": len(snaps),
+        "measured_at": datetime.now(UTC).isoformat(),
+        "machine": _machine(),
+        "wall_minutes": round((end - first) / 60, 2),
+        "orders_measured": int(ok.sum()),
+        "snapshots": len(snaps),
         "snapshot_interval_s_p50": _pct(np.diff(seen), 50),
-        "visibility_s": {"p50": _pct(latency, 50), "p95": _pct(latency, 95), "max": _pct(latency, 100),
-                         "includes_dashboard_refresh_s": refresh},
+        "visibility_s": {
+            "p50": _pct(latency, 50),
+            "p95": _pct(latency, 95),
+            "max": _pct(latency, 100),
+            "includes_dashboard_refresh_s": refresh,
+        },
         "goal": "p95 <= 60 s (aim 30 s)",
         "kpi_dag_runs": runs,
-        "where_the_time_goes_p50_s": {k: _pct([c[k] for c in cycles if k in c], 50)
-                                      for k in sorted({k for c in cycles for k in c if k.endswith("_s")})},
+        "where_the_time_goes_p50_s": {
+            k: _pct([c[k] for c in cycles if k in c], 50)
+            for k in sorted({k for c in cycles for k in c if k.endswith("_s")})
+        },
         "cycles": cycles,
     }
     _save("freshness", result)
@@ -233,7 +275,8 @@ def run_pipeline(s, opts, sampler: Sampler, final_archive_timeout: float) -> dic
     """What the scale and bounded benches share: the whole pipeline (generator, KPI and archival DAGs)
     until the generator ends, then one more archival run for what has become old enough, then stop
     (the stack stays up). Returns the generator's summary and what was sampled and logged meanwhile."""
-    from cluster import airflow_api, pipeline, process
+    from cluster import process
+    from radar import pipeline
 
     t0 = time.time()
     sampler.start()
@@ -255,91 +298,143 @@ def run_pipeline(s, opts, sampler: Sampler, final_archive_timeout: float) -> dic
     cycles = [c for c in kpi_cycles(s, t0) if c["kind"] == "KPI_RESULT"]
     submit_to_snapshot = [c["submit_to_snapshot_s"] for c in cycles]
     return {
-        "summary": summary, "generate_s": gen_s, "total_s": round(time.time() - t0, 1), "cycles": cycles,
-        "dags": {"kpi_cycle_submit_to_snapshot_s": {"p50": _pct(submit_to_snapshot, 50),
-                                                    "p95": _pct(submit_to_snapshot, 95), "n": len(cycles)},
-                 "kpi_dag_runs": kpi_runs, "archive_dag_runs_during": archive_during,
-                 "final_archive_runs": final_state},
-        "peak_memory_used_mb": round(sampler.peak_used_mb), "hot_store_records": _hot_series(sampler, t0),
+        "summary": summary,
+        "generate_s": gen_s,
+        "total_s": round(time.time() - t0, 1),
+        "cycles": cycles,
+        "dags": {
+            "kpi_cycle_submit_to_snapshot_s": {
+                "p50": _pct(submit_to_snapshot, 50),
+                "p95": _pct(submit_to_snapshot, 95),
+                "n": len(cycles),
+            },
+            "kpi_dag_runs": kpi_runs,
+            "archive_dag_runs_during": archive_during,
+            "final_archive_runs": final_state,
+        },
+        "peak_memory_used_mb": round(sampler.peak_used_mb),
+        "hot_store_records": _hot_series(sampler, t0),
     }
 
 
 def final_archival(s, timeout: float, max_runs: int = 5) -> list[str]:
     """Archival runs after the generator until one succeeds: a run the DAG's execution timeout cuts
-    off after a commit leaves its hot buckets for the next run to drop (spark/archive_plan.py)."""
+    off after a commit leaves its hot buckets for the next run to drop (flashsale/archive_layout.py)."""
     from cluster import airflow_api
 
     deadline, states = time.time() + timeout, []
     while len(states) < max_runs and time.time() < deadline:
         run_id = airflow_api.trigger(s, "flashsale_archive")
-        states.append(airflow_api.wait_for_run(s, "flashsale_archive", run_id, timeout=max(60.0, deadline - time.time())))
+        states.append(
+            airflow_api.wait_for_run(s, "flashsale_archive", run_id, timeout=max(60.0, deadline - time.time()))
+        )
         if states[-1] == "success":
             break
     return states
 
 
 @app.command()
-def scale(records: int = typer.Option(69_000_000, help="records to generate (orders + inventory events)"),
-          rate: float = typer.Option(700.0, help="base orders per city-minute"),
-          products: int = typer.Option(20_000),
-          speed: Optional[float] = typer.Option(None, help="pace (simulated minutes per wall minute); default "
-                                                          "fast-forward. On 2 cores a fast-forward generator "
-                                                          "saturates the store and no KPI cycle completes"),
-          per_minute: float = typer.Option(8_700.0, help="records per simulated minute at rate 100 (measured), "
-                                                         "scaled by --rate: sets the simulated minutes"),
-          label: Optional[str] = typer.Option(None, help="result file pipeline_scale_<label>.json, so runs "
-                                                         "with other settings do not overwrite each other")):
+def scale(
+    records: int = typer.Option(69_000_000, help="records to generate (orders + inventory events)"),
+    rate: float = typer.Option(700.0, help="base orders per city-minute"),
+    products: int = typer.Option(20_000),
+    speed: float | None = typer.Option(
+        None,
+        help="pace (simulated minutes per wall minute); default "
+        "fast-forward. On 2 cores a fast-forward generator "
+        "saturates the store and no KPI cycle completes",
+    ),
+    per_minute: float = typer.Option(
+        8_700.0,
+        help="records per simulated minute at rate 100 (measured), scaled by --rate: sets the simulated minutes",
+    ),
+    label: str | None = typer.Option(
+        None, help="result file pipeline_scale_<label>.json, so runs with other settings do not overwrite each other"
+    ),
+):
     """~69 M records through simulator, hot store and archive with the KPI and archival DAGs running."""
-    from cluster import pipeline
     from flashsale.settings import load_settings
+    from radar import pipeline
 
     stack = load_settings(profile="cluster")
     overrides = _overrides(stack, "scale", kpi_clock="data", archive_min_age_minutes=20)
     s = load_settings(profile="cluster", **overrides)
     pipeline.discard_data(s)
-    opts = pipeline.RunOptions(speed=speed, minutes=max(30, int(records / (per_minute * rate / 100))), spike_minute=120,
-                               products=products, rate=rate, settings=overrides)
+    opts = pipeline.RunOptions(
+        speed=speed,
+        minutes=max(30, int(records / (per_minute * rate / 100))),
+        spike_minute=120,
+        products=products,
+        rate=rate,
+        settings=overrides,
+    )
     run = run_pipeline(s, opts, Sampler(s), final_archive_timeout=6 * 3600)
     summary, gen_s = run["summary"], run["generate_s"]
     result = {
-        "measured_at": datetime.now(UTC).isoformat(), "machine": _machine(), "speed": speed or "fast-forward",
-        "rate": rate, "products": products,
-        "records": summary["records"], "simulated_minutes": summary["simulated_minutes"],
-        "generate_s": round(gen_s, 1), "generate_records_per_s": round(summary["records"] / gen_s),
-        "total_s_with_archival": run["total_s"], **run["dags"],
-        "archive_reconciliation": _reconcile_counts(s, summary), "peak_memory_used_mb": run["peak_memory_used_mb"],
-        "hot_store_records": run["hot_store_records"], "generator": summary, "cycles": run["cycles"],
+        "measured_at": datetime.now(UTC).isoformat(),
+        "machine": _machine(),
+        "speed": speed or "fast-forward",
+        "rate": rate,
+        "products": products,
+        "records": summary["records"],
+        "simulated_minutes": summary["simulated_minutes"],
+        "generate_s": round(gen_s, 1),
+        "generate_records_per_s": round(summary["records"] / gen_s),
+        "total_s_with_archival": run["total_s"],
+        **run["dags"],
+        "archive_reconciliation": _reconcile_counts(s, summary),
+        "peak_memory_used_mb": run["peak_memory_used_mb"],
+        "hot_store_records": run["hot_store_records"],
+        "generator": summary,
+        "cycles": run["cycles"],
     }
     _save(f"scale_{label}" if label else "scale", result)  # before the clean-up: a slow drop must not cost the result
     _discard_if_reconciled(s, result["archive_reconciliation"])
 
 
 @app.command()
-def bounded(wall_minutes: float = typer.Option(50, help="wall minutes the generator runs"),
-            speed: float = typer.Option(10.0, help="simulated minutes per wall minute (20+ outruns archival on 2 cores)"),
-            products: int = typer.Option(2_000), rate: float = typer.Option(20.0),
-            min_age: int = typer.Option(20, help="archive_min_age_minutes: hours older than this are archived")):
+def bounded(
+    wall_minutes: float = typer.Option(50, help="wall minutes the generator runs"),
+    speed: float = typer.Option(10.0, help="simulated minutes per wall minute (20+ outruns archival on 2 cores)"),
+    products: int = typer.Option(2_000),
+    rate: float = typer.Option(20.0),
+    min_age: int = typer.Option(20, help="archive_min_age_minutes: hours older than this are archived"),
+):
     """Hot-store size during a long real-time generator run with the archival DAG on (every 10 minutes):
     it must level off, not grow with the run. Ends with a final archival run and the reconciliation."""
-    from cluster import pipeline
     from flashsale.settings import load_settings
+    from radar import pipeline
 
     stack = load_settings(profile="cluster")
     overrides = _overrides(stack, "bounded", kpi_clock="data", archive_min_age_minutes=min_age)
     s = load_settings(profile="cluster", **overrides)
     pipeline.discard_data(s)
-    opts = pipeline.RunOptions(speed=speed, minutes=int(wall_minutes * speed), spike_minute=60, products=products,
-                               rate=rate, settings=overrides)
+    opts = pipeline.RunOptions(
+        speed=speed,
+        minutes=int(wall_minutes * speed),
+        spike_minute=60,
+        products=products,
+        rate=rate,
+        settings=overrides,
+    )
     run = run_pipeline(s, opts, Sampler(s, hot_every=10.0), final_archive_timeout=3600)
     summary = run["summary"]
     result = {
-        "measured_at": datetime.now(UTC).isoformat(), "machine": _machine(), "speed": speed, "rate": rate,
-        "wall_minutes": wall_minutes, "simulated_minutes": summary["simulated_minutes"], "records": summary["records"],
-        "generate_records_per_s": round(summary["records"] / run["generate_s"]), **run["dags"],
+        "measured_at": datetime.now(UTC).isoformat(),
+        "machine": _machine(),
+        "speed": speed,
+        "rate": rate,
+        "wall_minutes": wall_minutes,
+        "simulated_minutes": summary["simulated_minutes"],
+        "records": summary["records"],
+        "generate_records_per_s": round(summary["records"] / run["generate_s"]),
+        **run["dags"],
         # judged over the generator's run only: the sampler goes on through the final archival run
-        **hot_store_levels([x for x in run["hot_store_records"]["samples"] if x[0] <= run["generate_s"]],
-                           ARCHIVE_INTERVAL_S),
-        "hot_store_records": run["hot_store_records"], "archive_reconciliation": _reconcile_counts(s, summary),
+        **hot_store_levels(
+            [x for x in run["hot_store_records"]["samples"] if x[0] <= run["generate_s"]], ARCHIVE_INTERVAL_S
+        ),
+        "hot_store_records": run["hot_store_records"],
+        "archive_reconciliation": _reconcile_counts(s, summary),
         "peak_memory_used_mb": run["peak_memory_used_mb"],
     }
     _save("bounded", result)
@@ -348,24 +443,26 @@ def bounded(wall_minutes: float = typer.Option(50, help="wall minutes the genera
 
 def _discard_if_reconciled(s, reconciliation: dict) -> None:
     """Drop the run's data, unless it did not reconcile: then it stays for whoever investigates."""
-    from cluster import pipeline
+    from radar import pipeline
 
     if all(r["reconciled"] for r in reconciliation.values()):
         pipeline.discard_data(s)
     else:
-        print(f"NOT reconciled: kept database {s.mongo_db} and {s.archive_root} for inspection "
-              "(the next run of this bench starts by removing them)")
+        print(
+            f"NOT reconciled: kept database {s.mongo_db} and {s.archive_root} for inspection "
+            "(the next run of this bench starts by removing them)"
+        )
 
 
 def _reconcile_counts(s, summary: dict) -> dict:
     """generated == hot + archived (manifest rows + quarantined) per fact. A hot bucket a manifest
     already names (committed, its drop cut off) is counted once, as archived, if its size is the
     manifest's; any other size is reported and fails the reconciliation."""
+    from flashsale.archive_layout import manifest_path
     from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
     from flashsale.hot_layout import existing_buckets
     from flashsale.stores import hdfs_client, mongo_client
     from spark.archive_job import exact_counts
-    from spark.archive_plan import manifest_path
 
     out = {}
     client = hdfs_client(s)
@@ -394,9 +491,14 @@ def _reconcile_counts(s, summary: dict) -> dict:
                     mismatched[name] = {"hot": count, "manifest": committed[name]}
             archived = sum(m["rows"] + m["quarantined"] for m in manifests if m["fact"] == contract.name)
             generated = summary["collections"][contract.name]["generated"]
-            out[contract.name] = {"generated": generated, "hot": hot, "archived": archived,
-                                  "committed_not_yet_dropped": pending_drop, "mismatched_buckets": mismatched,
-                                  "reconciled": generated == hot + archived and not mismatched}
+            out[contract.name] = {
+                "generated": generated,
+                "hot": hot,
+                "archived": archived,
+                "committed_not_yet_dropped": pending_drop,
+                "mismatched_buckets": mismatched,
+                "reconciled": generated == hot + archived and not mismatched,
+            }
     return out
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -51,25 +50,44 @@ class MemorySampler(threading.Thread):
 
 
 def main(
-    sink: str = typer.Option("null"), out: str = typer.Option(None), ray: str = typer.Option("local"),
-    minutes: int = typer.Option(1440), rate: float = typer.Option(700.0), shards: int = typer.Option(2),
+    sink: str = typer.Option("null"),
+    out: str = typer.Option(None),
+    ray: str = typer.Option("local"),
+    minutes: int = typer.Option(1440),
+    rate: float = typer.Option(700.0),
+    shards: int = typer.Option(2),
     batch_size: int = typer.Option(50_000),
 ):
     s = load_settings()
-    p = make_params(minutes=minutes, base_orders_per_city_minute=rate, city_shards=shards, warehouse_shards=shards,
-                    batch_size=batch_size)
+    p = make_params(
+        minutes=minutes,
+        base_orders_per_city_minute=rate,
+        city_shards=shards,
+        warehouse_shards=shards,
+        batch_size=batch_size,
+    )
     sampler = MemorySampler()
     sampler.start()
     summary = generate(p, SinkSpec(sink, path=out), s, Target(ray), show_progress=False)
     sampler.stop.set()
     sampler.join()
     result = {
-        "sink": sink, "ray": ray, "shards": shards, "minutes": minutes, "rate": rate,
-        "records": summary["records"], "seconds": summary["elapsed_seconds"], "records_per_s": summary["records_per_second"],
-        "orders": summary["orders"], "inventory_events": summary["inventory_events"], "consistent": summary["consistent"],
-        "peak_rss_driver_mb": round(sampler.peak_driver / 2**20), "peak_rss_actors_total_mb": round(sampler.peak_actors / 2**20),
-        "load_avg_1m_end": os.getloadavg()[0], "cpus": os.cpu_count(),
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sink": sink,
+        "ray": ray,
+        "shards": shards,
+        "minutes": minutes,
+        "rate": rate,
+        "records": summary["records"],
+        "seconds": summary["elapsed_seconds"],
+        "records_per_s": summary["records_per_second"],
+        "orders": summary["orders"],
+        "inventory_events": summary["inventory_events"],
+        "consistent": summary["consistent"],
+        "peak_rss_driver_mb": round(sampler.peak_driver / 2**20),
+        "peak_rss_actors_total_mb": round(sampler.peak_actors / 2**20),
+        "load_avg_1m_end": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"scale_{sink}_{ray}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -21,7 +21,7 @@ import random
 import resource
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +47,19 @@ def vectorized(p, cat, lam: float, city_minutes: int) -> int:
         served = model.serve_in_order(available, o.product, o.qty)
         np.subtract.at(available, o.product[served], o.qty[served])
         i = np.flatnonzero(served)
-        batch = orders_batch(p.run_id, minute_start_ms(p, m), m, o.city[i], o.seq[i], o.product[i], cat.seller[o.product[i]],
-                             np.zeros(len(i), np.int64), o.qty[i], np.round(o.qty[i] * o.unit_price[i], 2), o.offset_ms[i])
+        batch = orders_batch(
+            p.run_id,
+            minute_start_ms(p, m),
+            m,
+            o.city[i],
+            o.seq[i],
+            o.product[i],
+            cat.seller[o.product[i]],
+            np.zeros(len(i), np.int64),
+            o.qty[i],
+            np.round(o.qty[i] * o.unit_price[i], 2),
+            o.offset_ms[i],
+        )
         rows += batch.num_rows
     return rows
 
@@ -59,7 +70,12 @@ def per_record_loop(p, cat, lam: float, city_minutes: int) -> int:
     weights = (cat.choice_weight * model.scarcity_multiplier(np.full(cat.n_products, 10**12), p)).tolist()
     cdf = list(np.cumsum(weights))
     total = cdf[-1]
-    price, sigma, category, seller = cat.discounted_price().tolist(), cat.category_sigma.tolist(), cat.category.tolist(), cat.seller.tolist()
+    price, sigma, category, seller = (
+        cat.discounted_price().tolist(),
+        cat.category_sigma.tolist(),
+        cat.category.tolist(),
+        cat.seller.tolist(),
+    )
     rows = []
     n_rows = 0
     for m in range(city_minutes):
@@ -75,11 +91,18 @@ def per_record_loop(p, cat, lam: float, city_minutes: int) -> int:
             if available[product] < qty:
                 continue  # lost
             available[product] -= qty
-            rows.append({
-                "order_id": f"o-{p.run_id}-{c}-{m}-{seq}", "product_id": product, "seller_id": seller[product],
-                "warehouse_id": 0, "city_id": c, "order_qty": qty, "order_value": round(qty * unit, 2),
-                "order_ts": start + timedelta(milliseconds=offsets[seq]),
-            })
+            rows.append(
+                {
+                    "order_id": f"o-{p.run_id}-{c}-{m}-{seq}",
+                    "product_id": product,
+                    "seller_id": seller[product],
+                    "warehouse_id": 0,
+                    "city_id": c,
+                    "order_qty": qty,
+                    "order_value": round(qty * unit, 2),
+                    "order_ts": start + timedelta(milliseconds=offsets[seq]),
+                }
+            )
         n_rows += len(rows)
         rows.clear()
     return n_rows
@@ -120,18 +143,28 @@ def main(
     for _ in range(rounds):
         vec_rows, vec_s, vec_cpu = timed(vectorized, p, cat, lam, max(1, int(orders / lam)))
         loop_rows, loop_s, loop_cpu = timed(per_record_loop, p, cat, lam, max(1, int(loop_orders / lam)))
-        per_round.append({"vectorized_seconds": round(vec_s, 3), "vectorized_cpu_seconds": round(vec_cpu, 3),
-                          "loop_seconds": round(loop_s, 3), "loop_cpu_seconds": round(loop_cpu, 3),
-                          "speedup": round((vec_rows / vec_s) / (loop_rows / loop_s), 2),
-                          "speedup_cpu": round((vec_rows / vec_cpu) / (loop_rows / loop_cpu), 2)})
+        per_round.append(
+            {
+                "vectorized_seconds": round(vec_s, 3),
+                "vectorized_cpu_seconds": round(vec_cpu, 3),
+                "loop_seconds": round(loop_s, 3),
+                "loop_cpu_seconds": round(loop_cpu, 3),
+                "speedup": round((vec_rows / vec_s) / (loop_rows / loop_s), 2),
+                "speedup_cpu": round((vec_rows / vec_cpu) / (loop_rows / loop_cpu), 2),
+            }
+        )
     vec_rates = [vec_rows / r["vectorized_seconds"] for r in per_round]
     loop_rates = [loop_rows / r["loop_seconds"] for r in per_round]
     results = {
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
         "order_synthesis": {
-            "rounds": rounds, "vectorized_records": vec_rows, "loop_records": loop_rows,
-            "vectorized_records_per_s": round(statistics.median(vec_rates)), "vectorized_records_per_s_best": round(max(vec_rates)),
-            "loop_records_per_s": round(statistics.median(loop_rates)), "loop_records_per_s_best": round(max(loop_rates)),
+            "rounds": rounds,
+            "vectorized_records": vec_rows,
+            "loop_records": loop_rows,
+            "vectorized_records_per_s": round(statistics.median(vec_rates)),
+            "vectorized_records_per_s_best": round(max(vec_rates)),
+            "loop_records_per_s": round(statistics.median(loop_rates)),
+            "loop_records_per_s_best": round(max(loop_rates)),
             "speedup": round(statistics.median(r["speedup"] for r in per_round), 1),
             "speedup_cpu": round(statistics.median(r["speedup_cpu"] for r in per_round), 1),
             "per_round": per_round,
@@ -141,13 +174,23 @@ def main(
     from ray_gen.engine import LocalBackend, RayBackend, run
     from ray_gen.sinks import SinkSpec
 
-    ep = make_params(minutes=engine_minutes, base_orders_per_city_minute=engine_rate, batch_size=50_000,
-                     city_shards=1, warehouse_shards=1)
+    ep = make_params(
+        minutes=engine_minutes,
+        base_orders_per_city_minute=engine_rate,
+        batch_size=50_000,
+        city_shards=1,
+        warehouse_shards=1,
+    )
     t = time.perf_counter()
     prog, _, _ = run(ep, SinkSpec("null"), LocalBackend())
     s = time.perf_counter() - t
-    results["engine_inline_null"] = {"records": prog.records, "seconds": round(s, 2), "records_per_s": round(prog.records / s),
-                                     "orders": prog.orders, "inventory_events": prog.inventory_events}
+    results["engine_inline_null"] = {
+        "records": prog.records,
+        "seconds": round(s, 2),
+        "records_per_s": round(prog.records / s),
+        "orders": prog.orders,
+        "inventory_events": prog.inventory_events,
+    }
     if not skip_ray:
         from flashsale.settings import get_settings
 
@@ -159,10 +202,13 @@ def main(
             s = time.perf_counter() - t
         finally:
             backend.shutdown()
-        results["engine_local_ray_2x2_null"] = {"records": prog.records, "seconds": round(s, 2),
-                                                "records_per_s": round(prog.records / s)}
+        results["engine_local_ray_2x2_null"] = {
+            "records": prog.records,
+            "seconds": round(s, 2),
+            "records_per_s": round(prog.records / s),
+        }
     results["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    results["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "synthesis.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -173,14 +219,21 @@ def main(
     o = results["order_synthesis"]
     for label, key in (("vectorized model", "vectorized"), ("per-record loop", "loop")):
         seconds = statistics.median(r[f"{key}_seconds"] for r in o["per_round"])
-        table.add_row(f"orders: {label} (median of {rounds})", f"{o[f'{key}_records']:,}", f"{seconds:.3f}", f"{o[f'{key}_records_per_s']:,}")
+        table.add_row(
+            f"orders: {label} (median of {rounds})",
+            f"{o[f'{key}_records']:,}",
+            f"{seconds:.3f}",
+            f"{o[f'{key}_records_per_s']:,}",
+        )
     for key in ("engine_inline_null", "engine_local_ray_2x2_null"):
         if key in results:
             r = results[key]
             table.add_row(key.replace("_", " "), f"{r['records']:,}", str(r["seconds"]), f"{r['records_per_s']:,}")
     Console().print(table)
-    Console().print(f"speedup vectorized / loop, median of per-round ratios: {o['speedup']}x wall-clock, "
-                    f"{o['speedup_cpu']}x CPU time  (goal >= 20x, >= 2M records/s)")
+    Console().print(
+        f"speedup vectorized / loop, median of per-round ratios: {o['speedup']}x wall-clock, "
+        f"{o['speedup_cpu']}x CPU time  (goal >= 20x, >= 2M records/s)"
+    )
 
 
 if __name__ == "__main__":

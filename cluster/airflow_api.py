@@ -21,7 +21,8 @@ def token(s: Settings, password: str | None = None) -> str | None:
     req = urllib.request.Request(
         f"{base_url(s)}/auth/token",
         data=json.dumps({"username": s.airflow_admin_user, "password": password}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -35,7 +36,8 @@ def call(s: Settings, method: str, path: str, body: dict | None = None, jwt: str
     if jwt is None:
         raise RuntimeError(f"Airflow refused the admin login: is {airflow_password_file(s)} current?")
     req = urllib.request.Request(
-        f"{base_url(s)}/api/v2/{path.lstrip('/')}", method=method,
+        f"{base_url(s)}/api/v2/{path.lstrip('/')}",
+        method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {jwt}", "Content-Type": "application/json"},
     )
@@ -59,9 +61,18 @@ def fail_active_runs(s: Settings, dag_id: str) -> list[str]:
     from urllib.parse import quote
 
     jwt = token(s)
-    active = [r["dag_run_id"] for r in call(s, "GET", f"dags/{dag_id}/dagRuns?state=running&state=queued", jwt=jwt)["dag_runs"]]
+    active = [
+        r["dag_run_id"]
+        for r in call(s, "GET", f"dags/{dag_id}/dagRuns?state=running&state=queued", jwt=jwt)["dag_runs"]
+    ]
     for run_id in active:
-        call(s, "PATCH", f"dags/{dag_id}/dagRuns/{quote(run_id, safe='')}?update_mask=state", {"state": "failed"}, jwt=jwt)
+        call(
+            s,
+            "PATCH",
+            f"dags/{dag_id}/dagRuns/{quote(run_id, safe='')}?update_mask=state",
+            {"state": "failed"},
+            jwt=jwt,
+        )
     return active
 
 

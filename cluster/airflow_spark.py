@@ -40,7 +40,7 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
     def execute(self, context: Any) -> Any:
         from airflow.sdk import BaseHook
 
-        from cluster.spark import ensure_spark_archives, submit_conf
+        from cluster.spark_submit import ensure_spark_archives, submit_conf
         from cluster.yarn import safe_tag
         from flashsale.settings import get_settings
 
@@ -65,8 +65,9 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
             self.kill_submit_process()
             self.kill_yarn_applications()
             if isinstance(exc, AirflowTaskTimeout) and not self.retry_on_timeout:
-                raise AirflowFailException(f"timed out after {self.execution_timeout}; not retried: "
-                                           "the next scheduled run supersedes it") from exc
+                raise AirflowFailException(
+                    f"timed out after {self.execution_timeout}; not retried: the next scheduled run supersedes it"
+                ) from exc
             raise
 
     def on_kill(self) -> None:

@@ -72,7 +72,9 @@ def render_xml(name: str, text: str) -> str:
             prop = ET.SubElement(root, "property")
             ET.SubElement(prop, "name").text = key
             ET.SubElement(prop, "value").text = value
-    header = "<?xml version=\"1.0\"?>\n<!-- rendered by cluster/hadoop_conf.py from hadoop-conf/: edit those, not this -->\n"
+    header = (
+        '<?xml version="1.0"?>\n<!-- rendered by cluster/hadoop_conf.py from hadoop-conf/: edit those, not this -->\n'
+    )
     return header + ET.tostring(root, encoding="unicode") + "\n"
 
 

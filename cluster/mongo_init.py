@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flashsale import sharding
@@ -40,8 +40,9 @@ def initiate_config(name: str, hosts: list[str], configsvr: bool) -> dict:
     return {"_id": name, "configsvr": configsvr, "members": [{"_id": i, "host": h} for i, h in enumerate(hosts)]}
 
 
-def _client(host: str, keyfile: Path | None = None, user: str | None = None, password: str | None = None,
-            direct: bool = False):
+def _client(
+    host: str, keyfile: Path | None = None, user: str | None = None, password: str | None = None, direct: bool = False
+):
     import pymongo
 
     kwargs: dict = {"serverSelectionTimeoutMS": 5000, "connectTimeoutMS": 5000, "directConnection": direct}
@@ -138,9 +139,11 @@ def init(args, s: Settings) -> None:
         ensure_users(mongos, s)
     finally:
         mongos.close()
-    root = _client(args.mongos, user=s.mongo_root_user, password=_secret(s.mongo_root_password, "FLASHSALE_MONGO_ROOT_PASSWORD"))
+    root = _client(
+        args.mongos, user=s.mongo_root_user, password=_secret(s.mongo_root_password, "FLASHSALE_MONGO_ROOT_PASSWORD")
+    )
     try:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         names = sharding.initial_collections(now, s.hot_bucket_minutes, ahead=args.ahead)
         for line in sharding.apply(root, sharding.cluster_commands(s.mongo_db, names)):
             log(line)
@@ -151,11 +154,16 @@ def init(args, s: Settings) -> None:
 
 def keep(args, s: Settings) -> None:
     """Shard the next buckets before the writer's first insert creates them unsharded."""
-    root = _client(args.mongos, user=s.mongo_root_user, password=_secret(s.mongo_root_password, "FLASHSALE_MONGO_ROOT_PASSWORD"))
+    root = _client(
+        args.mongos, user=s.mongo_root_user, password=_secret(s.mongo_root_password, "FLASHSALE_MONGO_ROOT_PASSWORD")
+    )
     done: set[str] = set()
     while True:
-        names = [n for n in sharding.upcoming_buckets(datetime.now(timezone.utc), s.hot_bucket_minutes, ahead=args.ahead)
-                 if n not in done]
+        names = [
+            n
+            for n in sharding.upcoming_buckets(datetime.now(UTC), s.hot_bucket_minutes, ahead=args.ahead)
+            if n not in done
+        ]
         try:
             cmds = [c for n in names for c in sharding.collection_commands(s.mongo_db, n)]
             sharding.apply(root, cmds)
@@ -163,7 +171,7 @@ def keep(args, s: Settings) -> None:
             if names:
                 log(f"sharded ahead: {', '.join(names)}")
             if args.heartbeat:  # the compose healthcheck reads its age
-                Path(args.heartbeat).write_text(datetime.now(timezone.utc).isoformat())
+                Path(args.heartbeat).write_text(datetime.now(UTC).isoformat())
         except Exception as exc:  # noqa: BLE001 - keep trying; the healthcheck sees the log
             log(f"retrying after: {exc}")
         if args.once:

@@ -81,11 +81,17 @@ def start(run_dir: Path, name: str, command: list[str], env: dict[str, str], cwd
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=str(cwd or run_dir), start_new_session=True,
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=str(cwd or run_dir),
+            start_new_session=True,
         )
-    rec = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path),
-                        start_ticks(proc.pid))
+    rec = ProcessRecord(
+        name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path), start_ticks(proc.pid)
+    )
     state_path(run_dir, name).write_text(json.dumps(asdict(rec)))
     return rec
 

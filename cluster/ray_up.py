@@ -49,7 +49,9 @@ def node_processes(temp_dir: str = TEMP_DIR) -> list[psutil.Process]:
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if proc.pid not in spare and (any(_names_dir(a, temp_dir) for a in cmdline[1:]) or _logs_into(proc.pid, temp_dir)):
+        if proc.pid not in spare and (
+            any(_names_dir(a, temp_dir) for a in cmdline[1:]) or _logs_into(proc.pid, temp_dir)
+        ):
             found[proc.pid] = proc
             try:
                 found.update((c.pid, c) for c in proc.children(recursive=True) if c.pid not in spare)

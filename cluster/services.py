@@ -13,9 +13,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 from flashsale.settings import PROJECT_ROOT, Settings, hadoop_property
@@ -68,7 +68,9 @@ def java_home() -> str:
         return os.environ["JAVA_HOME"]
     java = shutil.which("java")
     if not java:
-        raise PrerequisiteError("Java 17 is not installed: run `make install` (apt-get install openjdk-17-jre-headless)")
+        raise PrerequisiteError(
+            "Java 17 is not installed: run `make install` (apt-get install openjdk-17-jre-headless)"
+        )
     return str(Path(os.path.realpath(java)).parents[1])
 
 
@@ -84,7 +86,16 @@ def hadoop_lib(s: Settings) -> Path:
 def _hotstore_command(s: Settings) -> list[str]:
     mongod = shutil.which("mongod")
     if mongod:  # a real MongoDB when one is installed
-        return [mongod, "--bind_ip", s.bind_host, "--port", str(s.mongo_port), "--dbpath", str(s.run_dir / "hotstore" / "mongod"), "--auth"]
+        return [
+            mongod,
+            "--bind_ip",
+            s.bind_host,
+            "--port",
+            str(s.mongo_port),
+            "--dbpath",
+            str(s.run_dir / "hotstore" / "mongod"),
+            "--auth",
+        ]
     binary = ferretdb_binary(s)
     if not binary.exists():
         raise PrerequisiteError(f"FerretDB is not built ({binary}): run `make install` (needs Go)")
@@ -119,7 +130,7 @@ def _hotstore_health(s: Settings) -> str:
     with mongo_client(s, timeout_ms=2000) as client:
         info = client.admin.command("buildInfo")
         client[s.mongo_db].command("ping")
-    if 'ferretdbVersion' in info:
+    if "ferretdbVersion" in info:
         return f"FerretDB {info['ferretdbVersion']} (MongoDB {info.get('version')} wire protocol)"
     return f"MongoDB {info.get('version')}"
 
@@ -131,18 +142,21 @@ def _redis_prepare(s: Settings) -> None:
     conf.touch(mode=0o600)
     conf.chmod(0o600)
     conf.write_text(
-        "\n".join([
-            f"bind {s.bind_host}",
-            f"port {s.redis_port}",
-            "protected-mode yes",
-            f"requirepass {s.redis_password.get_secret_value()}",
-            'save ""',  # a cache of derived KPIs: no persistence
-            "appendonly no",
-            f"dir {conf.parent}",
-            "daemonize no",
-            "maxmemory 512mb",
-            "maxmemory-policy volatile-ttl",
-        ]) + "\n"
+        "\n".join(
+            [
+                f"bind {s.bind_host}",
+                f"port {s.redis_port}",
+                "protected-mode yes",
+                f"requirepass {s.redis_password.get_secret_value()}",
+                'save ""',  # a cache of derived KPIs: no persistence
+                "appendonly no",
+                f"dir {conf.parent}",
+                "daemonize no",
+                "maxmemory 512mb",
+                "maxmemory-policy volatile-ttl",
+            ]
+        )
+        + "\n"
     )
 
 
@@ -174,7 +188,8 @@ def hadoop_java(s: Settings, main: str, heap_mb: int | None = None) -> list[str]
         f"-Dflashsale.run.dir={s.run_dir}",
         f"-Dhadoop.log.dir={s.run_dir / 'logs'}",
         "-Dhadoop.root.logger=INFO,console",
-        "-cp", f"{s.hadoop_conf_dir}:{lib}/*",
+        "-cp",
+        f"{s.hadoop_conf_dir}:{lib}/*",
         main,
     ]
 
@@ -226,7 +241,9 @@ def _nodemanager_health(s: Settings) -> str:
     return f"{metrics['activeNodes']} active NodeManager(s), {metrics['totalMB']} MB"
 
 
-def _hadoop_service(name: str, ports: Callable[[Settings], list[int]], health, prepare=lambda s: None, memory_mb=600) -> Service:
+def _hadoop_service(
+    name: str, ports: Callable[[Settings], list[int]], health, prepare=lambda s: None, memory_mb=600
+) -> Service:
     return Service(
         name=name,
         ports=ports,
@@ -293,7 +310,10 @@ def ray_temp_dir(s: Settings) -> Path:
 def _ray_command(s: Settings) -> list[str]:
     cpus = s.ray_num_cpus or os.cpu_count() or 2
     return [
-        str(BIN / "ray"), "start", "--head", "--block",
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
         f"--node-ip-address={s.bind_host}",
         f"--port={s.ray_port}",
         f"--dashboard-host={s.bind_host}",
@@ -319,32 +339,64 @@ SERVICES: dict[str, Service] = {
     svc.name: svc
     for svc in [
         Service(
-            "hotstore", ports=lambda s: [s.mongo_port], command=_hotstore_command, env=_hotstore_env,
-            prepare=_hotstore_prepare, health=_hotstore_health, memory_mb=300, start_timeout=60,
+            "hotstore",
+            ports=lambda s: [s.mongo_port],
+            command=_hotstore_command,
+            env=_hotstore_env,
+            prepare=_hotstore_prepare,
+            health=_hotstore_health,
+            memory_mb=300,
+            start_timeout=60,
         ),
         Service(
-            "redis", ports=lambda s: [s.redis_port], command=lambda s: [shutil.which("redis-server") or "redis-server", str(s.run_dir / "redis" / "redis.conf")],
-            prepare=_redis_prepare, health=_redis_health, memory_mb=64, start_timeout=20, needs=["redis-server"],
+            "redis",
+            ports=lambda s: [s.redis_port],
+            command=lambda s: [shutil.which("redis-server") or "redis-server", str(s.run_dir / "redis" / "redis.conf")],
+            prepare=_redis_prepare,
+            health=_redis_health,
+            memory_mb=64,
+            start_timeout=20,
+            needs=["redis-server"],
         ),
         _hadoop_service(
-            "namenode", lambda s: [_hdfs_port(s), _port_of(hadoop_property("hdfs-site", "dfs.namenode.http-address"))],
-            _namenode_health, prepare=_namenode_prepare,
+            "namenode",
+            lambda s: [_hdfs_port(s), _port_of(hadoop_property("hdfs-site", "dfs.namenode.http-address"))],
+            _namenode_health,
+            prepare=_namenode_prepare,
         ),
-        _hadoop_service("datanode", lambda s: [_port_of(hadoop_property("hdfs-site", "dfs.datanode.address"))], _datanode_health),
+        _hadoop_service(
+            "datanode", lambda s: [_port_of(hadoop_property("hdfs-site", "dfs.datanode.address"))], _datanode_health
+        ),
         _hadoop_service(
             "resourcemanager",
-            lambda s: [_port_of(hadoop_property("yarn-site", "yarn.resourcemanager.address")),
-                       _port_of(hadoop_property("yarn-site", "yarn.resourcemanager.webapp.address"))],
+            lambda s: [
+                _port_of(hadoop_property("yarn-site", "yarn.resourcemanager.address")),
+                _port_of(hadoop_property("yarn-site", "yarn.resourcemanager.webapp.address")),
+            ],
             _resourcemanager_health,
         ),
-        _hadoop_service("nodemanager", lambda s: [_port_of(hadoop_property("yarn-site", "yarn.nodemanager.webapp.address"))], _nodemanager_health),
-        Service(
-            "airflow", ports=lambda s: [s.airflow_port, s.airflow_worker_log_port, s.airflow_trigger_log_port], command=lambda s: [str(BIN / "airflow"), "standalone"],
-            env=airflow_env, health=_airflow_health, memory_mb=1200, start_timeout=240,
+        _hadoop_service(
+            "nodemanager",
+            lambda s: [_port_of(hadoop_property("yarn-site", "yarn.nodemanager.webapp.address"))],
+            _nodemanager_health,
         ),
         Service(
-            "ray", ports=lambda s: [s.ray_port, s.ray_dashboard_port, s.ray_client_port, s.ray_dashboard_agent_port], command=_ray_command, env=lambda s: s.ray_env(),
-            health=_ray_health, memory_mb=700, start_timeout=90,
+            "airflow",
+            ports=lambda s: [s.airflow_port, s.airflow_worker_log_port, s.airflow_trigger_log_port],
+            command=lambda s: [str(BIN / "airflow"), "standalone"],
+            env=airflow_env,
+            health=_airflow_health,
+            memory_mb=1200,
+            start_timeout=240,
+        ),
+        Service(
+            "ray",
+            ports=lambda s: [s.ray_port, s.ray_dashboard_port, s.ray_client_port, s.ray_dashboard_agent_port],
+            command=_ray_command,
+            env=lambda s: s.ray_env(),
+            health=_ray_health,
+            memory_mb=700,
+            start_timeout=90,
         ),
     ]
 }

@@ -151,11 +151,14 @@ def up(settings: Settings, only: list[str] | None = None, echo=print) -> list[Se
         raise RuntimeError("; ".join(f"{n}: {d}" for n, d in failed.items()))
 
     if s.profile == "cluster" and (not only or "namenode" in only):
-        from cluster.spark import ensure_spark_archives
+        from cluster.spark_submit import ensure_spark_archives
 
         ensure_spark_archives(s, echo=echo)
     if new_password:
-        echo(f"Airflow admin login: {s.airflow_admin_user} / {new_password}  (shown once; kept in {airflow_password_file(s)})")
+        echo(
+            f"Airflow admin login: {s.airflow_admin_user} / {new_password}  "
+            f"(shown once; kept in {airflow_password_file(s)})"
+        )
     elapsed = time.monotonic() - started_at
     echo(f"stack ({s.profile}) healthy in {elapsed:.1f}s" + ("" if to_start else " (already running: nothing to do)"))
     return status(s)
@@ -178,7 +181,9 @@ def down(settings: Settings, echo=print) -> None:
                 process.end_processes(family, grace_seconds=20)
                 echo(f"  stopped an orphaned {svc.name} (pid {orphan.pid}, port {port})")
     leftovers = [
-        f"{svc.name}:{port}" for svc in SERVICES.values() for port in svc.ports(s)
+        f"{svc.name}:{port}"
+        for svc in SERVICES.values()
+        for port in svc.ports(s)
         if process.port_open(s.bind_host, port) and _our_listener(s, port)
     ]
     if leftovers:
@@ -212,4 +217,6 @@ def status(s: Settings) -> list[ServiceStatus]:
 
 
 def status_json(statuses: list[ServiceStatus]) -> str:
-    return json.dumps({"services": [asdict(x) for x in statuses], "healthy": all(x.healthy for x in statuses)}, indent=2)
+    return json.dumps(
+        {"services": [asdict(x) for x in statuses], "healthy": all(x.healthy for x in statuses)}, indent=2
+    )

@@ -41,7 +41,8 @@ def kill_apps_with_tag(s: Settings, tag: str) -> list[str]:
     for app in apps_with_tag(s, tag):
         req = urllib.request.Request(
             f"{s.resourcemanager_http}/ws/v1/cluster/apps/{app['id']}/state",
-            data=json.dumps({"state": "KILLED"}).encode(), method="PUT",
+            data=json.dumps({"state": "KILLED"}).encode(),
+            method="PUT",
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=10):  # noqa: S310

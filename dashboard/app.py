@@ -9,7 +9,8 @@ lives in ``st.session_state`` so a Redis outage or a stale snapshot greys it out
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -48,9 +49,12 @@ def _settings():
 def _header(settings) -> None:
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     left.markdown("##### Flash Sale Stockout Radar — tactical view")
-    links = " · ".join(f'<a href="{html.escape(url)}" target="_blank">{label}</a>' if url
-                       else f"<span title='runs with the cluster profile'>{label} (cluster only)</span>"
-                       for label, url in ui_links(_ui_urls(settings)))
+    links = " · ".join(
+        f'<a href="{html.escape(url)}" target="_blank">{label}</a>'
+        if url
+        else f"<span title='runs with the cluster profile'>{label} (cluster only)</span>"
+        for label, url in ui_links(_ui_urls(settings))
+    )
     right.markdown(f"<div style='text-align:right'>{links}</div>", unsafe_allow_html=True)
 
 
@@ -64,9 +68,18 @@ def _ui_urls(settings) -> dict[str, str]:
 def _tiles(view: DashboardView) -> None:
     for col, t in zip(st.columns(len(view.tiles)), view.tiles):
         with col:
-            st.metric(t.label, t.value, t.delta, delta_color=t.delta_color, help=t.help, border=True,
-                      chart_data=list(t.chart) if t.chart else None, chart_type="area" if t.key == "orders" else "line",
-                      delta_arrow="auto" if t.arrow else "off", height="stretch")
+            st.metric(
+                t.label,
+                t.value,
+                t.delta,
+                delta_color=t.delta_color,
+                help=t.help,
+                border=True,
+                chart_data=list(t.chart) if t.chart else None,
+                chart_type="area" if t.key == "orders" else "line",
+                delta_arrow="auto" if t.arrow else "off",
+                height="stretch",
+            )
 
 
 def _style_action(label: str) -> str:
@@ -82,9 +95,12 @@ def _alerts(view: DashboardView, height: int) -> None:
         st.success("No open alerts: no product is at stockout risk within the horizon.")
         return
     df = pd.DataFrame([a.cells() for a in view.alerts], columns=list(ALERT_COLUMNS))
-    styled = (df.style.map(_style_action, subset=["Action"])
-              .bar(subset=["P(stockout)"], vmin=0.0, vmax=1.0, color="#f4a3a3")
-              .format({"P(stockout)": "{:.0%}"}).hide(axis="index"))
+    styled = (
+        df.style.map(_style_action, subset=["Action"])
+        .bar(subset=["P(stockout)"], vmin=0.0, vmax=1.0, color="#f4a3a3")
+        .format({"P(stockout)": "{:.0%}"})
+        .hide(axis="index")
+    )
     # st.table: plain HTML (readable by screen readers and browser tests), scrolls inside its fixed height
     st.table(styled, height=height, hide_index=True)
 
@@ -92,17 +108,36 @@ def _alerts(view: DashboardView, height: int) -> None:
 def _where(view: DashboardView, compact: bool) -> None:
     st.markdown(f"##### Where — risk by {view.geo_level}")
     if view.geo:
-        geo = pd.DataFrame({"place": [g.place for g in view.geo], "high risk": [g.high for g in view.geo],
-                            "watch": [g.watch for g in view.geo]})
-        st.bar_chart(geo, x="place", y=["high risk", "watch"], color=["#d62728", "#ff9f1c"], horizontal=True,
-                     height=140 if compact else 155, x_label="", y_label="", sort=False)
+        geo = pd.DataFrame(
+            {
+                "place": [g.place for g in view.geo],
+                "high risk": [g.high for g in view.geo],
+                "watch": [g.watch for g in view.geo],
+            }
+        )
+        st.bar_chart(
+            geo,
+            x="place",
+            y=["high risk", "watch"],
+            color=["#d62728", "#ff9f1c"],
+            horizontal=True,
+            height=140 if compact else 155,
+            x_label="",
+            y_label="",
+            sort=False,
+        )
     else:
         st.caption(f"No {view.geo_level} has a product at risk.")
     st.markdown(f"##### Overloaded warehouses ({len(view.overloaded)} / {view.warehouses_total})")
     if view.overloaded:
-        st.table(pd.DataFrame([(w.warehouse, w.city, w.load, w.delay) for w in view.overloaded],
-                              columns=["Warehouse", "City", "Load", "Delay"]), height=100 if compact else 150,
-                 hide_index=True)
+        st.table(
+            pd.DataFrame(
+                [(w.warehouse, w.city, w.load, w.delay) for w in view.overloaded],
+                columns=["Warehouse", "City", "Load", "Delay"],
+            ),
+            height=100 if compact else 150,
+            hide_index=True,
+        )
     else:
         st.caption("No warehouse is overloaded.")
     st.markdown("##### Risk trend", help=view.risk_trend_label)
@@ -112,13 +147,23 @@ def _where(view: DashboardView, compact: bool) -> None:
         st.caption("The trend appears after two KPI runs.")
 
 
-def _sparkline(values) -> "alt.Chart":
+if TYPE_CHECKING:
+    import altair as alt
+
+
+def _sparkline(values) -> alt.Chart:
     import altair as alt
 
     df = pd.DataFrame({"run": range(len(values)), "expected stockouts": list(values)})
-    return (alt.Chart(df, height=90).mark_area(line={"color": "#d62728"}, color="#f7c6c6")
-            .encode(x=alt.X("run:Q", axis=None), y=alt.Y("expected stockouts:Q", axis=alt.Axis(title=None, tickCount=3)),
-                    tooltip=["expected stockouts"]))
+    return (
+        alt.Chart(df, height=90)
+        .mark_area(line={"color": "#d62728"}, color="#f7c6c6")
+        .encode(
+            x=alt.X("run:Q", axis=None),
+            y=alt.Y("expected stockouts:Q", axis=alt.Axis(title=None, tickCount=3)),
+            tooltip=["expected stockouts"],
+        )
+    )
 
 
 def render(screen: Screen) -> None:
@@ -140,8 +185,13 @@ def refresh() -> None:
     try:
         s = _settings()
         fetched = source.fetch(_client(s.redis_url, s), keys_for(s))
-        screen = resolve(fetched, st.session_state.get("last_good"), datetime.now(timezone.utc),
-                         s.dashboard_stale_seconds, s.dashboard_refresh_seconds)
+        screen = resolve(
+            fetched,
+            st.session_state.get("last_good"),
+            datetime.now(UTC),
+            s.dashboard_stale_seconds,
+            s.dashboard_refresh_seconds,
+        )
         st.session_state["last_good"] = screen.last_good
         render(screen)
     except Exception as exc:  # noqa: BLE001 - never a traceback on screen; the next refresh retries

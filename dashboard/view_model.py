@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
-
-UTC = timezone.utc
 
 # action -> (label, background colour of the cell). Acting actions are upper case and coloured; "monitor" is
 # lower case and grey, so the difference survives greyscale (stale view) and colour blindness. No emoji:
@@ -125,8 +123,16 @@ class AlertRow:
     status: str
 
     def cells(self) -> tuple:
-        return (self.product, self.warehouse, self.city, self.eta_median, self.eta_pessimistic, self.p_stockout,
-                self.action_label, self.reason)
+        return (
+            self.product,
+            self.warehouse,
+            self.city,
+            self.eta_median,
+            self.eta_pessimistic,
+            self.p_stockout,
+            self.action_label,
+            self.reason,
+        )
 
 
 @dataclass(frozen=True)
@@ -222,19 +228,21 @@ def alert_rows(snapshot: dict) -> tuple[AlertRow, ...]:
         sku = skus.get((pid, wid), {})
         wh = warehouses.get(wid) or sku
         category = sku.get("category")
-        rows.append(AlertRow(
-            alert_id=str(a.get("alert_id", f"{pid}:{wid}")),
-            product=f"#{pid} {category}" if category else f"#{pid}",
-            warehouse=wh.get("warehouse_name") or f"W{wid}",
-            city=wh.get("city") or "—",
-            eta_median=format_eta(n.get("eta_median_min")),
-            eta_pessimistic=format_eta(n.get("eta_pessimistic_min")),
-            p_stockout=round(_num(n.get("p_stockout")), 4),
-            action=str(a.get("action", "")),
-            action_label=_action_label(str(a.get("action", "")), n),
-            reason=str(a.get("reason", "")) + (" (clearing)" if a.get("status") == "clearing" else ""),
-            status=str(a.get("status", "")),
-        ))
+        rows.append(
+            AlertRow(
+                alert_id=str(a.get("alert_id", f"{pid}:{wid}")),
+                product=f"#{pid} {category}" if category else f"#{pid}",
+                warehouse=wh.get("warehouse_name") or f"W{wid}",
+                city=wh.get("city") or "—",
+                eta_median=format_eta(n.get("eta_median_min")),
+                eta_pessimistic=format_eta(n.get("eta_pessimistic_min")),
+                p_stockout=round(_num(n.get("p_stockout")), 4),
+                action=str(a.get("action", "")),
+                action_label=_action_label(str(a.get("action", "")), n),
+                reason=str(a.get("reason", "")) + (" (clearing)" if a.get("status") == "clearing" else ""),
+                status=str(a.get("status", "")),
+            )
+        )
     return tuple(rows)
 
 
@@ -256,22 +264,53 @@ def tiles(snapshot: dict, fresh: Freshness) -> tuple[Tile, ...]:
 
     n_wh = len(snapshot.get("warehouses") or [])
     out = (
-        Tile("orders", "Orders / min", f"{last:,}",
-             f"{_signed(last - prev_minute)} vs prev. min" if prev_minute is not None else None, "normal",
-             f"orders in the last complete minute; window average {_num(k.get('orders_per_minute_avg')):,.1f}/min",
-             tuple(opm) if len(opm) >= 2 else None),
-        Tile("high_risk", "High-risk SKUs", f"{_int(k.get('high_risk_sku_count')):,}",
-             trend_delta("high_risk_sku_count"), "inverse",
-             f"distinct products with a warehouse at high stockout risk "
-             f"({_int(k.get('high_risk_pairs')):,} product×warehouse pairs, {_int(k.get('watch_pairs')):,} on watch)",
-             trend_chart("high_risk_sku_count")),
-        Tile("alerts", "Open alerts", f"{_int(k.get('open_alerts')):,}", trend_delta("open_alerts"), "inverse",
-             "alerts open after hysteresis (new, open or clearing)", trend_chart("open_alerts")),
-        Tile("overloaded", "Overloaded warehouses",
-             f"{_int(k.get('overloaded_warehouses')):,} / {n_wh}" if n_wh else f"{_int(k.get('overloaded_warehouses')):,}",
-             None, "off", "load over capacity or fulfillment delay over its limit"),
-        Tile("freshness", "Data freshness", fresh.ago, f"as of {fresh.clock}", "off",
-             f"{fresh.text}; KPI run {snapshot.get('run_id', '?')}", arrow=False),
+        Tile(
+            "orders",
+            "Orders / min",
+            f"{last:,}",
+            f"{_signed(last - prev_minute)} vs prev. min" if prev_minute is not None else None,
+            "normal",
+            f"orders in the last complete minute; window average {_num(k.get('orders_per_minute_avg')):,.1f}/min",
+            tuple(opm) if len(opm) >= 2 else None,
+        ),
+        Tile(
+            "high_risk",
+            "High-risk SKUs",
+            f"{_int(k.get('high_risk_sku_count')):,}",
+            trend_delta("high_risk_sku_count"),
+            "inverse",
+            f"distinct products with a warehouse at high stockout risk "
+            f"({_int(k.get('high_risk_pairs')):,} product×warehouse pairs, {_int(k.get('watch_pairs')):,} on watch)",
+            trend_chart("high_risk_sku_count"),
+        ),
+        Tile(
+            "alerts",
+            "Open alerts",
+            f"{_int(k.get('open_alerts')):,}",
+            trend_delta("open_alerts"),
+            "inverse",
+            "alerts open after hysteresis (new, open or clearing)",
+            trend_chart("open_alerts"),
+        ),
+        Tile(
+            "overloaded",
+            "Overloaded warehouses",
+            f"{_int(k.get('overloaded_warehouses')):,} / {n_wh}"
+            if n_wh
+            else f"{_int(k.get('overloaded_warehouses')):,}",
+            None,
+            "off",
+            "load over capacity or fulfillment delay over its limit",
+        ),
+        Tile(
+            "freshness",
+            "Data freshness",
+            fresh.ago,
+            f"as of {fresh.clock}",
+            "off",
+            f"{fresh.text}; KPI run {snapshot.get('run_id', '?')}",
+            arrow=False,
+        ),
     )
     # no change: grey, no arrow (an up arrow on "±0" reads as "worse")
     return tuple(replace(t, delta_color="off", arrow=False) if t.delta and t.delta.startswith("±0") else t for t in out)
@@ -280,22 +319,37 @@ def tiles(snapshot: dict, fresh: Freshness) -> tuple[Tile, ...]:
 def geo_rows(snapshot: dict, limit: int = 8) -> tuple[str, tuple[GeoRow, ...]]:
     """Risk by city (by province when there are more cities than fit), most expected stockouts first."""
     cities = snapshot.get("geo_city") or []
-    level, rows = ("city", cities) if len(cities) <= limit or not snapshot.get("geo_province") else (
-        "province", snapshot.get("geo_province") or [])
+    level, rows = (
+        ("city", cities)
+        if len(cities) <= limit or not snapshot.get("geo_province")
+        else ("province", snapshot.get("geo_province") or [])
+    )
     rows = [r for r in rows if _int(r.get("high_risk_pairs")) or _int(r.get("watch_pairs"))]
     rows.sort(key=lambda r: (-_num(r.get("expected_stockouts")), str(r.get(level))))
-    return level, tuple(GeoRow(str(r.get(level)), _int(r.get("high_risk_pairs")), _int(r.get("watch_pairs")),
-                               round(_num(r.get("expected_stockouts")), 2)) for r in rows[:limit])
+    return level, tuple(
+        GeoRow(
+            str(r.get(level)),
+            _int(r.get("high_risk_pairs")),
+            _int(r.get("watch_pairs")),
+            round(_num(r.get("expected_stockouts")), 2),
+        )
+        for r in rows[:limit]
+    )
 
 
 def overloaded_rows(snapshot: dict) -> tuple[WarehouseRow, ...]:
     whs = [w for w in snapshot.get("warehouses") or [] if w.get("overloaded")]
     whs.sort(key=lambda w: (-_num(w.get("load_ratio")), -_num(w.get("fulfillment_delay"))))
-    return tuple(WarehouseRow(
-        warehouse=w.get("warehouse_name") or f"W{w.get('warehouse_id')}", city=w.get("city") or "—",
-        load=f"{_num(w.get('load_ratio')):.2f}× cap",
-        delay=f"{_num(w.get('fulfillment_delay')):.0f} min" if w.get("fulfillment_delay") is not None else "—",
-        reason=str(w.get("reason") or "")) for w in whs)
+    return tuple(
+        WarehouseRow(
+            warehouse=w.get("warehouse_name") or f"W{w.get('warehouse_id')}",
+            city=w.get("city") or "—",
+            load=f"{_num(w.get('load_ratio')):.2f}× cap",
+            delay=f"{_num(w.get('fulfillment_delay')):.0f} min" if w.get("fulfillment_delay") is not None else "—",
+            reason=str(w.get("reason") or ""),
+        )
+        for w in whs
+    )
 
 
 def build_view(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo | None = None) -> DashboardView:
@@ -319,8 +373,14 @@ def build_view(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo |
 
 
 # ------------------------------------------------------------------ the refresh state machine
-def resolve(fetch: Fetch, last_good: dict | None, now: datetime, stale_seconds: float,
-            refresh_seconds: float, tz: tzinfo | None = None) -> Screen:
+def resolve(
+    fetch: Fetch,
+    last_good: dict | None,
+    now: datetime,
+    stale_seconds: float,
+    refresh_seconds: float,
+    tz: tzinfo | None = None,
+) -> Screen:
     """What to show after one read. Live data when fresh; otherwise the newest data we have, greyed,
     under a banner that says why. A later successful read recovers by itself (no state but last_good)."""
     retry = f"retrying every {refresh_seconds:g} s"
@@ -332,14 +392,20 @@ def resolve(fetch: Fetch, last_good: dict | None, now: datetime, stale_seconds: 
             view = build_view(last_good, now, stale_seconds, tz)
         except Exception:  # noqa: BLE001 - the last good snapshot rendered before; be safe anyway
             return Screen(None, Banner(level, banner_text), True, None)
-        return Screen(view, Banner(level, f"{banner_text} Showing the last good data ({view.freshness.text}), greyed out."),
-                      True, last_good)
+        return Screen(
+            view,
+            Banner(level, f"{banner_text} Showing the last good data ({view.freshness.text}), greyed out."),
+            True,
+            last_good,
+        )
 
     if fetch.error is not None:
         return fallback(f"⚠ Redis unreachable ({fetch.error}); {retry}.", "error")
     if fetch.snapshot is None:
-        return fallback(f"⚠ No KPI snapshot in Redis (never written or expired: is the KPI job running?); {retry}.",
-                        "warning" if last_good else "info")
+        return fallback(
+            f"⚠ No KPI snapshot in Redis (never written or expired: is the KPI job running?); {retry}.",
+            "warning" if last_good else "info",
+        )
     try:
         view = build_view(fetch.snapshot, now, stale_seconds, tz)
     except Exception as exc:  # noqa: BLE001 - a malformed snapshot must not reach the screen as a traceback
@@ -349,9 +415,16 @@ def resolve(fetch: Fetch, last_good: dict | None, now: datetime, stale_seconds: 
         newest = last_good  # never replace newer data by an older snapshot
     if view.freshness.stale:
         limit = format_age(stale_seconds).removesuffix(" ago")
-        return Screen(view, Banner("warning", f"⚠ Stale data: the latest KPI snapshot is {view.freshness.text} "
-                                              f"(limit {limit}); is the KPI job running? {retry.capitalize()}."),
-                      True, newest)
+        return Screen(
+            view,
+            Banner(
+                "warning",
+                f"⚠ Stale data: the latest KPI snapshot is {view.freshness.text} "
+                f"(limit {limit}); is the KPI job running? {retry.capitalize()}.",
+            ),
+            True,
+            newest,
+        )
     return Screen(view, None, False, newest)
 
 
@@ -364,6 +437,28 @@ def ui_links(urls: dict[str, str]) -> tuple[tuple[str, str | None], ...]:
     return tuple((label, urls.get(key)) for key, label in UI_LABELS.items())
 
 
-__all__ = ["ACTIONS", "ALERT_COLUMNS", "AlertRow", "Banner", "DashboardView", "Fetch", "Freshness", "GeoRow",
-           "Screen", "Tile", "WarehouseRow", "alert_rows", "build_view", "format_age", "format_eta", "freshness",
-           "geo_rows", "overloaded_rows", "parse_ts", "resolve", "tiles", "ui_links", "urgency_key"]
+__all__ = [
+    "ACTIONS",
+    "ALERT_COLUMNS",
+    "AlertRow",
+    "Banner",
+    "DashboardView",
+    "Fetch",
+    "Freshness",
+    "GeoRow",
+    "Screen",
+    "Tile",
+    "WarehouseRow",
+    "alert_rows",
+    "build_view",
+    "format_age",
+    "format_eta",
+    "freshness",
+    "geo_rows",
+    "overloaded_rows",
+    "parse_ts",
+    "resolve",
+    "tiles",
+    "ui_links",
+    "urgency_key",
+]

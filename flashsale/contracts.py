@@ -10,9 +10,10 @@ be UTC; the rejection names the field.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Iterable, Literal, Sequence
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -237,7 +238,10 @@ def _type_code(kind: Kind, t: type) -> int:
 
 
 _BUILD_TYPES: dict[Kind, pa.DataType] = {
-    "id": pa.string(), "int": pa.int64(), "float": pa.float64(), "str": pa.string(),
+    "id": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "str": pa.string(),
     "ts": pa.timestamp("us", tz="UTC"),  # built in us so that sub-millisecond values are seen, not truncated
 }
 
@@ -291,15 +295,28 @@ class BatchValidation:
 
     def quality(self, docs: Sequence[dict] | None = None, examples: int = 5) -> dict:
         """The data-quality summary (the KPI snapshot's ``data_quality`` entry, plus a few examples)."""
-        keys = [str(docs[i].get(self.contract.key, docs[i].get("_id"))) if docs is not None else str(i)
-                for i in self.rejected[:examples]]
-        return {"read": self.read, "valid": self.valid.num_rows, "quarantined": self.quarantined,
-                "by_reason": self.by_reason, "examples": [f"{k}: {r}" for k, r in zip(keys, self.reasons)]}
+        keys = [
+            str(docs[i].get(self.contract.key, docs[i].get("_id"))) if docs is not None else str(i)
+            for i in self.rejected[:examples]
+        ]
+        return {
+            "read": self.read,
+            "valid": self.valid.num_rows,
+            "quarantined": self.quarantined,
+            "by_reason": self.by_reason,
+            "examples": [f"{k}: {r}" for k, r in zip(keys, self.reasons)],
+        }
 
 
-def validate_batch(contract: Contract | str, docs: Sequence[dict], *, known_ids: dict[str, Iterable] | None = None,
-                   as_of: datetime | None = None, future_skew_seconds: int = 0,
-                   whole_documents: bool = False) -> BatchValidation:
+def validate_batch(
+    contract: Contract | str,
+    docs: Sequence[dict],
+    *,
+    known_ids: dict[str, Iterable] | None = None,
+    as_of: datetime | None = None,
+    future_skew_seconds: int = 0,
+    whole_documents: bool = False,
+) -> BatchValidation:
     """Split documents into typed valid rows and quarantined ones, column by column.
 
     Per document the first failing check names the reason, checking ``_id`` (whole documents only),
@@ -329,8 +346,11 @@ def validate_batch(contract: Contract | str, docs: Sequence[dict], *, known_ids:
         ids = [d.get("_id", _ABSENT) for d in docs]
         keys = [d.get(contract.key, _ABSENT) for d in docs]
         if ids != keys:  # the common case (every _id mirrors its key) costs one list comparison
-            fail(_CODE["key_mismatch"], np.fromiter((i is not _ABSENT and (k is _ABSENT or i != k)
-                                                     for i, k in zip(ids, keys)), bool, n), -1)
+            fail(
+                _CODE["key_mismatch"],
+                np.fromiter((i is not _ABSENT and (k is _ABSENT or i != k) for i, k in zip(ids, keys)), bool, n),
+                -1,
+            )
         has_id = np.fromiter((i is not _ABSENT for i in ids), np.int64, n) if any(i is _ABSENT for i in ids) else 1
     present = np.zeros(n, np.int64)  # contract fields each document has (for the unexpected-field check)
     arrays = []
@@ -356,7 +376,11 @@ def validate_batch(contract: Contract | str, docs: Sequence[dict], *, known_ids:
         fail(code, code != 0, j)
         arrays.append(arr)
     if whole_documents:
-        fail(_CODE["unexpected_field"], np.fromiter(map(len, docs), np.int64, n) > present + has_id, len(contract.columns))
+        fail(
+            _CODE["unexpected_field"],
+            np.fromiter(map(len, docs), np.int64, n) > present + has_id,
+            len(contract.columns),
+        )
 
     ok = first == 0
     schema = arrow_schema(contract)
@@ -401,7 +425,24 @@ def to_document(contract: Contract, record: dict) -> dict:
 
 
 __all__ = [
-    "BatchValidation", "CITIES_DIM", "CONTRACTS", "Column", "Contract", "ContractError", "DIMS", "FACTS",
-    "INVENTORY_FACT", "MODELS", "ORDERS_FACT", "PRODUCTS_DIM", "REASONS", "WAREHOUSES_DIM", "arrow_schema",
-    "partition_valid", "spark_ddl", "to_document", "validate", "validate_batch",
+    "BatchValidation",
+    "CITIES_DIM",
+    "CONTRACTS",
+    "Column",
+    "Contract",
+    "ContractError",
+    "DIMS",
+    "FACTS",
+    "INVENTORY_FACT",
+    "MODELS",
+    "ORDERS_FACT",
+    "PRODUCTS_DIM",
+    "REASONS",
+    "WAREHOUSES_DIM",
+    "arrow_schema",
+    "partition_valid",
+    "spark_ddl",
+    "to_document",
+    "validate",
+    "validate_batch",
 ]

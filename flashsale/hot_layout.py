@@ -14,8 +14,8 @@ Every writer, reader and the archiver use these functions; nothing else builds a
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
@@ -34,12 +34,12 @@ def bucket_start(ts: datetime, bucket_minutes: int) -> datetime:
     _check(bucket_minutes)
     if ts.tzinfo is None:
         raise ValueError("bucket_start needs a timezone-aware timestamp")
-    ts = ts.astimezone(timezone.utc)
+    ts = ts.astimezone(UTC)
     return ts.replace(minute=ts.minute - ts.minute % bucket_minutes, second=0, microsecond=0)
 
 
 def bucket_name(contract: Contract, start: datetime) -> str:
-    return f"{contract.name}{SEPARATOR}{start.astimezone(timezone.utc):%Y%m%d_%H%M}"
+    return f"{contract.name}{SEPARATOR}{start.astimezone(UTC):%Y%m%d_%H%M}"
 
 
 def collection_for(contract: Contract, ts: datetime, bucket_minutes: int) -> str:
@@ -52,10 +52,10 @@ def parse_bucket(contract: Contract, name: str) -> datetime | None:
     prefix = contract.name + SEPARATOR
     if not name.startswith(prefix):
         return None
-    m = _SUFFIX.match(name[len(prefix):])
+    m = _SUFFIX.match(name[len(prefix) :])
     if not m:
         return None
-    return datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M").replace(tzinfo=timezone.utc)
+    return datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M").replace(tzinfo=UTC)
 
 
 def buckets_overlapping(contract: Contract, start: datetime, end: datetime, bucket_minutes: int) -> list[str]:
@@ -73,7 +73,9 @@ def existing_buckets(contract: Contract, collection_names: Iterable[str]) -> lis
     return sorted((t, n) for t, n in found if t is not None)
 
 
-def split_by_bucket(contract: Contract, rows: "pa.Table | pa.RecordBatch", bucket_minutes: int) -> dict[str, "pa.Table | pa.RecordBatch"]:
+def split_by_bucket(
+    contract: Contract, rows: pa.Table | pa.RecordBatch, bucket_minutes: int
+) -> dict[str, pa.Table | pa.RecordBatch]:
     """A batch of facts split by destination bucket, vectorized (a batch spans one or two buckets)."""
     import pyarrow.compute as pc
 

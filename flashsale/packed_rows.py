@@ -44,7 +44,7 @@ class Strings:
         """(offsets, data) of the column as numpy views, honouring the array's slice offset."""
         _, offsets, data = self.array.buffers()
         n, at = len(self.array), self.array.offset
-        off = np.frombuffer(offsets, dtype=np.int32)[at:at + n + 1]
+        off = np.frombuffer(offsets, dtype=np.int32)[at : at + n + 1]
         return off, (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
 
 
@@ -93,14 +93,14 @@ def pack(n: int, pieces: list[Piece]) -> tuple[np.ndarray, np.ndarray]:
                 at += w
             layouts[key] = (np.concatenate(template) if template else np.zeros(0, np.uint8), fills)
         template, fills = layouts[key]
-        block = data[offsets[s]:offsets[e]].reshape(e - s, len(template))
+        block = data[offsets[s] : offsets[e]].reshape(e - s, len(template))
         block[:] = template
         for k, at, w in fills:
             if k in strings:
                 off, chars = strings[k]
-                block[:, at:at + w] = chars[off[s]:off[e]].reshape(e - s, w)
+                block[:, at : at + w] = chars[off[s] : off[e]].reshape(e - s, w)
             else:
-                block[:, at:at + w] = pieces[k].matrix[s:e, :w]
+                block[:, at : at + w] = pieces[k].matrix[s:e, :w]
     return data, offsets
 
 
@@ -113,6 +113,7 @@ def string_array(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
 
 
 # --- "-<n>" for non-negative ints (id parts) -----------------------------------------------------
+
 
 def _dash_decimals(values: np.ndarray) -> Rows:
     top = int(values.max()) if len(values) else 0
@@ -132,7 +133,7 @@ _table = Rows(np.zeros((0, 8), np.uint8), np.zeros(0, np.int64))
 
 
 def dash_decimals(values: np.ndarray) -> Rows:
-    """"-<v>" for each non-negative int v."""
+    """ "-<v>" for each non-negative int v."""
     global _table
     if len(values) == 0 or int(values.min()) < 0:
         if len(values):

@@ -44,7 +44,8 @@ Snapshot fields (JSON object; times are ISO-8601 UTC strings; every table is cap
   (zeros included).
 - ``sku_risk``: top ``max_table_rows`` (product, warehouse) rows by ``p_stockout``: ``product_id``,
   ``category``, ``warehouse_id``, ``warehouse_name``, ``city``, ``province``, ``available`` (on hand
-  minus reserved), ``inbound_units`` (restocks on the way), ``velocity`` (smoothed units/min), ``baseline_velocity`` (archive, null if none),
+  minus reserved), ``inbound_units`` (restocks on the way), ``velocity`` (smoothed units/min),
+  ``baseline_velocity`` (archive, null if none),
   ``eta_median_min`` / ``eta_pessimistic_min`` (minutes to stock out: Gamma median and early quantile;
   null = no demand), ``p_stockout`` (within the action horizon), ``risk`` (``high``/``watch``/``low``).
 - ``warehouses``: every warehouse: ``warehouse_id``, ``warehouse_name``, ``city``, ``province``,
@@ -131,8 +132,18 @@ def trend_point(snapshot: dict) -> dict:
         "run_id": snapshot["run_id"],
         "computed_at": snapshot["computed_at"],
         "data_as_of": snapshot["data_as_of"],
-        **{f: k[f] for f in ("high_risk_sku_count", "high_risk_pairs", "watch_pairs", "open_alerts",
-                             "expected_stockouts", "orders_last_minute", "quarantined_docs")},
+        **{
+            f: k[f]
+            for f in (
+                "high_risk_sku_count",
+                "high_risk_pairs",
+                "watch_pairs",
+                "open_alerts",
+                "expected_stockouts",
+                "orders_last_minute",
+                "quarantined_docs",
+            )
+        },
     }
 
 
@@ -146,9 +157,18 @@ def _superseded(current: dict | None, expected: dict | None, data_as_of: str) ->
     return current is not None and datetime.fromisoformat(current["data_as_of"]) > datetime.fromisoformat(data_as_of)
 
 
-def write_snapshot(client, keys: Keys, snapshot: dict, *, ttl_seconds: int, trend_max_points: int,
-                   alert_state: dict | None = None, inventory_state: dict | None = None,
-                   expect_head: dict | None | object = _UNCONDITIONAL, app_started_at: float | None = None) -> int | None:
+def write_snapshot(
+    client,
+    keys: Keys,
+    snapshot: dict,
+    *,
+    ttl_seconds: int,
+    trend_max_points: int,
+    alert_state: dict | None = None,
+    inventory_state: dict | None = None,
+    expect_head: dict | None | object = _UNCONDITIONAL,
+    app_started_at: float | None = None,
+) -> int | None:
     """Write one run in a single MULTI/EXEC; returns the snapshot size in bytes.
 
     ``expect_head``: the head read with the carried state (:func:`read_state`). Given, the write is a
@@ -220,5 +240,15 @@ def read_head(client, keys: Keys) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-__all__ = ["Keys", "MAX_SNAPSHOT_BYTES", "SNAPSHOT_SCHEMA", "SnapshotTooLarge", "keys_for", "read_head", "read_snapshot",
-           "read_state", "trend_point", "write_snapshot"]
+__all__ = [
+    "Keys",
+    "MAX_SNAPSHOT_BYTES",
+    "SNAPSHOT_SCHEMA",
+    "SnapshotTooLarge",
+    "keys_for",
+    "read_head",
+    "read_snapshot",
+    "read_state",
+    "trend_point",
+    "write_snapshot",
+]

@@ -23,9 +23,10 @@ Dimensions stay unsharded (tens of thousands of rows, read whole) on the databas
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from flashsale.contracts import DIMS, FACTS, Contract
 from flashsale.hot_layout import bucket_name, bucket_start, parse_bucket
@@ -52,7 +53,7 @@ def fact_for(name: str) -> Contract | None:
 
 
 def time_index(contract: Contract) -> dict[str, Any]:
-    # the same key pattern spark/hot_store.py's ensure_time_index creates, so names match
+    # the same key pattern flashsale/hot_store.py's ensure_time_index creates, so names match
     return {"key": {contract.time_column: 1}, "name": f"{contract.time_column}_1"}
 
 
@@ -96,15 +97,20 @@ def app_role(db: str) -> dict[str, Any]:
     """The writer's role: create and shard its own bucket collections and their indexes, nothing else."""
     return {
         "createRole": APP_ROLE,
-        "privileges": [{"resource": {"db": db, "collection": ""},
-                        "actions": ["enableSharding", "createCollection", "createIndex"]}],
+        "privileges": [
+            {"resource": {"db": db, "collection": ""}, "actions": ["enableSharding", "createCollection", "createIndex"]}
+        ],
         "roles": [{"role": "readWrite", "db": db}],
     }
 
 
 def app_user(db: str, user: str, password: str) -> dict[str, Any]:
-    return {"createUser": user, "pwd": password, "roles": [{"role": APP_ROLE, "db": db}],
-            "mechanisms": ["SCRAM-SHA-256"]}
+    return {
+        "createUser": user,
+        "pwd": password,
+        "roles": [{"role": APP_ROLE, "db": db}],
+        "mechanisms": ["SCRAM-SHA-256"],
+    }
 
 
 def unsharded() -> list[str]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from flashsale.settings import Settings, get_settings
 
@@ -11,14 +11,17 @@ from flashsale.settings import Settings, get_settings
 @contextmanager
 def mongo_client(
     settings: Settings | None = None, timeout_ms: int = 5000, socket_timeout_ms: int | None = None
-) -> Iterator["pymongo.MongoClient"]:  # noqa: F821
+) -> Iterator[pymongo.MongoClient]:  # noqa: F821
     import pymongo
 
     s = settings or get_settings()
     # tz_aware: timestamps come back as UTC-aware datetimes, which the contracts require.
     # socket_timeout_ms: long-running writers set it so a hung (not refusing) server cannot block forever.
     client = pymongo.MongoClient(
-        s.mongo_url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+        s.mongo_url,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
         socketTimeoutMS=socket_timeout_ms,
     )
     try:

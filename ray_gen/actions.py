@@ -74,8 +74,9 @@ def storefront(available: dict[int, np.ndarray], warehouse: int, reroutes: np.nd
     return shelf
 
 
-def kept_after_pause(u: np.ndarray, home: np.ndarray, product: np.ndarray, pauses: np.ndarray,
-                     factor: float, n_products: int) -> np.ndarray:
+def kept_after_pause(
+    u: np.ndarray, home: np.ndarray, product: np.ndarray, pauses: np.ndarray, factor: float, n_products: int
+) -> np.ndarray:
     """Which requests still happen with ads paused: all unpaused ones, paused ones iff u < factor.
 
     ``u`` is one uniform draw per request from its own stream, so thinning never shifts other draws."""

@@ -16,17 +16,47 @@ from ray_gen.streams import CATALOGUE, rng_for
 
 # 27 cities in the 7 provinces of Nepal (Daraz Nepal's 11.11 covered 27 cities)
 CITY_NAMES: tuple[tuple[str, str], ...] = (
-    ("Kathmandu", "Bagmati"), ("Lalitpur", "Bagmati"), ("Bhaktapur", "Bagmati"), ("Bharatpur", "Bagmati"),
-    ("Hetauda", "Bagmati"), ("Pokhara", "Gandaki"), ("Gorkha", "Gandaki"), ("Baglung", "Gandaki"),
-    ("Biratnagar", "Koshi"), ("Dharan", "Koshi"), ("Itahari", "Koshi"), ("Birtamode", "Koshi"), ("Damak", "Koshi"),
-    ("Birgunj", "Madhesh"), ("Janakpur", "Madhesh"), ("Kalaiya", "Madhesh"), ("Rajbiraj", "Madhesh"),
-    ("Lahan", "Madhesh"), ("Butwal", "Lumbini"), ("Siddharthanagar", "Lumbini"), ("Nepalgunj", "Lumbini"),
-    ("Tulsipur", "Lumbini"), ("Ghorahi", "Lumbini"), ("Birendranagar", "Karnali"), ("Dhangadhi", "Sudurpashchim"),
-    ("Bhimdatta", "Sudurpashchim"), ("Tikapur", "Sudurpashchim"),
+    ("Kathmandu", "Bagmati"),
+    ("Lalitpur", "Bagmati"),
+    ("Bhaktapur", "Bagmati"),
+    ("Bharatpur", "Bagmati"),
+    ("Hetauda", "Bagmati"),
+    ("Pokhara", "Gandaki"),
+    ("Gorkha", "Gandaki"),
+    ("Baglung", "Gandaki"),
+    ("Biratnagar", "Koshi"),
+    ("Dharan", "Koshi"),
+    ("Itahari", "Koshi"),
+    ("Birtamode", "Koshi"),
+    ("Damak", "Koshi"),
+    ("Birgunj", "Madhesh"),
+    ("Janakpur", "Madhesh"),
+    ("Kalaiya", "Madhesh"),
+    ("Rajbiraj", "Madhesh"),
+    ("Lahan", "Madhesh"),
+    ("Butwal", "Lumbini"),
+    ("Siddharthanagar", "Lumbini"),
+    ("Nepalgunj", "Lumbini"),
+    ("Tulsipur", "Lumbini"),
+    ("Ghorahi", "Lumbini"),
+    ("Birendranagar", "Karnali"),
+    ("Dhangadhi", "Sudurpashchim"),
+    ("Bhimdatta", "Sudurpashchim"),
+    ("Tikapur", "Sudurpashchim"),
 )
 CATEGORY_NAMES = (
-    "electronics", "fashion", "beauty", "home", "grocery", "mobiles", "appliances", "sports",
-    "toys", "books", "health", "automotive",
+    "electronics",
+    "fashion",
+    "beauty",
+    "home",
+    "grocery",
+    "mobiles",
+    "appliances",
+    "sports",
+    "toys",
+    "books",
+    "health",
+    "automotive",
 )
 
 
@@ -86,7 +116,9 @@ def _read_only(a: np.ndarray) -> np.ndarray:
 
 
 def _cities(p: SimParams, rng: np.random.Generator):
-    names = [CITY_NAMES[i] if i < len(CITY_NAMES) else (f"City-{i:03d}", f"Province-{i % 7 + 1}") for i in range(p.n_cities)]
+    names = [
+        CITY_NAMES[i] if i < len(CITY_NAMES) else (f"City-{i:03d}", f"Province-{i % 7 + 1}") for i in range(p.n_cities)
+    ]
     # a few big cities and a long tail of small ones (Kathmandu-like capital first)
     demand = rng.lognormal(0.0, 0.6, p.n_cities)
     demand = np.sort(demand)[::-1]
@@ -148,28 +180,55 @@ def build_catalogue(p: SimParams) -> Catalogue:
     # planners stock for normal-day demand plus noise; a flash spike is what they under-plan for
     stock = np.ceil(cover * noise + p.safety_z * np.sqrt(cover)).astype(np.int64) + p.min_initial_stock
     return Catalogue(
-        city_name=city_name, city_province=city_province, city_demand=demand, city_warehouse=city_wh,
-        warehouse_city=wh_city, warehouse_capacity=capacity,
-        category=category, category_name=cat_names, category_sigma=cat_sigma, base_price=base_price,
-        discount=discount, seller=seller, popularity=popularity, choice_weight=weight,
-        discount_effect=discount_effect, baseline_rate=baseline_rate, initial_stock=stock,
+        city_name=city_name,
+        city_province=city_province,
+        city_demand=demand,
+        city_warehouse=city_wh,
+        warehouse_city=wh_city,
+        warehouse_capacity=capacity,
+        category=category,
+        category_name=cat_names,
+        category_sigma=cat_sigma,
+        base_price=base_price,
+        discount=discount,
+        seller=seller,
+        popularity=popularity,
+        choice_weight=weight,
+        discount_effect=discount_effect,
+        baseline_rate=baseline_rate,
+        initial_stock=stock,
     )
 
 
 def dimension_records(cat: Catalogue) -> dict[str, list[dict]]:
     """The three dimensions as contract records (products_dim, warehouses_dim, cities_dim)."""
     cities = [
-        {"city_id": i, "city": cat.city_name[i], "province": cat.city_province[i], "demand_factor": float(cat.city_demand[i])}
+        {
+            "city_id": i,
+            "city": cat.city_name[i],
+            "province": cat.city_province[i],
+            "demand_factor": float(cat.city_demand[i]),
+        }
         for i in range(cat.n_cities)
     ]
     warehouses = [
-        {"warehouse_id": w, "warehouse_name": f"WH-{cat.city_name[int(c)]}-{w:02d}", "city_id": int(c),
-         "capacity": int(cat.warehouse_capacity[w])}
+        {
+            "warehouse_id": w,
+            "warehouse_name": f"WH-{cat.city_name[int(c)]}-{w:02d}",
+            "city_id": int(c),
+            "capacity": int(cat.warehouse_capacity[w]),
+        }
         for w, c in enumerate(cat.warehouse_city)
     ]
     products = [
-        {"product_id": i, "category": cat.category_name[int(cat.category[i])], "base_price": float(cat.base_price[i]),
-         "seller_id": int(cat.seller[i]), "popularity": float(cat.popularity[i]), "discount_pct": float(cat.discount[i] * 100)}
+        {
+            "product_id": i,
+            "category": cat.category_name[int(cat.category[i])],
+            "base_price": float(cat.base_price[i]),
+            "seller_id": int(cat.seller[i]),
+            "popularity": float(cat.popularity[i]),
+            "discount_pct": float(cat.discount[i] * 100),
+        }
         for i in range(cat.n_products)
     ]
     return {"products_dim": products, "warehouses_dim": warehouses, "cities_dim": cities}

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ray_gen.actions import Interventions
+from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
 from ray_gen.shards import CityShard, WarehouseShard, split
-from ray_gen.catalogue import build_catalogue
 from ray_gen.sinks import SinkSpec
 
 
@@ -41,8 +41,18 @@ class Progress:
 
     def add(self, tick_stats: list[dict]) -> None:
         for s in tick_stats:
-            for k in ("orders", "inventory_events", "requests", "lost_orders", "lost_units", "stockouts", "revenue",
-                      "lost_revenue", "suppressed_requests", "suppressed_revenue"):
+            for k in (
+                "orders",
+                "inventory_events",
+                "requests",
+                "lost_orders",
+                "lost_units",
+                "stockouts",
+                "revenue",
+                "lost_revenue",
+                "suppressed_requests",
+                "suppressed_revenue",
+            ):
                 setattr(self, k, getattr(self, k) + s.get(k, 0))
             self.stockout_minutes += s.get("stocked_out_skus", 0)
 
@@ -100,8 +110,12 @@ class RayBackend:
 
 
 def run(
-    p: SimParams, sink: SinkSpec, backend=None, speed: float | None = None,
-    on_progress: Callable[[Progress], None] | None = None, max_in_flight: int = 3,
+    p: SimParams,
+    sink: SinkSpec,
+    backend=None,
+    speed: float | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    max_in_flight: int = 3,
     should_stop: Callable[[], bool] = lambda: False,
     interventions: Callable[[int], Interventions | None] | None = None,
 ) -> tuple[Progress, dict, bool]:
@@ -121,8 +135,12 @@ def run(
     # which warehouse shards each city shard talks to (and back): only those serving its cities; in a
     # closed loop also every warehouse of the serving warehouse's province (a reroute may send requests there)
     province = [cat.city_province[int(c)] for c in cat.warehouse_city]
-    serving = [[w for w in range(p.n_warehouses) if province[w] == province[int(cat.city_warehouse[c])]]
-               if interventions else [int(cat.city_warehouse[c])] for c in range(p.n_cities)]
+    serving = [
+        [w for w in range(p.n_warehouses) if province[w] == province[int(cat.city_warehouse[c])]]
+        if interventions
+        else [int(cat.city_warehouse[c])]
+        for c in range(p.n_cities)
+    ]
     deps = [sorted({wh_shard_of[w] for c in cs for w in serving[int(c)]}) for cs in city_members]
     feeders = [[k for k, d in enumerate(deps) if w in d] for w in range(p.warehouse_shards)]
 
@@ -153,7 +171,9 @@ def run(
             if iv is not None:  # actor calls run in submission order: in force before this minute's draws
                 for s in cities + warehouses:
                     backend.call(s, "intervene", minute, iv)
-            proposals = [backend.call(c, "propose", minute, *[snapshots[w] for w in deps[k]]) for k, c in enumerate(cities)]
+            proposals = [
+                backend.call(c, "propose", minute, *[snapshots[w] for w in deps[k]]) for k, c in enumerate(cities)
+            ]
             results = [
                 backend.call(w, "reserve", minute, *[proposals[k] for k in feeders[j]], num_returns=3)
                 for j, w in enumerate(warehouses)

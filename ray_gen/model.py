@@ -22,9 +22,7 @@ def flash_intensity(curve: FlashCurve, minute: np.ndarray | int) -> np.ndarray:
     """Warm-up ramp to 1.0 at the spike, then 1 + peak * exp(-(t - t0)/decay), plus later waves."""
     t = np.asarray(minute, dtype=np.float64)
     t0 = curve.spike_minute
-    ramp = np.where(
-        t < t0, curve.warmup_level + (1.0 - curve.warmup_level) * (t / t0 if t0 else 1.0), 1.0
-    )
+    ramp = np.where(t < t0, curve.warmup_level + (1.0 - curve.warmup_level) * (t / t0 if t0 else 1.0), 1.0)
     level = ramp + np.where(t >= t0, curve.spike_peak * np.exp(-(t - t0) / curve.spike_decay_minutes), 0.0)
     for at, peak, decay in curve.waves:
         level = level + np.where(t >= at, peak * np.exp(-(t - at) / decay), 0.0)
@@ -46,7 +44,10 @@ def city_lambda(p: SimParams, cat: Catalogue, minute: int, pressure_by_warehouse
     """Expected orders this minute for every city."""
     intensity = float(flash_intensity(p.flash, minute))
     return (
-        p.base_orders_per_city_minute * intensity * cat.discount_effect * cat.city_demand
+        p.base_orders_per_city_minute
+        * intensity
+        * cat.discount_effect
+        * cat.city_demand
         * pressure_by_warehouse[cat.city_warehouse]
     )
 
@@ -75,11 +76,11 @@ class Orders:
     def __len__(self) -> int:
         return len(self.product)
 
-    def take(self, index: np.ndarray) -> "Orders":
+    def take(self, index: np.ndarray) -> Orders:
         return Orders(*(getattr(self, f)[index] for f in Orders.__dataclass_fields__))
 
     @staticmethod
-    def concat(parts: list["Orders"]) -> "Orders":
+    def concat(parts: list[Orders]) -> Orders:
         if not parts:
             return empty_orders()
         return Orders(*(np.concatenate([getattr(o, f) for o in parts]) for f in Orders.__dataclass_fields__))
@@ -90,7 +91,9 @@ def empty_orders() -> Orders:
     return Orders(z, z, z, z, np.zeros(0), z)
 
 
-def draw_orders(rng: np.random.Generator, city: int, lam: float, cdf: np.ndarray, cat: Catalogue, p: SimParams) -> Orders:
+def draw_orders(
+    rng: np.random.Generator, city: int, lam: float, cdf: np.ndarray, cat: Catalogue, p: SimParams
+) -> Orders:
     """One city-minute. The order of draws is fixed: it is part of what makes runs reproducible."""
     n = int(rng.poisson(lam))
     u = rng.random(n) * cdf[-1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -11,7 +11,7 @@ Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
 
 # 11.11 sale: the simulated clock starts two hours before midnight (warm-up), the spike hits at 00:00
-DEFAULT_START = datetime(2025, 11, 10, 22, 0, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2025, 11, 10, 22, 0, tzinfo=UTC)
 
 
 class FlashCurve(BaseModel):
@@ -26,7 +26,7 @@ class FlashCurve(BaseModel):
     waves: tuple[tuple[int, float, float], ...] = ((360, 3.0, 15.0), (720, 2.0, 15.0))  # (minute, peak, decay)
 
     @classmethod
-    def flat(cls) -> "FlashCurve":
+    def flat(cls) -> FlashCurve:
         """No sale: constant intensity 1 (the control for 'stockouts need a spike')."""
         return cls(warmup_level=1.0, spike_peak=0.0, waves=())
 
@@ -71,7 +71,9 @@ class SimParams(BaseModel):
 
     # closed loop (flashsale backtest --act, ray_gen/actions.py): how the world answers the radar's actions
     action_restock_lead_minutes: Annotated[int, Field(ge=1)] = 45  # a restock the radar orders lands this much later
-    pause_ads_demand_factor: Annotated[float, Field(ge=0, le=1)] = 0.5  # share of a SKU's demand left while its ads are paused
+    pause_ads_demand_factor: Annotated[float, Field(ge=0, le=1)] = (
+        0.5  # share of a SKU's demand left while its ads are paused
+    )
 
     # distribution and sinks
     city_shards: Annotated[int, Field(ge=1, le=256)] = 2
@@ -79,16 +81,18 @@ class SimParams(BaseModel):
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000  # records per sink write
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SimParams":
+    def _consistent(self) -> SimParams:
         if self.price_sigma_max < self.price_sigma_min:
             raise ValueError("price_sigma_max must be >= price_sigma_min")
         if self.city_shards > self.n_cities:
             raise ValueError(f"city_shards ({self.city_shards}) must be <= n_cities ({self.n_cities})")
         if self.warehouse_shards > self.n_warehouses:
-            raise ValueError(f"warehouse_shards ({self.warehouse_shards}) must be <= n_warehouses ({self.n_warehouses})")
+            raise ValueError(
+                f"warehouse_shards ({self.warehouse_shards}) must be <= n_warehouses ({self.n_warehouses})"
+            )
         return self
 
-    def replace(self, **changes) -> "SimParams":
+    def replace(self, **changes) -> SimParams:
         return make_params(**{**dict(self), **changes})
 
 

@@ -1,4 +1,6 @@
-"""Model output -> contract-shaped Arrow record batches (columns from numpy, ids packed as whole blocks, not per row)."""
+"""Model output -> contract-shaped Arrow record batches.
+
+Columns come from numpy and ids are packed as whole blocks, not per row."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ def _ids(prefix: str, *parts: np.ndarray | int) -> pa.Array:
     n = next((len(x) for x in parts if isinstance(x, np.ndarray)), None)
     if n is None or any(isinstance(x, np.ndarray) and len(x) != n for x in parts):
         raise ValueError("_ids: needs array parts of one length")
-    pieces = [prefix.encode()] + [dash_decimals(x) if isinstance(x, np.ndarray) else f"-{int(x)}".encode() for x in parts]
+    pieces = [prefix.encode()] + [
+        dash_decimals(x) if isinstance(x, np.ndarray) else f"-{int(x)}".encode() for x in parts
+    ]
     return string_array(*pack(n, pieces))
 
 
@@ -30,7 +34,9 @@ def _ts(ms: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(ms, dtype=np.int64), pa.int64()).view(pa.timestamp("ms", tz="UTC"))
 
 
-def orders_batch(run_id: str, minute_start_ms: int, minute: int, city, seq, product, seller, warehouse, qty, value, offset_ms) -> pa.RecordBatch:
+def orders_batch(
+    run_id: str, minute_start_ms: int, minute: int, city, seq, product, seller, warehouse, qty, value, offset_ms
+) -> pa.RecordBatch:
     cols = {
         "order_id": _ids(f"o-{run_id}", city, minute, seq),
         "product_id": pa.array(product, pa.int64()),
@@ -44,8 +50,18 @@ def orders_batch(run_id: str, minute_start_ms: int, minute: int, city, seq, prod
     return pa.RecordBatch.from_arrays(list(cols.values()), schema=ORDERS_SCHEMA)
 
 
-def inventory_batch(run_id: str, minute_end_ms: int, minute: int, warehouse, product, on_hand, reserved, delay,
-                    inbound_units, inbound_due_minutes) -> pa.RecordBatch:
+def inventory_batch(
+    run_id: str,
+    minute_end_ms: int,
+    minute: int,
+    warehouse,
+    product,
+    on_hand,
+    reserved,
+    delay,
+    inbound_units,
+    inbound_due_minutes,
+) -> pa.RecordBatch:
     n = len(product)
     cols = {
         "inventory_event_id": _ids(f"i-{run_id}", warehouse, product, minute),

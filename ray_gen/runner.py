@@ -42,10 +42,12 @@ def seed_dimensions(p: SimParams, settings: Settings, database: str | None = Non
             if changed or stale:
                 db[contract.name].delete_many({"_id": {"$in": [d["_id"] for d in changed] + stale}})
             for i in range(0, len(missing + changed), 5000):
-                db[contract.name].insert_many((missing + changed)[i:i + 5000], ordered=False)
+                db[contract.name].insert_many((missing + changed)[i : i + 5000], ordered=False)
             report[contract.name] = {
-                "documents": db[contract.name].count_documents({}), "inserted": len(missing),
-                "replaced": len(changed), "deleted": len(stale),
+                "documents": db[contract.name].count_documents({}),
+                "inserted": len(missing),
+                "replaced": len(changed),
+                "deleted": len(stale),
             }
     return report  # fact indexes are made per time bucket by the writer (ray_gen.sinks.MongoSink)
 
@@ -67,8 +69,15 @@ class Target:
         raise ValueError(f"ray: unknown target {self.kind!r} (choose local, stack or inline)")
 
 
-def generate(p: SimParams, sink: SinkSpec, settings: Settings, target: Target, speed: float | None = None,
-             show_progress: bool = True, verify_store: bool = True) -> dict:
+def generate(
+    p: SimParams,
+    sink: SinkSpec,
+    settings: Settings,
+    target: Target,
+    speed: float | None = None,
+    show_progress: bool = True,
+    verify_store: bool = True,
+) -> dict:
     """One generation run with a live progress bar; returns the summary. ``verify_store``: count what the
     sink holds for this run at the end (see ``summarize``)."""
     backend = target.backend(settings)
@@ -100,12 +109,18 @@ class _progress_bar:
     def __enter__(self):
         if not self.enabled:
             return lambda progress: None
-        from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
 
         self.bar = Bar(
-            TextColumn("[bold]sim[/] {task.fields[clock]}"), BarColumn(), TextColumn("{task.completed}/{task.total} min"),
-            TextColumn("{task.fields[records]:>12,} records"), TextColumn("{task.fields[rate]:>10,.0f} rec/s"),
-            TextColumn("{task.fields[stockouts]:>7,} stockouts"), TimeElapsedColumn(), transient=False,
+            TextColumn("[bold]sim[/] {task.fields[clock]}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} min"),
+            TextColumn("{task.fields[records]:>12,} records"),
+            TextColumn("{task.fields[rate]:>10,.0f} rec/s"),
+            TextColumn("{task.fields[stockouts]:>7,} stockouts"),
+            TimeElapsedColumn(),
+            transient=False,
         )
         self.bar.start()
         self.task = self.bar.add_task("generate", total=self.p.minutes, clock="-", records=0, rate=0.0, stockouts=0)
@@ -115,8 +130,14 @@ class _progress_bar:
 
             elapsed = max(time.monotonic() - progress.started, 1e-9)
             clock = (self.p.start + timedelta(minutes=progress.minute + 1)).strftime("%m-%d %H:%M")
-            self.bar.update(self.task, completed=progress.minute + 1, clock=clock, records=progress.records,
-                            rate=progress.records / elapsed, stockouts=progress.stockouts)
+            self.bar.update(
+                self.task,
+                completed=progress.minute + 1,
+                clock=clock,
+                records=progress.records,
+                rate=progress.records / elapsed,
+                stockouts=progress.stockouts,
+            )
 
         return update
 
@@ -139,7 +160,9 @@ def stored_counts(p: SimParams, sink: SinkSpec, settings: Settings) -> dict[str,
             # ids are "<o|i>-<run>-...": a range on _id counts exactly this run ('.' sorts right after '-')
             return {
                 c.name: sum(
-                    db[coll].count_documents({"_id": {"$gte": f"{prefixes[c.name]}-{p.run_id}-", "$lt": f"{prefixes[c.name]}-{p.run_id}."}})
+                    db[coll].count_documents(
+                        {"_id": {"$gte": f"{prefixes[c.name]}-{p.run_id}-", "$lt": f"{prefixes[c.name]}-{p.run_id}."}}
+                    )
                     for coll in fact_collections(db, c)
                 )
                 for c in FACTS
@@ -148,7 +171,9 @@ def stored_counts(p: SimParams, sink: SinkSpec, settings: Settings) -> dict[str,
         import pyarrow.parquet as pq
 
         return {
-            c.name: sum(pq.ParquetFile(f).metadata.num_rows for f in sorted((Path(sink.path) / c.name).glob("*.parquet")))
+            c.name: sum(
+                pq.ParquetFile(f).metadata.num_rows for f in sorted((Path(sink.path) / c.name).glob("*.parquet"))
+            )
             for c in FACTS
         }
     return {}
@@ -161,8 +186,9 @@ def fact_collections(db, contract) -> list[str]:
     return [name for _, name in existing_buckets(contract, db.list_collection_names())]
 
 
-def summarize(p, sink, settings, progress: Progress, counts: dict, interrupted: bool, elapsed: float,
-              verify_store: bool = True) -> dict:
+def summarize(
+    p, sink, settings, progress: Progress, counts: dict, interrupted: bool, elapsed: float, verify_store: bool = True
+) -> dict:
     """``stored``: what the sink holds for this run, counted at the end. Without ``verify_store`` (the
     pipeline: archival moves records out of the hot store while the generator runs, and counting a big
     hot store scans it) it is what the store acknowledged, written + already stored; the pipeline then
@@ -173,18 +199,29 @@ def summarize(p, sink, settings, progress: Progress, counts: dict, interrupted: 
         w = counts.get(c.name, {})
         acknowledged = w.get("written", 0) + w.get("already_stored", 0)
         collections[c.name] = {
-            "generated": w.get("generated", 0), "written": w.get("written", 0),
-            "already_stored": w.get("already_stored", 0), "retries": w.get("retries", 0),
+            "generated": w.get("generated", 0),
+            "written": w.get("written", 0),
+            "already_stored": w.get("already_stored", 0),
+            "retries": w.get("retries", 0),
             "stored": stored.get(c.name, acknowledged),
         }
     records = progress.records
     return {
-        "run_id": p.run_id, "seed": p.seed, "sink": sink.kind, "interrupted": interrupted,
-        "simulated_minutes": progress.minute + 1, "elapsed_seconds": round(elapsed, 2),
-        "records": records, "records_per_second": round(records / elapsed, 1) if elapsed else None,
-        "orders": progress.orders, "inventory_events": progress.inventory_events,
-        "lost_orders": progress.lost_orders, "lost_units": progress.lost_units, "stockouts": progress.stockouts,
-        "collections": collections, "store_counted": bool(stored),
+        "run_id": p.run_id,
+        "seed": p.seed,
+        "sink": sink.kind,
+        "interrupted": interrupted,
+        "simulated_minutes": progress.minute + 1,
+        "elapsed_seconds": round(elapsed, 2),
+        "records": records,
+        "records_per_second": round(records / elapsed, 1) if elapsed else None,
+        "orders": progress.orders,
+        "inventory_events": progress.inventory_events,
+        "lost_orders": progress.lost_orders,
+        "lost_units": progress.lost_units,
+        "stockouts": progress.stockouts,
+        "collections": collections,
+        "store_counted": bool(stored),
         "consistent": all(v["generated"] == v["stored"] for v in collections.values()),
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

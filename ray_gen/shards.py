@@ -86,8 +86,9 @@ class CityShard(_Buffered):
             if iv is not None and len(iv.pauses):
                 # its own stream: thinning one SKU never shifts the other requests' draws
                 u = rng_for(self.p.seed, ADS_PAUSE, int(c), minute).random(len(o))
-                keep = actions.kept_after_pause(u, np.full(len(o), w), o.product, iv.pauses,
-                                                self.p.pause_ads_demand_factor, self.cat.n_products)
+                keep = actions.kept_after_pause(
+                    u, np.full(len(o), w), o.product, iv.pauses, self.p.pause_ads_demand_factor, self.cat.n_products
+                )
                 suppressed += int((~keep).sum())
                 suppressed_value += float(np.round(o.qty * o.unit_price, 2)[~keep].sum())
                 o = o.take(np.flatnonzero(keep))
@@ -99,8 +100,12 @@ class CityShard(_Buffered):
         self._pending, self._pending_warehouse, self._pending_minute = orders, warehouse, minute
         self._suppressed = {"suppressed_requests": suppressed, "suppressed_revenue": suppressed_value}
         return {
-            "shard": self.shard, "city": orders.city, "seq": orders.seq, "product": orders.product,
-            "qty": orders.qty, "warehouse": warehouse,
+            "shard": self.shard,
+            "city": orders.city,
+            "seq": orders.seq,
+            "product": orders.product,
+            "qty": orders.qty,
+            "warehouse": warehouse,
         }
 
     def commit(self, minute: int, *served_maps: dict) -> dict:
@@ -116,15 +121,28 @@ class CityShard(_Buffered):
         product = o.product[idx]
         value = np.round(o.qty * o.unit_price, 2)
         batch = orders_batch(
-            self.p.run_id, minute_start_ms(self.p, minute), minute,
-            city=o.city[idx], seq=o.seq[idx], product=product, seller=self.cat.seller[product],
-            warehouse=self._pending_warehouse[idx], qty=o.qty[idx], value=value[idx], offset_ms=o.offset_ms[idx],
+            self.p.run_id,
+            minute_start_ms(self.p, minute),
+            minute,
+            city=o.city[idx],
+            seq=o.seq[idx],
+            product=product,
+            seller=self.cat.seller[product],
+            warehouse=self._pending_warehouse[idx],
+            qty=o.qty[idx],
+            value=value[idx],
+            offset_ms=o.offset_ms[idx],
         )
         self.writer.add("orders_fact", batch)
         self._pending = None
         # revenue lost = the value of requests that met an empty shelf
-        return {"orders": len(idx), "requests": len(o), "revenue": float(value[idx].sum()),
-                "lost_revenue": float(value[~served].sum()), **self._suppressed}
+        return {
+            "orders": len(idx),
+            "requests": len(o),
+            "revenue": float(value[idx].sum()),
+            "lost_revenue": float(value[~served].sum()),
+            **self._suppressed,
+        }
 
 
 class WarehouseShard(_Buffered):
@@ -155,7 +173,8 @@ class WarehouseShard(_Buffered):
         """What cities see when they choose: available stock and last minute's load per warehouse."""
         available = self.on_hand - self.reserved
         return {
-            "warehouses": self.warehouses, "load": self.load.copy(),
+            "warehouses": self.warehouses,
+            "load": self.load.copy(),
             "available": {int(w): available[i] for i, w in enumerate(self.warehouses)},
         }
 
@@ -224,7 +243,8 @@ class WarehouseShard(_Buffered):
 
         stats = self._emit_inventory(minute, np.unique(np.concatenate(changed)))
         stats.update(
-            lost_orders=int((~served).sum()), lost_units=int(qty[~served].sum()),
+            lost_orders=int((~served).sum()),
+            lost_units=int(qty[~served].sum()),
             stockouts=int(((avail_before > 0) & (available <= 0)).sum()),
             stocked_out_skus=int((available <= 0).sum()),
         )
@@ -232,7 +252,7 @@ class WarehouseShard(_Buffered):
         served_by_shard = {}
         for k, (pr, i) in enumerate(mine):
             mask = np.zeros(len(pr["city"]), dtype=bool)
-            mask[i] = served[offsets[k]:offsets[k + 1]]
+            mask[i] = served[offsets[k] : offsets[k + 1]]
             served_by_shard[pr["shard"]] = mask
         return served_by_shard, self.snapshot(), stats
 
@@ -264,10 +284,16 @@ class WarehouseShard(_Buffered):
         local_wh, product = np.divmod(flat, self.n_products)
         inbound_units, inbound_due = self.inbound(minute, flat)
         batch = inventory_batch(
-            self.p.run_id, minute_start_ms(self.p, minute) + 59_999, minute,
-            warehouse=self.warehouses[local_wh], product=product,
-            on_hand=self.on_hand.reshape(-1)[flat], reserved=self.reserved.reshape(-1)[flat],
-            delay=np.round(self.delay[local_wh], 3), inbound_units=inbound_units, inbound_due_minutes=inbound_due,
+            self.p.run_id,
+            minute_start_ms(self.p, minute) + 59_999,
+            minute,
+            warehouse=self.warehouses[local_wh],
+            product=product,
+            on_hand=self.on_hand.reshape(-1)[flat],
+            reserved=self.reserved.reshape(-1)[flat],
+            delay=np.round(self.delay[local_wh], 3),
+            inbound_units=inbound_units,
+            inbound_due_minutes=inbound_due,
         )
         self.writer.add("inventory_fact", batch)
         return {"inventory_events": len(flat)}

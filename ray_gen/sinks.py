@@ -61,7 +61,7 @@ class ParquetSink:
 
     def __init__(self, spec: SinkSpec, shard: str):
         self.root, self.shard = Path(spec.path), shard
-        self.writers: dict[str, "pq.ParquetWriter"] = {}  # noqa: F821
+        self.writers: dict[str, pq.ParquetWriter] = {}  # noqa: F821
         self.counts: dict[str, WriteCounts] = {}
 
     def write(self, collection: str, batch: pa.RecordBatch) -> None:
@@ -169,8 +169,11 @@ class MongoSink:
 
         for attempt in Retrying(
             # connection loss, timeouts and non-duplicate write errors; a bug (TypeError...) fails at once
-            retry=retry_if_exception_type(PyMongoError), wait=wait_exponential(multiplier=0.25, max=5),
-            stop=stop_after_delay(self.spec.max_outage_seconds), before_sleep=note_retry, reraise=True,
+            retry=retry_if_exception_type(PyMongoError),
+            wait=wait_exponential(multiplier=0.25, max=5),
+            stop=stop_after_delay(self.spec.max_outage_seconds),
+            before_sleep=note_retry,
+            reraise=True,
         ):
             with attempt:
                 fn()

@@ -6,7 +6,7 @@
 Executors read the hot-store buckets of an hour themselves (mapInArrow over bucket names, pymongo
 inside), so on YARN the Parquet is written from the NodeManager/DataNode hosts. Malformed documents
 go to <root>/quarantine/ with their reason, never silently dropped: source = archived + quarantined.
-The write/verify/commit/delete protocol is in spark/archive_plan.py. ``--crash-at STEP`` (or
+The write/verify/commit/delete protocol is in flashsale/archive_layout.py. ``--crash-at STEP`` (or
 FLASHSALE_ARCHIVE_CRASH_AT) kills the driver right after STEP, for crash-injection tests. The last
 stdout line is ``ARCHIVE_RESULT {json}``; every log line carries the batch id (lineage).
 
@@ -27,12 +27,11 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from spark.job_args import add_settings_args, settings_from_args
+from flashsale.job_args import ARCHIVE_RESULT_PREFIX as RESULT_PREFIX
+from flashsale.job_args import add_settings_args, settings_from_args
 
-UTC = timezone.utc
-RESULT_PREFIX = "ARCHIVE_RESULT "
 REASON, RAW, BUCKET = "_quarantine_reason", "_raw", "_bucket"  # BUCKET: set on quarantined rows only
 
 
@@ -41,7 +40,7 @@ def parse_args(argv):
     ap.add_argument("--now", default=None, help="data clock (ISO UTC); default: end of the newest hot bucket")
     ap.add_argument("--max-batches", type=int, default=0, help="0 = all eligible hours")
     ap.add_argument("--force", action="store_true", help="archive eligible hours even below the thresholds")
-    add_settings_args(ap)  # --profile, --mongo-db, --archive-root, ... (spark/job_args.py)
+    add_settings_args(ap)  # --profile, --mongo-db, --archive-root, ... (flashsale/job_args.py)
     ap.add_argument("--crash-at", default=os.environ.get("FLASHSALE_ARCHIVE_CRASH_AT"))
     return ap.parse_args(argv)
 
@@ -99,14 +98,19 @@ def arrow_rows(contract, docs: list[dict], bucket: str):
     if n:
         yield pa.RecordBatch.from_arrays(
             [good.column(f.name).combine_chunks().cast(f.type) for f in fields] + [pa.nulls(n, pa.string())] * 3,
-            schema=schema)
+            schema=schema,
+        )
     if checked.quarantined:
         k = checked.quarantined
         yield pa.RecordBatch.from_arrays(
             [pa.nulls(k, f.type) for f in fields]
-            + [pa.array(checked.reasons, pa.string()), pa.array([json_util.dumps(docs[i]) for i in checked.rejected], pa.string()),
-               pa.array([bucket] * k, pa.string())],
-            schema=schema)
+            + [
+                pa.array(checked.reasons, pa.string()),
+                pa.array([json_util.dumps(docs[i]) for i in checked.rejected], pa.string()),
+                pa.array([bucket] * k, pa.string()),
+            ],
+            schema=schema,
+        )
 
 
 def out_schema(contract_schema):
@@ -122,7 +126,9 @@ def hot_rows(spark, s, fact: str, buckets, partitions: int):
     from flashsale.contracts import CONTRACTS, arrow_schema
 
     names = spark.createDataFrame(spark.sparkContext.parallelize([(b,) for b in buckets], partitions), "bucket string")
-    return names.mapInArrow(read_buckets_udf(s.mongo_url, s.mongo_db, fact), _spark_schema(out_schema(arrow_schema(CONTRACTS[fact]))))
+    return names.mapInArrow(
+        read_buckets_udf(s.mongo_url, s.mongo_db, fact), _spark_schema(out_schema(arrow_schema(CONTRACTS[fact])))
+    )
 
 
 def row_hash(columns):
@@ -147,8 +153,8 @@ def write_and_verify(spark, s, batch, fs, crash_at, counter) -> dict:
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
+    from flashsale.archive_layout import manifest_path
     from flashsale.contracts import CONTRACTS, arrow_schema
-    from spark.archive_plan import manifest_path
 
     contract = CONTRACTS[batch.fact]
     cols = contract.column_names
@@ -164,19 +170,36 @@ def write_and_verify(spark, s, batch, fs, crash_at, counter) -> dict:
     raw = hot_rows(spark, s, batch.fact, batch.buckets, max(1, min(len(batch.buckets), batch.rows // ROWS_PER_FILE)))
     good = F.col(REASON).isNull()
     source = Observation(f"source-{bid}")  # computed on the rows as they stream into the writer
-    (raw.observe(source, F.count_if(good).alias("rows"), F.count_if(~good).alias("quarantined"),
-                 F.sum(F.when(good, row_hash(cols))).alias("checksum"), F.collect_set(BUCKET).alias("buckets"))
-        .where(good).select(*cols).write.mode("overwrite").parquet(part))
+    (
+        raw.observe(
+            source,
+            F.count_if(good).alias("rows"),
+            F.count_if(~good).alias("quarantined"),
+            F.sum(F.when(good, row_hash(cols))).alias("checksum"),
+            F.collect_set(BUCKET).alias("buckets"),
+        )
+        .where(good)
+        .select(*cols)
+        .write.mode("overwrite")
+        .parquet(part)
+    )
     observed = source.get
     src_rows, n_bad, src_sum = int(observed["rows"]), int(observed["quarantined"]), str(observed["checksum"] or 0)
     if n_bad:  # rare: read again only the buckets holding them rather than keep the hour in memory
         quarantine = Observation(f"quarantine-{bid}")
-        (hot_rows(spark, s, batch.fact, sorted(observed["buckets"]), 1).where(~good)
-            .observe(quarantine, F.count(F.lit(1)).alias("n")).select(RAW, REASON)
-            .write.mode("overwrite").parquet(batch.quarantine_partition(s.archive_root)))
+        (
+            hot_rows(spark, s, batch.fact, sorted(observed["buckets"]), 1)
+            .where(~good)
+            .observe(quarantine, F.count(F.lit(1)).alias("n"))
+            .select(RAW, REASON)
+            .write.mode("overwrite")
+            .parquet(batch.quarantine_partition(s.archive_root))
+        )
         if quarantine.get["n"] != n_bad:
-            raise RuntimeError(f"batch {bid}: the hot store changed while archiving ({quarantine.get['n']} "
-                               f"quarantined documents, {n_bad} before); will retry next run")
+            raise RuntimeError(
+                f"batch {bid}: the hot store changed while archiving ({quarantine.get['n']} "
+                f"quarantined documents, {n_bad} before); will retry next run"
+            )
     t_write = time.monotonic()
     log(bid, f"wrote {src_rows} rows ({n_bad} quarantined) to {part} in {t_write - t0:.1f} s")
     crash_if("write", crash_at, bid)
@@ -187,35 +210,59 @@ def write_and_verify(spark, s, batch, fs, crash_at, counter) -> dict:
     back = spark.read.schema(_spark_schema(arrow_schema(contract))).parquet(part)
     dst_rows, dst_sum = checksum(back, cols)
     if (dst_rows, dst_sum) != (src_rows, src_sum):
-        raise RuntimeError(f"batch {bid}: verification failed: source {src_rows}/{src_sum} != archive {dst_rows}/{dst_sum}")
+        raise RuntimeError(
+            f"batch {bid}: verification failed: source {src_rows}/{src_sum} != archive {dst_rows}/{dst_sum}"
+        )
     t_verify = time.monotonic()
     log(bid, f"verified {dst_rows} rows, checksum {dst_sum} in {t_verify - t_write:.1f} s")
     crash_if("verify", crash_at, bid)
-    return {"rows": src_rows, "quarantined": n_bad, "checksum": src_sum, "counting": counting, "started": t0,
-            "steps_s": {"read_validate_write": round(t_write - t0, 2), "verify": round(t_verify - t_write, 2)}}
+    return {
+        "rows": src_rows,
+        "quarantined": n_bad,
+        "checksum": src_sum,
+        "counting": counting,
+        "started": t0,
+        "steps_s": {"read_validate_write": round(t_write - t0, 2), "verify": round(t_verify - t_write, 2)},
+    }
 
 
 def commit_and_drop(s, batch, fs, crash_at, done: dict) -> dict:
     """Steps 3-4: once the buckets' exact counts still add up to what was read, write the manifest,
     then drop the buckets."""
-    from spark.archive_plan import Manifest, manifest_path
+    from flashsale.archive_layout import Manifest, manifest_path
 
     bid = batch.batch_id
     if done.get("resumed"):
         mpath = manifest_path(s.archive_root, bid)
-        return {"batch_id": bid, "rows": json.loads(fs.cat_file(mpath))["rows"], "resumed": True,
-                "dropped": drop_committed(s, batch, fs, crash_at)}
+        return {
+            "batch_id": bid,
+            "rows": json.loads(fs.cat_file(mpath))["rows"],
+            "resumed": True,
+            "dropped": drop_committed(s, batch, fs, crash_at),
+        }
     t0 = time.monotonic()
     counts = done["counting"].result()
     t_counted = time.monotonic()
     read = done["rows"] + done["quarantined"]
     if sum(counts.values()) != read:
-        raise RuntimeError(f"batch {bid}: the hot store changed while archiving ({sum(counts.values())} documents, "
-                           f"{read} read); will retry next run")
+        raise RuntimeError(
+            f"batch {bid}: the hot store changed while archiving ({sum(counts.values())} documents, "
+            f"{read} read); will retry next run"
+        )
     part, mpath = batch.partition(s.archive_root), manifest_path(s.archive_root, bid)
     written = [f for f in fs.ls(part, detail=False) if f.endswith(".parquet")]
-    manifest = Manifest(bid, batch.fact, batch.hour.isoformat(), list(batch.buckets), done["rows"], done["quarantined"],
-                        done["checksum"], sorted(written), counts, datetime.now(UTC).isoformat(timespec="seconds"))
+    manifest = Manifest(
+        bid,
+        batch.fact,
+        batch.hour.isoformat(),
+        list(batch.buckets),
+        done["rows"],
+        done["quarantined"],
+        done["checksum"],
+        sorted(written),
+        counts,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     fs.makedirs(mpath.rsplit("/", 1)[0], exist_ok=True)
     fs.pipe_file(mpath + ".tmp", json.dumps(manifest.to_json(), indent=1).encode())
     fs.mv(mpath + ".tmp", mpath)
@@ -224,10 +271,19 @@ def commit_and_drop(s, batch, fs, crash_at, done: dict) -> dict:
     crash_if("commit", crash_at, bid)
     dropped = drop_committed(s, batch, fs, crash_at, counted=counts)
     t_drop = time.monotonic()
-    return {"batch_id": bid, "rows": done["rows"], "quarantined": done["quarantined"], "dropped": dropped,
-            "seconds": round(t_drop - done["started"], 2),
-            "steps_s": {**done["steps_s"], "wait_for_count": round(t_counted - t0, 2),
-                        "commit": round(t_commit - t_counted, 2), "drop": round(t_drop - t_commit, 2)}}
+    return {
+        "batch_id": bid,
+        "rows": done["rows"],
+        "quarantined": done["quarantined"],
+        "dropped": dropped,
+        "seconds": round(t_drop - done["started"], 2),
+        "steps_s": {
+            **done["steps_s"],
+            "wait_for_count": round(t_counted - t0, 2),
+            "commit": round(t_commit - t_counted, 2),
+            "drop": round(t_drop - t_commit, 2),
+        },
+    }
 
 
 def exact_counts(s, buckets) -> dict[str, int]:
@@ -251,8 +307,8 @@ def drop_committed(s, batch, fs, crash_at, counted: dict[str, int] | None = None
 
     ``counted``: the exact counts this run took once the read was done, just before the commit
     (they are the manifest's); a resumed run (crash after the commit) recounts each bucket."""
+    from flashsale.archive_layout import manifest_path
     from flashsale.stores import mongo_client
-    from spark.archive_plan import manifest_path
 
     manifest = json.loads(fs.cat_file(manifest_path(s.archive_root, batch.batch_id)))
     dropped = 0
@@ -267,9 +323,11 @@ def drop_committed(s, batch, fs, crash_at, counted: dict[str, int] | None = None
                 db[bucket].drop()
                 continue
             if count != manifest["bucket_counts"].get(bucket, -1):
-                raise RuntimeError(f"batch {batch.batch_id}: {bucket} holds {count} documents, manifest says "
-                                   f"{manifest['bucket_counts'].get(bucket)}: not dropping (records written into "
-                                   "an hour after it was archived stay in the hot store; see README.md, Known limits)")
+                raise RuntimeError(
+                    f"batch {batch.batch_id}: {bucket} holds {count} documents, manifest says "
+                    f"{manifest['bucket_counts'].get(bucket)}: not dropping (records written into "
+                    "an hour after it was archived stay in the hot store; see README.md, Known limits)"
+                )
             db[bucket].drop()
             dropped += count
             if i == 0:
@@ -309,8 +367,9 @@ def hot_inventory(s):
     with mongo_client(s) as client:
         db = client[s.mongo_db]
         names = db.list_collection_names()
-        return {c.name: [(t, n, estimated_count(db, n)) for t, n in hot_layout.existing_buckets(c, names)]
-                for c in FACTS}
+        return {
+            c.name: [(t, n, estimated_count(db, n)) for t, n in hot_layout.existing_buckets(c, names)] for c in FACTS
+        }
 
 
 def estimated_count(db, collection: str) -> int:
@@ -334,8 +393,8 @@ def main(argv=None) -> int:
 
     from pyspark.sql import SparkSession
 
+    from flashsale.archive_layout import plan, should_archive
     from flashsale.contracts import CONTRACTS
-    from spark.archive_plan import plan, should_archive
 
     a = parse_args(argv if argv is not None else sys.argv[1:])
     s = settings_from_args(a)
@@ -343,14 +402,27 @@ def main(argv=None) -> int:
     inventory = hot_inventory(s)
     starts = [t for rows in inventory.values() for t, _, _ in rows]
     total = sum(c for rows in inventory.values() for _, _, c in rows)
-    now = datetime.fromisoformat(a.now) if a.now else (max(starts) + timedelta(minutes=s.hot_bucket_minutes) if starts else datetime.now(UTC))
-    go, why = should_archive(total, min(starts) if starts else None, now, s.archive_max_hot_records, s.archive_min_age_minutes)
-    batches = [b for fact, rows in inventory.items() for b in plan(CONTRACTS[fact], rows, now, s.archive_min_age_minutes)]
+    now = (
+        datetime.fromisoformat(a.now)
+        if a.now
+        else (max(starts) + timedelta(minutes=s.hot_bucket_minutes) if starts else datetime.now(UTC))
+    )
+    go, why = should_archive(
+        total, min(starts) if starts else None, now, s.archive_max_hot_records, s.archive_min_age_minutes
+    )
+    batches = [
+        b for fact, rows in inventory.items() for b in plan(CONTRACTS[fact], rows, now, s.archive_min_age_minutes)
+    ]
     batches.sort(key=lambda b: (b.hour, b.fact))
     if a.max_batches:
         batches = batches[: a.max_batches]
-    result = {"trigger": why, "now": now.isoformat(), "hot_records": total, "batches": [],
-              "seconds": {"plan": round(time.monotonic() - t0, 2)}}
+    result = {
+        "trigger": why,
+        "now": now.isoformat(),
+        "hot_records": total,
+        "batches": [],
+        "seconds": {"plan": round(time.monotonic() - t0, 2)},
+    }
     if not (go or a.force) or not batches:
         print(RESULT_PREFIX + json.dumps({**result, "skipped": True}), flush=True)
         return 0

@@ -5,7 +5,7 @@
 
 Flow (where the time goes is printed as the last line, ``KPI_RESULT {json}``):
 1. While the SparkSession starts, a thread reads the window from the hot store (indexed time filter,
-   spark/hot_store.py), the dims, the carried Redis state and the archive baseline, and quarantines
+   flashsale/hot_store.py), the dims, the carried Redis state and the archive baseline, and quarantines
    malformed documents (flashsale/contracts.validate_batch, column-wise from the contracts).
 2. Spark SQL aggregates early (product x warehouse x minute, WHERE/GROUP BY/HAVING), takes the latest
    inventory per pair, joins warehouses/cities/baseline, and runs the pure KPI functions per product
@@ -22,68 +22,137 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from spark.job_args import add_settings_args, settings_from_args
+from flashsale.job_args import KPI_RESULT_PREFIX, add_settings_args, settings_from_args
 
-UTC = timezone.utc
+if TYPE_CHECKING:  # the driver imports these lazily, after the JVM has started
+    import pandas as pd
+    import pyarrow as pa
+
+    from flashsale.settings import Settings
+    from kpi.rules import KpiParams
+
 PRODUCT_BUCKETS = 4  # Python calls of the per-product KPI functions per cycle (each gets whole products)
+
+
+@dataclass
+class WindowRead:
+    """One fact's window as last read, kept by an app so its refresh cycles re-read only the tail."""
+
+    docs: Any  # what flashsale.hot_store returned (raw BSON documents)
+    start: datetime
+    as_of: datetime
+
+
+@dataclass
+class KpiInputs:
+    """The job's input: everything one cycle reads from the stores, validated (facts and dims as Arrow
+    tables in the contracts' schemas, the cold baseline as a pandas frame)."""
+
+    orders: pa.Table
+    inventory: pa.Table
+    dims: dict[str, pa.Table]  # products_dim / warehouses_dim / cities_dim
+    baseline: pd.DataFrame  # kpi.baseline.BASELINE_COLUMNS
+    window_start: datetime
+    inv_state: dict[str, dict] = field(default_factory=dict)  # carried latest inventory per "product:warehouse"
+    alert_state: dict[str, dict] = field(default_factory=dict)  # carried alert hysteresis
+    head: dict | None = None  # the published snapshot's head (compare-and-set of overlapping apps)
+    known_ids: dict[str, set[int]] = field(default_factory=dict)
+    dq: dict[str, dict] = field(default_factory=dict)  # per contract: valid / quarantined counts and reasons
+    baseline_info: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    inv_start: datetime | None = None
+    collections_read: list[str] = field(default_factory=list)
+    window_docs: dict[str, WindowRead] = field(default_factory=dict)
+
+
+@dataclass
+class KpiFrames:
+    """The Spark part's output: per-SKU KPIs and the small aggregates the driver rolls up."""
+
+    skus: pd.DataFrame  # kpi.rules.SKU_COLUMNS + category, warehouse_name
+    per_minute: pd.DataFrame  # minute_idx, orders, units
+    wh_load: pd.DataFrame  # warehouse_id, minute_idx, orders
+    warehouses: pd.DataFrame  # warehouse_id, warehouse_name, city, province, capacity, fulfillment_delay
+    latest_inventory: pd.DataFrame  # the newest inventory row per pair (carried to the next cycle)
+    pairs_without_inventory: int
+    sale_lift: float
 
 
 def _parse_args(argv):
     ap = argparse.ArgumentParser("kpi_job")
     ap.add_argument("--as-of", default=None, help="window end (ISO-8601 UTC); default: now")
-    add_settings_args(ap)  # --profile, --mongo-db, --namespace, --window-minutes, ... (spark/job_args.py)
+    add_settings_args(ap)  # --profile, --mongo-db, --namespace, --window-minutes, ... (flashsale/job_args.py)
     ap.add_argument("--no-archive", action="store_true", help="skip the archive baseline")
     ap.add_argument("--submitted-at", type=float, default=None, help="epoch seconds when spark-submit was called")
-    ap.add_argument("--refresh", action="store_true",
-                    help="after the first cycle keep refreshing (new data, new as-of) until settings.kpi_refresh_for_seconds "
-                         "after submission (the minute DAG's mode)")
+    ap.add_argument(
+        "--refresh",
+        action="store_true",
+        help="after the first cycle keep refreshing (new data, new as-of) until settings.kpi_refresh_for_seconds "
+        "after submission (the minute DAG's mode)",
+    )
     return ap.parse_args(argv)
 
 
-def _read_inputs(s, as_of: datetime, params, use_archive: bool, reuse: dict | None = None) -> dict:
+def _read_inputs(
+    s: Settings, as_of: datetime, params: KpiParams, use_archive: bool, reuse: KpiInputs | None = None
+) -> KpiInputs:
     """Everything the run needs from the stores (runs in a thread while the JVM starts).
 
     ``reuse``: the previous cycle's inputs of the same app (refresh cycles): its dims and archive
     baseline are kept, and of the window only the tail is read again (settings.kpi_refresh_reread_seconds
     before the last as-of), the rest comes from the last read; the next minute's app reads it all again.
     """
-    from flashsale.contracts import CITIES_DIM, INVENTORY_FACT, ORDERS_FACT, PRODUCTS_DIM, WAREHOUSES_DIM, validate_batch
+    from flashsale import hot_store
+    from flashsale.contracts import (
+        CITIES_DIM,
+        INVENTORY_FACT,
+        ORDERS_FACT,
+        PRODUCTS_DIM,
+        WAREHOUSES_DIM,
+        validate_batch,
+    )
     from flashsale.redis_keys import keys_for, read_state
     from flashsale.stores import mongo_client, redis_client
-    from spark import hot_store
-    from spark.baseline import empty_baseline, read_archive_baseline
+    from kpi.baseline import empty_baseline, read_archive_baseline
 
-    t = {}
+    t: dict[str, float] = {}
     t0 = time.perf_counter()
     r = redis_client(s)
     alert_state, inv_state, head = read_state(r, keys_for(s))
     start = as_of - timedelta(minutes=params.window_minutes)
-    inv_start = start if inv_state else as_of - timedelta(minutes=max(s.kpi_inventory_bootstrap_minutes, params.window_minutes))
+    inv_start = (
+        start if inv_state else as_of - timedelta(minutes=max(s.kpi_inventory_bootstrap_minutes, params.window_minutes))
+    )
     with mongo_client(s) as c:
         db = c.get_default_database()
         dims_raw = hot_store.read_dims(db) if reuse is None else None
         t["read_dims_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         names = db.list_collection_names()
-        window_docs = {}
+        window_docs: dict[str, WindowRead] = {}
         cols: list[str] = []
         for fact, fact_start in ((ORDERS_FACT, start), (INVENTORY_FACT, inv_start)):
-            prev = (reuse or {}).get("window_docs", {}).get(fact.name)
-            if prev and prev["start"] <= fact_start:
+            prev = reuse.window_docs.get(fact.name) if reuse else None
+            if prev and prev.start <= fact_start:
                 # a refresh re-reads only the tail of the window (from a lateness margin before the last as-of)
-                read_from = max(fact_start, prev["as_of"] - timedelta(seconds=s.kpi_refresh_reread_seconds))
-                docs, read = hot_store.refresh_window(db, fact, fact_start, read_from, prev["docs"], s.hot_bucket_minutes, names)
+                read_from = max(fact_start, prev.as_of - timedelta(seconds=s.kpi_refresh_reread_seconds))
+                docs, read = hot_store.refresh_window(
+                    db, fact, fact_start, read_from, prev.docs, s.hot_bucket_minutes, names
+                )
             else:
                 docs, read = hot_store.read_window(db, fact, fact_start, s.hot_bucket_minutes, names)
-            window_docs[fact.name] = {"docs": docs, "start": fact_start, "as_of": as_of}
+            window_docs[fact.name] = WindowRead(docs, fact_start, as_of)
             cols += read
-        orders_raw, inv_raw = window_docs[ORDERS_FACT.name]["docs"], window_docs[INVENTORY_FACT.name]["docs"]
+        orders_raw, inv_raw = window_docs[ORDERS_FACT.name].docs, window_docs[INVENTORY_FACT.name].docs
         t["read_facts_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     if reuse is None:
-        dq, dims = {}, {}
+        dq: dict[str, dict] = {}
+        dims: dict[str, pa.Table] = {}
         for d in (PRODUCTS_DIM, WAREHOUSES_DIM, CITIES_DIM):
             checked = validate_batch(d, dims_raw[d.name])
             dims[d.name], dq[d.name] = checked.valid, checked.quality(dims_raw[d.name])
@@ -93,25 +162,41 @@ def _read_inputs(s, as_of: datetime, params, use_archive: bool, reuse: dict | No
             "city_id": set(dims[CITIES_DIM.name]["city_id"].to_pylist()),
         }
     else:
-        dims, known = reuse["dims"], reuse["known_ids"]
-        dq = {d.name: reuse["dq"][d.name] for d in (PRODUCTS_DIM, WAREHOUSES_DIM, CITIES_DIM)}
+        dims, known = reuse.dims, reuse.known_ids
+        dq = {d.name: reuse.dq[d.name] for d in (PRODUCTS_DIM, WAREHOUSES_DIM, CITIES_DIM)}
     facts = {}
     for fact, raw in ((ORDERS_FACT, orders_raw), (INVENTORY_FACT, inv_raw)):
-        checked = validate_batch(fact, raw, known_ids=known, as_of=as_of, future_skew_seconds=params.future_skew_seconds)
+        checked = validate_batch(
+            fact, raw, known_ids=known, as_of=as_of, future_skew_seconds=params.future_skew_seconds
+        )
         facts[fact.name], dq[fact.name] = checked.valid, checked.quality(raw)
     orders, inv = facts[ORDERS_FACT.name], facts[INVENTORY_FACT.name]
     t["validate_s"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     if reuse is not None:
-        baseline, binfo = reuse["baseline"], reuse["baseline_info"]
+        baseline, binfo = reuse.baseline, reuse.baseline_info
     elif use_archive:
         baseline, binfo = read_archive_baseline(s.archive_root, as_of, s.kpi_baseline_days)
     else:
         baseline, binfo = empty_baseline(), {"source": None, "pairs": 0}
     t["read_archive_s"] = time.perf_counter() - t3
-    return {"orders": orders, "inventory": inv, "dims": dims, "known_ids": known, "dq": dq, "alert_state": alert_state,
-            "inv_state": inv_state, "head": head, "baseline": baseline, "baseline_info": binfo, "timings": t,
-            "window_start": start, "inv_start": inv_start, "collections_read": cols, "window_docs": window_docs}
+    return KpiInputs(
+        orders=orders,
+        inventory=inv,
+        dims=dims,
+        baseline=baseline,
+        window_start=start,
+        inv_state=inv_state,
+        alert_state=alert_state,
+        head=head,
+        known_ids=known,
+        dq=dq,
+        baseline_info=binfo,
+        timings=t,
+        inv_start=inv_start,
+        collections_read=cols,
+        window_docs=window_docs,
+    )
 
 
 def _carried_inventory_table(inv_state: dict):
@@ -139,8 +224,8 @@ def _default_as_of(s) -> datetime:
     """Now, or with the data clock the newest order time (+1 ms so that order is inside the window)."""
     if s.kpi_clock == "data":
         from flashsale.contracts import ORDERS_FACT
+        from flashsale.hot_store import newest_event_time
         from flashsale.stores import mongo_client
-        from spark.hot_store import newest_event_time
 
         with mongo_client(s) as c:
             newest = newest_event_time(c.get_default_database(), ORDERS_FACT)
@@ -152,32 +237,33 @@ def _default_as_of(s) -> datetime:
 def build_spark(app_name: str = "flashsale-kpi"):
     from pyspark.sql import SparkSession
 
-    return (SparkSession.builder.appName(app_name)
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.sql.shuffle.partitions", "4")
-            .config("spark.sql.session.timeZone", "UTC")
-            .getOrCreate())
+    return (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
 
 
-def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
+def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> KpiFrames:
     """Spark part: early aggregation, joins and the per-product KPI functions. Returns pandas frames."""
-    import pandas as pd
-    import pyarrow as pa
-
     from dataclasses import replace
 
-    from spark.kpi_rules import product_group_kpis, sale_lift, sku_spark_schema
+    import pyarrow as pa
 
-    start = inputs["window_start"]
+    from kpi.rules import product_group_kpis, sale_lift, sku_spark_schema
+
+    start = inputs.window_start
     start_ms = int(start.timestamp() * 1000)
     end_ms = int(as_of.timestamp() * 1000)
-    dims = inputs["dims"]
-    spark.createDataFrame(inputs["orders"]).createOrReplaceTempView("orders")
-    inv_all = pa.concat_tables([inputs["inventory"], _carried_inventory_table(inputs["inv_state"])])
+    dims = inputs.dims
+    spark.createDataFrame(inputs.orders).createOrReplaceTempView("orders")
+    inv_all = pa.concat_tables([inputs.inventory, _carried_inventory_table(inputs.inv_state)])
     spark.createDataFrame(inv_all).createOrReplaceTempView("inventory")
     for name, tbl in dims.items():
         spark.createDataFrame(tbl).createOrReplaceTempView(name)
-    base = inputs["baseline"]
+    base = inputs.baseline
     spark.createDataFrame(pa.Table.from_pandas(base, preserve_index=False)).createOrReplaceTempView("baseline")
 
     # 1. aggregate early: product x warehouse x minute (WHERE, GROUP BY, HAVING)
@@ -217,9 +303,13 @@ def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
     run_params = replace(params, sale_lift=sale_lift(minutes_pd, base, params))
     fn = lambda m, s: product_group_kpis(m, s, run_params)  # noqa: E731
     bucket = f"pmod(product_id, {PRODUCT_BUCKETS}) AS product_bucket"
-    sku = (spark.table("order_minutes").selectExpr("product_id", "warehouse_id", "minute_idx", "units", bucket)
-           .groupBy("product_bucket").cogroup(state.selectExpr("*", bucket).groupBy("product_bucket"))
-           .applyInPandas(fn, sku_spark_schema()))
+    sku = (
+        spark.table("order_minutes")
+        .selectExpr("product_id", "warehouse_id", "minute_idx", "units", bucket)
+        .groupBy("product_bucket")
+        .cogroup(state.selectExpr("*", bucket).groupBy("product_bucket"))
+        .applyInPandas(fn, sku_spark_schema())
+    )
     sku.createOrReplaceTempView("sku_kpis")
     skus = spark.sql("""
         SELECT s.*, p.category, w.warehouse_name
@@ -235,65 +325,126 @@ def compute(spark, inputs: dict, params, as_of: datetime) -> dict:
     wh_load = wh_load[wh_load["orders"] > 0]
     delay = latest_pd.groupby("warehouse_id")["fulfillment_delay"].mean()
     cities = dims["cities_dim"].select(["city_id", "city", "province"]).to_pandas()
-    warehouses = (dims["warehouses_dim"].select(["warehouse_id", "warehouse_name", "city_id", "capacity"]).to_pandas()
-                  .merge(cities, on="city_id").drop(columns="city_id"))
+    warehouses = (
+        dims["warehouses_dim"]
+        .select(["warehouse_id", "warehouse_name", "city_id", "capacity"])
+        .to_pandas()
+        .merge(cities, on="city_id")
+        .drop(columns="city_id")
+    )
     warehouses["fulfillment_delay"] = warehouses["warehouse_id"].map(delay)
     pairs = set(zip(minutes_pd["product_id"], minutes_pd["warehouse_id"]))
     no_inv = len(pairs - set(zip(latest_pd["product_id"], latest_pd["warehouse_id"])))
-    return {"skus": skus, "per_minute": per_minute, "wh_load": wh_load,
-            "warehouses": warehouses[["warehouse_id", "warehouse_name", "city", "province", "capacity", "fulfillment_delay"]],
-            "pairs_without_inventory": int(no_inv), "latest_inventory": latest_pd, "pd": pd,
-            "sale_lift": run_params.sale_lift}
+    wh_cols = ["warehouse_id", "warehouse_name", "city", "province", "capacity", "fulfillment_delay"]
+    return KpiFrames(
+        skus=skus,
+        per_minute=per_minute,
+        wh_load=wh_load,
+        warehouses=warehouses[wh_cols],
+        latest_inventory=latest_pd,
+        pairs_without_inventory=int(no_inv),
+        sale_lift=run_params.sale_lift,
+    )
 
 
-def assemble(s, params, inputs: dict, out: dict, as_of: datetime, run_id: str, master: str, timings: dict):
+def assemble(
+    s: Settings,
+    params: KpiParams,
+    inputs: KpiInputs,
+    out: KpiFrames,
+    as_of: datetime,
+    run_id: str,
+    master: str,
+    timings: dict,
+) -> tuple[dict, dict, dict]:
     """Driver-side rollups, hysteresis and the snapshot dict (pure given its inputs)."""
     from flashsale.redis_keys import SNAPSHOT_SCHEMA
-    from spark import kpi_rules as R
+    from kpi import rules as R
 
     now_iso = datetime.now(UTC).isoformat()
-    skus = out["skus"].sort_values(["p_stockout", "eta_pessimistic_min"], ascending=[False, True]).reset_index(drop=True)
-    series = R.orders_series(out["per_minute"], inputs["window_start"], params.window_minutes)
-    wh = R.warehouse_status(out["wh_load"], out["warehouses"], params).sort_values("warehouse_id")
-    alerts, alert_state = R.update_alerts(skus, inputs["alert_state"], now_iso, params)
-    quarantined = sum(v["quarantined"] for v in inputs["dq"].values())
-    kpis = R.headline(skus, series, wh, alerts, quarantined, out["pairs_without_inventory"])
+    skus = out.skus.sort_values(["p_stockout", "eta_pessimistic_min"], ascending=[False, True]).reset_index(drop=True)
+    series = R.orders_series(out.per_minute, inputs.window_start, params.window_minutes)
+    wh = R.warehouse_status(out.wh_load, out.warehouses, params).sort_values("warehouse_id")
+    alerts, alert_state = R.update_alerts(skus, inputs.alert_state, now_iso, params)
+    quarantined = sum(v["quarantined"] for v in inputs.dq.values())
+    kpis = R.headline(skus, series, wh, alerts, quarantined, out.pairs_without_inventory)
     inv_state = {
         f"{int(r.product_id)}:{int(r.warehouse_id)}": {
-            "on_hand": int(r.inventory_on_hand), "reserved": int(r.reserved_stock),
-            "delay": float(r.fulfillment_delay), "ts": r.inventory_ts.to_pydatetime().astimezone(UTC).isoformat(),
-            "inbound": int(r.inbound_units), "inbound_due": float(r.inbound_due_minutes)}
-        for r in out["latest_inventory"].itertuples(index=False)
+            "on_hand": int(r.inventory_on_hand),
+            "reserved": int(r.reserved_stock),
+            "delay": float(r.fulfillment_delay),
+            "ts": r.inventory_ts.to_pydatetime().astimezone(UTC).isoformat(),
+            "inbound": int(r.inbound_units),
+            "inbound_due": float(r.inbound_due_minutes),
+        }
+        for r in out.latest_inventory.itertuples(index=False)
     }
-    sku_cols = ["product_id", "category", "warehouse_id", "warehouse_name", "city", "province", "available", "inbound_units",
-                "velocity", "baseline_velocity", "eta_median_min", "eta_pessimistic_min", "p_stockout", "risk"]
+    sku_cols = [
+        "product_id",
+        "category",
+        "warehouse_id",
+        "warehouse_name",
+        "city",
+        "province",
+        "available",
+        "inbound_units",
+        "velocity",
+        "baseline_velocity",
+        "eta_median_min",
+        "eta_pessimistic_min",
+        "p_stockout",
+        "risk",
+    ]
     snapshot = {
         "schema": SNAPSHOT_SCHEMA,
         "run_id": run_id,
         "computed_at": now_iso,
         "data_as_of": as_of.isoformat(),
-        "window_start": inputs["window_start"].isoformat(),
+        "window_start": inputs.window_start.isoformat(),
         "window_minutes": params.window_minutes,
         "master": master,
         "kpis": kpis,
         "orders_per_minute": series,
         "sku_risk": R.records(skus[sku_cols], s.kpi_max_table_rows),
-        "warehouses": R.records(wh[["warehouse_id", "warehouse_name", "city", "province", "capacity", "load_per_min",
-                                    "peak_per_min", "load_ratio", "fulfillment_delay", "overloaded", "reason"]],
-                                s.kpi_max_table_rows),
+        "warehouses": R.records(
+            wh[
+                [
+                    "warehouse_id",
+                    "warehouse_name",
+                    "city",
+                    "province",
+                    "capacity",
+                    "load_per_min",
+                    "peak_per_min",
+                    "load_ratio",
+                    "fulfillment_delay",
+                    "overloaded",
+                    "reason",
+                ]
+            ],
+            s.kpi_max_table_rows,
+        ),
         "geo_city": R.records(R.geo_risk(skus, "city"), s.kpi_max_table_rows),
         "geo_province": R.records(R.geo_risk(skus, "province"), s.kpi_max_table_rows),
         "alerts": alerts[: s.kpi_max_alert_rows],
         "alerts_total": len(alerts),
-        "data_quality": {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in inputs["dq"].items()},
-        "baseline": inputs["baseline_info"],
-        "params": {**params.as_dict(), "sale_lift": out["sale_lift"]},
+        "data_quality": {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in inputs.dq.items()},
+        "baseline": inputs.baseline_info,
+        "params": {**params.as_dict(), "sale_lift": out.sale_lift},
         "timings_s": timings,
     }
     return snapshot, alert_state, inv_state
 
 
-def run_cycle(spark, s, params, as_of: datetime, inputs: dict, timings: dict, app_started_at: float | None = None) -> dict:
+def run_cycle(
+    spark,
+    s: Settings,
+    params: KpiParams,
+    as_of: datetime,
+    inputs: KpiInputs,
+    timings: dict,
+    app_started_at: float | None = None,
+) -> dict:
     """One KPI cycle on a running SparkSession from inputs already read: compute, assemble, write Redis.
 
     ``app_started_at`` (scheduled apps, which overlap): write only if no other run published since
@@ -302,7 +453,7 @@ def run_cycle(spark, s, params, as_of: datetime, inputs: dict, timings: dict, ap
     from flashsale.redis_keys import keys_for, write_snapshot
     from flashsale.stores import redis_client
 
-    timings.update(inputs["timings"])
+    timings.update(inputs.timings)
     master = spark.sparkContext.master
     t2 = time.perf_counter()
     out = compute(spark, inputs, params, as_of)
@@ -312,20 +463,35 @@ def run_cycle(spark, s, params, as_of: datetime, inputs: dict, timings: dict, ap
     snapshot, alert_state, inv_state = assemble(s, params, inputs, out, as_of, run_id, master, timings)
     timings["assemble_s"] = time.perf_counter() - t3
     t4 = time.perf_counter()
-    cas = {} if app_started_at is None else {"expect_head": inputs["head"], "app_started_at": app_started_at}
-    size = write_snapshot(redis_client(s), keys_for(s), snapshot, ttl_seconds=s.kpi_snapshot_ttl_seconds,
-                          trend_max_points=s.kpi_trend_max_points, alert_state=alert_state, inventory_state=inv_state, **cas)
+    cas = {} if app_started_at is None else {"expect_head": inputs.head, "app_started_at": app_started_at}
+    size = write_snapshot(
+        redis_client(s),
+        keys_for(s),
+        snapshot,
+        ttl_seconds=s.kpi_snapshot_ttl_seconds,
+        trend_max_points=s.kpi_trend_max_points,
+        alert_state=alert_state,
+        inventory_state=inv_state,
+        **cas,
+    )
     timings["redis_write_s"] = time.perf_counter() - t4
-    return {"run_id": run_id, "master": master, "data_as_of": snapshot["data_as_of"], "snapshot_bytes": size,
-            "superseded": size is None,
-            "kpis": snapshot["kpis"], "rows": {"orders": inputs["orders"].num_rows, "inventory": inputs["inventory"].num_rows},
-            "collections_read": inputs["collections_read"], "data_quality": snapshot["data_quality"]}
+    return {
+        "run_id": run_id,
+        "master": master,
+        "data_as_of": snapshot["data_as_of"],
+        "snapshot_bytes": size,
+        "superseded": size is None,
+        "kpis": snapshot["kpis"],
+        "rows": {"orders": inputs.orders.num_rows, "inventory": inputs.inventory.num_rows},
+        "collections_read": inputs.collections_read,
+        "data_quality": snapshot["data_quality"],
+    }
 
 
 def main(argv=None) -> int:
     t_main = time.time()
     a = _parse_args(sys.argv[1:] if argv is None else argv)
-    from spark.kpi_rules import KpiParams
+    from kpi.rules import KpiParams
 
     s = settings_from_args(a)
     params = KpiParams.from_settings(s)
@@ -347,14 +513,16 @@ def main(argv=None) -> int:
     if a.submitted_at:
         timings["submit_to_snapshot_s"] = time.time() - a.submitted_at
     result["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-    print("KPI_RESULT " + json.dumps(result, default=str), flush=True)
+    print(KPI_RESULT_PREFIX + json.dumps(result, default=str), flush=True)
     if a.refresh and not a.as_of:
         _refresh(spark, s, params, inputs, app_started_at, time.time() - t_cycle, use_archive=not a.no_archive)
     spark.stop()
     return 0
 
 
-def _refresh(spark, s, params, inputs: dict, app_started_at: float, estimate: float, use_archive: bool) -> None:
+def _refresh(
+    spark, s: Settings, params: KpiParams, inputs: KpiInputs, app_started_at: float, estimate: float, use_archive: bool
+) -> None:
     """Keep the snapshot fresh while this app's JVM and YARN containers are paid for.
 
     The minute DAG lets two apps overlap: each refreshes (new data, new as-of, at most once per
@@ -370,7 +538,9 @@ def _refresh(spark, s, params, inputs: dict, app_started_at: float, estimate: fl
     while time.time() + 1.5 * estimate <= deadline:  # margin: load varies
         head = read_head(r, keys) or {}
         if (head.get("app_started_at") or 0) > app_started_at:
-            print("KPI_HANDOVER " + json.dumps({"to_run": head["run_id"], "data_as_of": head["data_as_of"]}), flush=True)
+            print(
+                "KPI_HANDOVER " + json.dumps({"to_run": head["run_id"], "data_as_of": head["data_as_of"]}), flush=True
+            )
             return
         c0 = time.time()
         t = {}

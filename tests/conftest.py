@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from cluster import process, stack as stack_mod
+from cluster import process
+from cluster import stack as stack_mod
 from cluster.services import SERVICES
 from flashsale.settings import load_settings
 

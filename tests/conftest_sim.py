@@ -14,8 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from flashsale.settings import Settings, load_settings
 from cluster.services import ferretdb_binary
+from flashsale.settings import Settings, load_settings
 
 
 def free_port() -> int:
@@ -43,13 +43,22 @@ class PrivateHotStore:
         s = self.base
         (self.data_dir / "sqlite").mkdir(parents=True, exist_ok=True)
         cmd = [
-            str(ferretdb_binary(s)), "--handler=sqlite", f"--sqlite-url=file:{self.data_dir / 'sqlite'}/",
-            f"--state-dir={self.data_dir}", f"--listen-addr=127.0.0.1:{self.port}",
-            f"--debug-addr=127.0.0.1:{self.debug_port}", "--telemetry=disable", "--log-level=WARN",
-            "--test-enable-new-auth", f"--setup-database={s.mongo_db}",
+            str(ferretdb_binary(s)),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{self.data_dir / 'sqlite'}/",
+            f"--state-dir={self.data_dir}",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--debug-addr=127.0.0.1:{self.debug_port}",
+            "--telemetry=disable",
+            "--log-level=WARN",
+            "--test-enable-new-auth",
+            f"--setup-database={s.mongo_db}",
         ]
-        env = {**os.environ, "FERRETDB_SETUP_USERNAME": s.mongo_user,
-               "FERRETDB_SETUP_PASSWORD": s.mongo_password.get_secret_value()}
+        env = {
+            **os.environ,
+            "FERRETDB_SETUP_USERNAME": s.mongo_user,
+            "FERRETDB_SETUP_PASSWORD": s.mongo_password.get_secret_value(),
+        }
         self.proc = subprocess.Popen(cmd, env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         self.wait_ready(timeout)
 
@@ -62,9 +71,9 @@ class PrivateHotStore:
                 with mongo_client(self.settings, timeout_ms=1000) as c:
                     c[self.base.mongo_db].command("ping")
                 return
-            except Exception:
+            except Exception as exc:
                 if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
-                    raise RuntimeError(f"private FerretDB did not start; see {self.log}")
+                    raise RuntimeError(f"private FerretDB did not start; see {self.log}") from exc
                 time.sleep(0.3)
 
     def kill(self) -> None:

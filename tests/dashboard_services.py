@@ -15,8 +15,15 @@ from pathlib import Path
 from dashboard.serve import command
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
 PROJECT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJECT / "test-artifacts"
 
@@ -61,13 +68,16 @@ class PrivateRedis:
         self.password = secrets.token_hex(16)
         self.dir = Path(tempfile.mkdtemp(prefix="fsr-dash-redis-"))
         self.conf = self.dir / "redis.conf"
-        self.conf.write_text(f'bind 127.0.0.1\nport {self.port}\nrequirepass {self.password}\nsave ""\n'
-                             f"appendonly no\ndir {self.dir}\nprotected-mode yes\n")
+        self.conf.write_text(
+            f'bind 127.0.0.1\nport {self.port}\nrequirepass {self.password}\nsave ""\n'
+            f"appendonly no\ndir {self.dir}\nprotected-mode yes\n"
+        )
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "PrivateRedis":
-        self.proc = subprocess.Popen(["redis-server", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+    def start(self) -> PrivateRedis:
+        self.proc = subprocess.Popen(
+            ["redis-server", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         _wait_port(self.port, self.proc, 10, "redis-server")
         return self
 
@@ -89,8 +99,9 @@ class DashboardServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="fsr-dash-streamlit-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(command(self.port), cwd=PROJECT, env={**os.environ, **env},
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            command(self.port), cwd=PROJECT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT
+        )
         try:
             _wait_port(self.port, self.proc, 60, "streamlit")
         except Exception:
@@ -107,6 +118,8 @@ class DashboardServer:
 
 def launch_chromium(playwright):
     if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
-                           "scripts/install.sh does this when FLASHSALE_BROWSER_TESTS=1")
+        raise RuntimeError(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+            "scripts/install.sh does this when FLASHSALE_BROWSER_TESTS=1"
+        )
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

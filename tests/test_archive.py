@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,21 +14,27 @@ import pyarrow.parquet as pq
 import pytest
 from bson import json_util
 
+from cluster.spark_apps import run_archive
 from flashsale import hot_layout
+from flashsale.archive_layout import STEPS, plan, should_archive
 from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT, arrow_schema, to_document
 from flashsale.settings import load_settings
 from flashsale.stores import mongo_client
-from spark.archive_plan import STEPS, plan, should_archive
-from spark.archive_run import run_archive
 
-UTC = timezone.utc
 T0 = datetime(2026, 11, 11, 0, 0, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- pure planning
 def _rows(hours):
-    return [(T0 + timedelta(hours=h, minutes=m), hot_layout.bucket_name(ORDERS_FACT, T0 + timedelta(hours=h, minutes=m)), 10)
-            for h in hours for m in range(0, 60, 5)]
+    return [
+        (
+            T0 + timedelta(hours=h, minutes=m),
+            hot_layout.bucket_name(ORDERS_FACT, T0 + timedelta(hours=h, minutes=m)),
+            10,
+        )
+        for h in hours
+        for m in range(0, 60, 5)
+    ]
 
 
 def test_plan_takes_only_hours_older_than_the_minimum_age():
@@ -55,23 +61,61 @@ def _orders(hours: int, per_bucket: int) -> list[dict]:
     for b in range(hours * 12):
         for i in range(per_bucket):
             ts = T0 + timedelta(minutes=5 * b, seconds=(i * 7) % 300)
-            out.append({"order_id": f"o-{b}-{i}", "product_id": i % 13, "seller_id": 1, "warehouse_id": i % 3,
-                        "city_id": i % 4, "order_qty": 1 + i % 2, "order_value": 10.0 + i, "order_ts": ts})
+            out.append(
+                {
+                    "order_id": f"o-{b}-{i}",
+                    "product_id": i % 13,
+                    "seller_id": 1,
+                    "warehouse_id": i % 3,
+                    "city_id": i % 4,
+                    "order_qty": 1 + i % 2,
+                    "order_value": 10.0 + i,
+                    "order_ts": ts,
+                }
+            )
     return out
 
 
 def _inventory(hours: int) -> list[dict]:
-    return [{"inventory_event_id": f"i-{b}", "product_id": b % 13, "warehouse_id": b % 3, "inventory_on_hand": 100,
-             "reserved_stock": 2, "fulfillment_delay": 5.0, "inventory_ts": T0 + timedelta(minutes=5 * b + 1),
-             "inbound_units": 40 * (b % 2), "inbound_due_minutes": 30.0 * (b % 2)}
-            for b in range(hours * 12)]
+    return [
+        {
+            "inventory_event_id": f"i-{b}",
+            "product_id": b % 13,
+            "warehouse_id": b % 3,
+            "inventory_on_hand": 100,
+            "reserved_stock": 2,
+            "fulfillment_delay": 5.0,
+            "inventory_ts": T0 + timedelta(minutes=5 * b + 1),
+            "inbound_units": 40 * (b % 2),
+            "inbound_due_minutes": 30.0 * (b % 2),
+        }
+        for b in range(hours * 12)
+    ]
 
 
 MALFORMED = [  # malformed documents are quarantined, not lost
-    {"_id": "o-bad-1", "order_id": "o-bad-1", "product_id": "7", "seller_id": 1, "warehouse_id": 0, "city_id": 0,
-     "order_qty": 1, "order_value": 1.0, "order_ts": T0 + timedelta(minutes=3)},
-    {"_id": "o-bad-2", "order_id": "o-bad-2", "product_id": 7, "seller_id": 1, "warehouse_id": 0, "city_id": 0,
-     "order_qty": -2, "order_value": 1.0, "order_ts": T0 + timedelta(minutes=4)},
+    {
+        "_id": "o-bad-1",
+        "order_id": "o-bad-1",
+        "product_id": "7",
+        "seller_id": 1,
+        "warehouse_id": 0,
+        "city_id": 0,
+        "order_qty": 1,
+        "order_value": 1.0,
+        "order_ts": T0 + timedelta(minutes=3),
+    },
+    {
+        "_id": "o-bad-2",
+        "order_id": "o-bad-2",
+        "product_id": 7,
+        "seller_id": 1,
+        "warehouse_id": 0,
+        "city_id": 0,
+        "order_qty": -2,
+        "order_value": 1.0,
+        "order_ts": T0 + timedelta(minutes=4),
+    },
 ]
 
 
@@ -119,8 +163,12 @@ def _reconcile(s, expected: dict[str, set[str]], exact: bool = True) -> dict[str
 
 @pytest.fixture()
 def archive_settings(stack, tmp_path):
-    s = load_settings(profile=stack.profile, mongo_db="flashsale_test_archive", mongo_auth_source=stack.mongo_db,
-                      archive_root=f"file://{tmp_path / 'archive'}")
+    s = load_settings(
+        profile=stack.profile,
+        mongo_db="flashsale_test_archive",
+        mongo_auth_source=stack.mongo_db,
+        archive_root=f"file://{tmp_path / 'archive'}",
+    )
     yield s
     with mongo_client(s) as client:
         client.drop_database(s.mongo_db)
@@ -131,12 +179,19 @@ def test_archive_moves_old_hours_exactly_once(archive_settings):
     s = archive_settings
     orders, inventory = _orders(hours=3, per_bucket=20), _inventory(hours=3)
     _load(s, orders, inventory)
-    ids = {"o": {o["order_id"] for o in orders} | {d["_id"] for d in MALFORMED}, "i": {i["inventory_event_id"] for i in inventory}}
+    ids = {
+        "o": {o["order_id"] for o in orders} | {d["_id"] for d in MALFORMED},
+        "i": {i["inventory_event_id"] for i in inventory},
+    }
     now = (T0 + timedelta(hours=3)).isoformat()
     result = run_archive(s, master="local[*]", now=now, force=True)
     # hours 00 and 01 are older than 60 min at 03:00; hour 02 stays hot for the KPI window
     assert sorted(b["batch_id"] for b in result["batches"]) == [
-        "inventory_fact-20261111T00", "inventory_fact-20261111T01", "orders_fact-20261111T00", "orders_fact-20261111T01"]
+        "inventory_fact-20261111T00",
+        "inventory_fact-20261111T01",
+        "orders_fact-20261111T00",
+        "orders_fact-20261111T01",
+    ]
     where = _reconcile(s, ids)
     assert where["hot"] == 12 * 20 + 12  # one hour of orders + inventory left
     root = Path(s.archive_root.removeprefix("file://"))
@@ -147,7 +202,10 @@ def test_archive_moves_old_hours_exactly_once(archive_settings):
     assert sum(manifest["bucket_counts"].values()) == 242
     assert any("orders_fact-20261111T00" in line for line in result["log"])  # lineage in the task log
     q = pq.read_table(next((root / "quarantine" / "orders_fact").rglob("*.parquet"))).to_pylist()
-    assert sorted(r["_quarantine_reason"].split(":")[0] for r in q) == ["orders_fact.order_qty", "orders_fact.product_id"]
+    assert sorted(r["_quarantine_reason"].split(":")[0] for r in q) == [
+        "orders_fact.order_qty",
+        "orders_fact.product_id",
+    ]
     again = run_archive(s, master="local[*]", now=now, force=True)  # nothing left to do, nothing duplicated
     assert again["batches"] == [] or all(b.get("resumed") for b in again["batches"])
     _reconcile(s, ids)
@@ -161,7 +219,10 @@ def test_crash_at_every_step_then_rerun_reconciles(archive_settings):
     hours = 10
     orders, inventory = _orders(hours=hours, per_bucket=3), _inventory(hours=hours)
     _load(s, orders, inventory)
-    ids = {"o": {o["order_id"] for o in orders} | {d["_id"] for d in MALFORMED}, "i": {i["inventory_event_id"] for i in inventory}}
+    ids = {
+        "o": {o["order_id"] for o in orders} | {d["_id"] for d in MALFORMED},
+        "i": {i["inventory_event_id"] for i in inventory},
+    }
     now = (T0 + timedelta(hours=hours + 1)).isoformat()
     steps = list(STEPS) * 4  # 20 trials, every step at least four times, in random order
     rng.shuffle(steps)
@@ -181,7 +242,10 @@ def test_committed_batch_whose_bucket_came_back_empty_still_finishes(archive_set
     s = archive_settings
     orders, inventory = _orders(hours=2, per_bucket=5), _inventory(hours=2)
     _load(s, orders, inventory)
-    ids = {"o": {o["order_id"] for o in orders} | {d["_id"] for d in MALFORMED}, "i": {i["inventory_event_id"] for i in inventory}}
+    ids = {
+        "o": {o["order_id"] for o in orders} | {d["_id"] for d in MALFORMED},
+        "i": {i["inventory_event_id"] for i in inventory},
+    }
     now = (T0 + timedelta(hours=2)).isoformat()
     with pytest.raises(RuntimeError, match="exit 17"):
         run_archive(s, master="local[*]", now=now, force=True, max_batches=1, crash_at="commit")

@@ -1,4 +1,4 @@
-"""Backtest (spark/backtest.py) and the simulator's closed-loop hooks (ray_gen/actions.py): no services.
+"""Backtest (backtest/replay.py) and the simulator's closed-loop hooks (ray_gen/actions.py): no services.
 
 Scoring and the action desk against hand-built known answers; the hooks as pure functions and inside
 the engine (neutral when empty, shard-count independent when not); the replay against
@@ -22,6 +22,7 @@ import pytest
 
 from flashsale.contracts import arrow_schema
 from flashsale.settings import load_settings
+from kpi.rules import SKU_COLUMNS, KpiParams
 from ray_gen import actions
 from ray_gen.catalogue import build_catalogue, dimension_records
 from ray_gen.engine import run
@@ -29,7 +30,6 @@ from ray_gen.params import make_params
 from ray_gen.shards import WarehouseShard
 from ray_gen.sinks import SinkSpec
 from spark import backtest as B
-from spark.kpi_rules import SKU_COLUMNS, KpiParams
 
 # a small sale: the spike at minute 120 empties shelves from ~minute 130 on
 SMALL = dict(n_products=150, n_warehouses=8, minutes=170, city_shards=1, warehouse_shards=1, batch_size=50_000)
@@ -43,21 +43,28 @@ def _eps(rows):
 # ---------------------------------------------------------------- scoring: known answers
 def test_score_known_answers():
     outs = _eps([(1, 50, 59), (1, 80, 85), (2, 30, 30), (5, 100, 120), (6, 90, 95)])
-    alerts = _eps([
-        (1, 20, 60),    # open before the first stockout of pair 1: lead 50-20 = 30, TP
-        (1, 70, 90),    # pair 1 back in stock at 60: lead of the 2nd stockout 80-max(70,60) = 10, TP
-        (2, 30, 35),    # opened when the shelf was already empty: reactive, and pair 2's stockout is missed
-        (3, 100, 110),  # never stocks out, 110+60 <= 199: false positive
-        (4, 150, 199),  # never stocks out, still open at the end: pending
-        (5, 10, 12),    # pair 5 stocks out at 100 > 12+60: false positive, and that stockout is missed
-        (6, 0, 100),    # stockout at 90, inside the episode: TP with lead 90; not within 60 of the opening
-    ])
+    alerts = _eps(
+        [
+            (1, 20, 60),  # open before the first stockout of pair 1: lead 50-20 = 30, TP
+            (1, 70, 90),  # pair 1 back in stock at 60: lead of the 2nd stockout 80-max(70,60) = 10, TP
+            (2, 30, 35),  # opened when the shelf was already empty: reactive, and pair 2's stockout is missed
+            (3, 100, 110),  # never stocks out, 110+60 <= 199: false positive
+            (4, 150, 199),  # never stocks out, still open at the end: pending
+            (5, 10, 12),  # pair 5 stocks out at 100 > 12+60: false positive, and that stockout is missed
+            (6, 0, 100),  # stockout at 90, inside the episode: TP with lead 90; not within 60 of the opening
+        ]
+    )
     r = B.score(alerts, outs, minutes=200, horizon=60.0, min_lead=15)
     assert (r["stockouts"], r["detected"]) == (5, 3)
     assert sorted(r["leads_min"]) == [10, 30, 90]
     assert r["recall_at_15min"] == 0.4 and r["recall_any_lead"] == 0.6 and r["median_lead_min"] == 30.0
-    assert (r["alert_episodes"], r["reactive_episodes"], r["true_positives"], r["false_positives"],
-            r["pending_episodes"]) == (7, 1, 3, 2, 1)
+    assert (
+        r["alert_episodes"],
+        r["reactive_episodes"],
+        r["true_positives"],
+        r["false_positives"],
+        r["pending_episodes"],
+    ) == (7, 1, 3, 2, 1)
     assert r["precision"] == 0.6
     assert r["precision_strict"] == 0.4  # TP: pair 1 twice; FP: pairs 3, 5 and 6 (90 > 0+60)
     assert r["false_alarms_per_hour"] == pytest.approx(2 / (200 / 60), abs=1e-3)
@@ -83,9 +90,9 @@ def test_naive_baseline_is_stock_over_fifteen_minute_velocity():
     available = np.array([100, 130, 0, 5, 1])
     known = np.array([True, True, True, True, False])
     assert B.naive_alerts(units, available, known, horizon=60.0, window=15).tolist() == [
-        True,   # ETA 50 < 60
+        True,  # ETA 50 < 60
         False,  # ETA 65
-        True,   # empty shelf: ETA 0
+        True,  # empty shelf: ETA 0
         False,  # no sales: no ETA
         False,  # no inventory known
     ]
@@ -103,8 +110,12 @@ def test_oracle_uses_the_expected_demand_of_the_next_horizon():
     load = np.linspace(0.5, 3.0, p.n_warehouses)  # some warehouses overloaded: their cities hesitate
     # expected requests per pair from the simulator's own pieces: a warehouse's orders x its cities'
     # pressure x the product's share of the choice CDF (popularity, discount, scarcity)
-    share = np.stack([np.diff(choice_cdf(cat, p, stock[w]), prepend=0.0) / choice_cdf(cat, p, stock[w])[-1]
-                      for w in range(p.n_warehouses)])
+    share = np.stack(
+        [
+            np.diff(choice_cdf(cat, p, stock[w]), prepend=0.0) / choice_cdf(cat, p, stock[w])[-1]
+            for w in range(p.n_warehouses)
+        ]
+    )
     wh_orders = cat.baseline_rate / cat.choice_weight[None, :]  # baseline = orders x weight x units per order
     intensity = flash_intensity(p.flash, np.arange(121, 181)).sum()
     expected = (wh_orders * warehouse_pressure(load, p)[:, None] * share * intensity).reshape(-1)
@@ -119,22 +130,39 @@ def test_oracle_uses_the_expected_demand_of_the_next_horizon():
 
 # ---------------------------------------------------------------- the operator following the alerts
 def _alert(p, w, action, units=0, donor=None):
-    return {"product_id": p, "warehouse_id": w, "action": action,
-            "numbers": {"suggested_units": units, "reroute_from_warehouse_id": donor}}
+    return {
+        "product_id": p,
+        "warehouse_id": w,
+        "action": action,
+        "numbers": {"suggested_units": units, "reroute_from_warehouse_id": donor},
+    }
 
 
 def test_action_desk_orders_once_per_restock_in_flight():
     desk = B.ActionDesk(n_products=100, lead_minutes=45)
-    iv = desk.plan(10, [_alert(1, 2, "restock", 30), _alert(3, 2, "pause_ads", 8), _alert(4, 5, "reroute", 40, donor=6),
-                        _alert(7, 2, "monitor"), _alert(8, 2, "restock", 0)])
+    iv = desk.plan(
+        10,
+        [
+            _alert(1, 2, "restock", 30),
+            _alert(3, 2, "pause_ads", 8),
+            _alert(4, 5, "reroute", 40, donor=6),
+            _alert(7, 2, "monitor"),
+            _alert(8, 2, "restock", 0),
+        ],
+    )
     assert iv.restocks.tolist() == [[2, 1, 30], [2, 3, 8]]  # pause_ads still orders its restock; 0 units: nothing
     assert iv.reroutes.tolist() == [[5, 4, 6]] and iv.pauses.tolist() == [[2, 3]]
     again = desk.plan(11, [_alert(1, 2, "restock", 31)])
     assert len(again.restocks) == 0 and len(again.pauses) == 0  # in flight until minute 55; the pause is lifted
     assert desk.plan(55, [_alert(1, 2, "restock", 12)]).restocks.tolist() == [[2, 1, 12]]  # landed: may order again
     assert desk.counts == {"restock_orders": 3, "restock_units": 50, "reroute_minutes": 1, "pause_minutes": 1}
-    clearing = desk.plan(56, [{**_alert(4, 5, "reroute", 40, donor=6), "status": "clearing"},
-                              {**_alert(3, 2, "pause_ads", 8), "status": "clearing"}])
+    clearing = desk.plan(
+        56,
+        [
+            {**_alert(4, 5, "reroute", 40, donor=6), "status": "clearing"},
+            {**_alert(3, 2, "pause_ads", 8), "status": "clearing"},
+        ],
+    )
     assert len(clearing.reroutes) == len(clearing.pauses) == len(clearing.restocks) == 0  # the risk has passed
 
 
@@ -149,7 +177,9 @@ def test_route_storefront_and_pause_are_pure_lookups():
     assert shelf[5] == 42 and shelf[6] == 6 and avail[0][5] == 5  # the donor's stock, without touching the input
     u = np.random.default_rng(1).random(20_000)
     pauses = np.array([[0, 5]])
-    keep = actions.kept_after_pause(u, np.zeros(20_000, np.int64), np.where(np.arange(20_000) % 2, 5, 6), pauses, 0.3, 10)
+    keep = actions.kept_after_pause(
+        u, np.zeros(20_000, np.int64), np.where(np.arange(20_000) % 2, 5, 6), pauses, 0.3, 10
+    )
     paused = np.arange(20_000) % 2 == 1
     assert keep[~paused].all()
     assert abs(keep[paused].mean() - 0.3) < 0.02
@@ -177,8 +207,10 @@ def test_radar_restock_lands_after_the_action_lead_time():
 def _run_tables(tmp_path, name, p, interventions=None):
     out = tmp_path / name
     progress, _, _ = run(p, SinkSpec("parquet", path=str(out)), interventions=interventions)
-    return progress, {c: ds.dataset(out / c, format="parquet").to_table().sort_by(k)
-                      for c, k in (("orders_fact", "order_id"), ("inventory_fact", "inventory_event_id"))}
+    return progress, {
+        c: ds.dataset(out / c, format="parquet").to_table().sort_by(k)
+        for c, k in (("orders_fact", "order_id"), ("inventory_fact", "inventory_event_id"))
+    }
 
 
 def test_empty_interventions_change_nothing(tmp_path):
@@ -200,8 +232,9 @@ def test_reroute_pause_and_restock_act_in_the_world_whatever_the_shards(tmp_path
     iv = actions.Interventions(restocks=[[w, top, 500]], reroutes=[[w, top, d]], pauses=[[w, second]])
     plain_pr, plain = _run_tables(tmp_path, "plain", p)
     acted_pr, one = _run_tables(tmp_path, "one", p, interventions=lambda m: iv if m == 0 else None)
-    _, four = _run_tables(tmp_path, "four", p.replace(city_shards=4, warehouse_shards=4),
-                          interventions=lambda m: iv if m == 0 else None)
+    _, four = _run_tables(
+        tmp_path, "four", p.replace(city_shards=4, warehouse_shards=4), interventions=lambda m: iv if m == 0 else None
+    )
     for name in one:  # the tick protocol sends rerouted requests to the donor's shard
         assert one[name].equals(four[name]), name
     o = one["orders_fact"].to_pandas()
@@ -246,7 +279,7 @@ def spark():
 
 @pytest.mark.parametrize("lift_minutes", [0, 5], ids=["no_lift", "sale_lift"])
 def test_replayed_window_equals_spark_compute(tmp_path, spark, lift_minutes):
-    from spark.kpi_job import compute
+    from spark.kpi_job import KpiInputs, compute
 
     params = replace(SETTINGS_PARAMS, lift_minutes=lift_minutes)
     p = make_params(**SMALL)
@@ -257,15 +290,22 @@ def test_replayed_window_equals_spark_compute(tmp_path, spark, lift_minutes):
     # the same sale's records, written by the ordinary Parquet sink, are what the job would read
     _, tables = _run_tables(tmp_path, "records", p)
     as_of = p.start + timedelta(minutes=t + 1)
-    dims = {name: pa.Table.from_pylist(rows, schema=arrow_schema(name))
-            for name, rows in dimension_records(build_catalogue(p)).items()}
-    inputs = {"orders": tables["orders_fact"], "inventory": tables["inventory_fact"], "inv_state": {}, "dims": dims,
-              "baseline": baseline, "window_start": as_of - timedelta(minutes=params.window_minutes)}
+    dims = {
+        name: pa.Table.from_pylist(rows, schema=arrow_schema(name))
+        for name, rows in dimension_records(build_catalogue(p)).items()
+    }
+    inputs = KpiInputs(
+        orders=tables["orders_fact"],
+        inventory=tables["inventory_fact"],
+        dims=dims,
+        baseline=baseline,
+        window_start=as_of - timedelta(minutes=params.window_minutes),
+    )
     assert spark.sparkContext.master.startswith("local")
     out = compute(spark, inputs, params, as_of)
-    job = out["skus"]
+    job = out.skus
     # 20 minutes after an 8x spike the whole sale sells ~4x a normal day's rate
-    assert (out["sale_lift"] > 2) if lift_minutes else (out["sale_lift"] == 1.0)
+    assert (out.sale_lift > 2) if lift_minutes else (out.sale_lift == 1.0)
 
     key = ["product_id", "warehouse_id"]
     assert len(job) == p.n_products * p.n_warehouses
@@ -282,7 +322,9 @@ def test_replayed_window_equals_spark_compute(tmp_path, spark, lift_minutes):
             continue
         a, b = both[f"{col}_job"], both[f"{col}_replay"]
         if SKU_COLUMNS[col] == "DOUBLE":
-            np.testing.assert_allclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=1e-9, equal_nan=True, err_msg=col)
+            np.testing.assert_allclose(
+                a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=1e-9, equal_nan=True, err_msg=col
+            )
         elif SKU_COLUMNS[col] == "BIGINT":  # Spark gives nullable ints back as float (NaN), the replay as Int64 (NA)
             np.testing.assert_array_equal(a.astype(float).to_numpy(), b.astype(float).to_numpy(), err_msg=col)
         else:
@@ -291,7 +333,7 @@ def test_replayed_window_equals_spark_compute(tmp_path, spark, lift_minutes):
 
 # ---------------------------------------------------------------- end to end
 def test_small_backtest_end_to_end_with_closed_loop(tmp_path):
-    from spark.backtest_report import save
+    from backtest.report import save
 
     p = make_params(**SMALL)
     seen = []
@@ -332,11 +374,26 @@ def test_small_backtest_end_to_end_with_closed_loop(tmp_path):
 def test_cli_writes_json_and_png_and_names_bad_input(tmp_path):
     from typer.testing import CliRunner
 
-    from flashsale.cli import app
+    from radar.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["backtest", "--products", "60", "--warehouses", "5", "--minutes", "30",
-                              "--history-hours", "2", "--json", "--out", str(tmp_path)])
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            "--products",
+            "60",
+            "--warehouses",
+            "5",
+            "--minutes",
+            "30",
+            "--history-hours",
+            "2",
+            "--json",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     printed = json.loads(res.stdout)
     assert printed["simulated_minutes"] == 30 and printed["pairs"] == 300

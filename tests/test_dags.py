@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DAG_IDS = {"flashsale_seed_dimensions", "flashsale_kpi_minute", "flashsale_archive"}
 
 # Parse dags/ in a fresh interpreter with every network and database entry point booby-trapped.
-PARSE_WITHOUT_IO = r'''
+PARSE_WITHOUT_IO = r"""
 import json, socket, sys
 calls = []
 def trap(name):
@@ -45,14 +45,24 @@ for dag_id, dag in bag.dags.items():
                               "args": [str(a) for a in getattr(t, "application_args", None) or []]} for t in dag.tasks},
     }
 print(json.dumps(out))
-'''
+"""
 
 
 def parse_dags(tmp_path, profile: str) -> dict:
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__CORE__UNIT_TEST_MODE": "True", "FLASHSALE_PROFILE": profile}
-    out = subprocess.run([sys.executable, "-c", PARSE_WITHOUT_IO, str(ROOT / "dags")], env=env,
-                         capture_output=True, text=True, timeout=180)
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "FLASHSALE_PROFILE": profile,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE_WITHOUT_IO, str(ROOT / "dags")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -91,8 +101,9 @@ def test_dags_import_cleanly_without_io(tmp_path, profile, conn):
 # ---------------------------------------------------------------- against the stack (cluster)
 def airflow(stack, *args, timeout=600):
     env = {**os.environ, **airflow_env(stack), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.services
@@ -133,7 +144,7 @@ def test_archive_dag_runs(stack):
     assert "ARCHIVE_RESULT" in log
 
 
-OPERATOR_RUN = r'''
+OPERATOR_RUN = r"""
 import json, os, sys, threading, time
 from types import SimpleNamespace
 from cluster.airflow_spark import FlashsaleSparkSubmitOperator
@@ -152,7 +163,9 @@ def run():
 t = threading.Thread(target=run); t.start()
 s = get_settings()
 deadline = time.time() + 180
-while time.time() < deadline and not (op.yarn_tag and [a for a in apps_with_tag(s, op.yarn_tag) if a["state"] == "RUNNING"]):
+def running(tag):
+    return [a for a in apps_with_tag(s, tag) if a["state"] == "RUNNING"]
+while time.time() < deadline and not (op.yarn_tag and running(op.yarn_tag)):
     time.sleep(1)
 running_before = [a["id"] for a in apps_with_tag(s, op.yarn_tag)] if op.yarn_tag else []
 if kill:
@@ -166,7 +179,7 @@ drivers = [p.pid for p in psutil.process_iter(["cmdline"]) if sys.argv[1] in " "
            and p.pid != os.getpid() and p.status() != psutil.STATUS_ZOMBIE]  # (this script names the job too)
 print(json.dumps({"running_before": running_before, "left": [a["id"] for a in left],
                   "final": {a["id"]: a["state"] for a in final}, "error": error, "drivers_left": drivers}))
-'''
+"""
 
 
 @pytest.mark.services
@@ -176,8 +189,13 @@ def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
     local driver process."""
     env = {**os.environ, **airflow_env(stack), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     args = ["120", "0", "kill"] if mode == "kill" else ["3", "1", "nokill"]
-    out = subprocess.run([sys.executable, "-c", OPERATOR_RUN, str(ROOT / "tests" / "jobs" / "sleepy_job.py"), *args],
-                         env=env, capture_output=True, text=True, timeout=400)
+    out = subprocess.run(
+        [sys.executable, "-c", OPERATOR_RUN, str(ROOT / "tests" / "jobs" / "sleepy_job.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(result["running_before"]) == 1, result
@@ -189,7 +207,7 @@ def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
         assert result["final"] and set(result["final"].values()) <= {"KILLED", "FINISHED"}, result
 
 
-GUARD = r'''
+GUARD = r"""
 import json, subprocess, time, types
 import psutil
 from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout
@@ -219,17 +237,28 @@ print(json.dumps({
     "timeout_retry": outcome(True, AirflowTaskTimeout("t")),
     "other_error": outcome(False, RuntimeError("spark-submit failed")),
 }))
-'''
+"""
 
 
 def test_timeout_fails_for_good_only_when_asked_and_always_kills_the_apps_and_the_driver(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    out = subprocess.run([sys.executable, "-c", GUARD], env=env, capture_output=True, text=True, timeout=180,
-                         cwd=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", GUARD],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # the YARN apps are killed, and so is the local spark-submit with its children (client-mode driver)
-    assert result["timeout_no_retry"] == {"raised": "AirflowFailException", "killed": True, "tree": 2, "left_running": 0}
+    assert result["timeout_no_retry"] == {
+        "raised": "AirflowFailException",
+        "killed": True,
+        "tree": 2,
+        "left_running": 0,
+    }
     assert result["timeout_retry"] == {"raised": "AirflowTaskTimeout", "killed": True, "tree": 2, "left_running": 0}
     assert result["other_error"] == {"raised": "RuntimeError", "killed": True, "tree": 2, "left_running": 0}
 
@@ -240,8 +269,11 @@ def test_the_parse_trap_catches_io(tmp_path):
     bad.mkdir()
     (bad / "bad_dag.py").write_text(
         "import redis\nfrom airflow.sdk import DAG\nredis.Redis(host='127.0.0.1').ping()\n"
-        "dag = DAG(dag_id='bad', schedule=None)\n")
+        "dag = DAG(dag_id='bad', schedule=None)\n"
+    )
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    out = subprocess.run([sys.executable, "-c", PARSE_WITHOUT_IO, str(bad)], env=env, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE_WITHOUT_IO, str(bad)], env=env, capture_output=True, text=True, timeout=180
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["calls"] == ["redis.Redis"] and "I/O at DAG parse time" in next(iter(result["errors"].values()))

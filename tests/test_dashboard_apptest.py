@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from dashboard_services import free_port
 from dashboard_snapshots import snapshot, write
+from streamlit.testing.v1 import AppTest
+
 from flashsale.redis_keys import keys_for
 from flashsale.settings import load_settings
 from flashsale.stores import redis_client
 
 pytestmark = pytest.mark.services
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-UTC = timezone.utc
 
 
 @pytest.fixture
@@ -64,8 +63,12 @@ def test_values_shown_match_the_snapshot(ns_redis):
     alerts = at.table[0].value
     assert list(alerts["Product"]) == ["#42 Phones", "#99", "#7 Sneakers", "#11", "#5"]
     assert list(alerts["Action"]) == ["PAUSE ADS", "REROUTE 35 u from W3", "RESTOCK +120 u", "monitor", "RESTOCK"]
-    assert list(alerts.iloc[0][["Warehouse", "City", "ETA median", "ETA pessim."]]) == ["Dhaka North DC", "Dhaka",
-                                                                                         "22 min", "9.5 min"]
+    assert list(alerts.iloc[0][["Warehouse", "City", "ETA median", "ETA pessim."]]) == [
+        "Dhaka North DC",
+        "Dhaka",
+        "22 min",
+        "9.5 min",
+    ]
     assert list(alerts["P(stockout)"]) == [0.97, 0.97, 0.88, 0.31, 0.12]
     assert list(at.table[1].value["Warehouse"]) == ["Dhaka North DC", "Chittagong Port WH"]
     assert banners(at) == [] and "fsr_body_live" in block_ids(at.main)

@@ -6,18 +6,17 @@ Screenshots: test-artifacts/dashboard.png (live) and test-artifacts/dashboard-st
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from dashboard_services import ARTIFACTS, DashboardServer, PrivateRedis, launch_chromium
 from dashboard_snapshots import snapshot, write
+
 from flashsale.redis_keys import keys_for
 from flashsale.settings import load_settings
 from flashsale.stores import redis_client
 
 pytestmark = pytest.mark.services
-UTC = timezone.utc
 NS = "fsr:test:dash:browser"
 WAIT_MS = 30_000
 TILE = """(label) => Array.from(document.querySelectorAll('[data-testid="stMetric"]'))
@@ -33,8 +32,9 @@ def live_dashboard():
     server = None
     try:
         s = load_settings(redis_port=rd.port, redis_password=rd.password, kpi_redis_namespace=NS)
-        server = DashboardServer({**rd.env(), "FLASHSALE_KPI_REDIS_NAMESPACE": NS,
-                                  "FLASHSALE_DASHBOARD_REFRESH_SECONDS": "1"})
+        server = DashboardServer(
+            {**rd.env(), "FLASHSALE_KPI_REDIS_NAMESPACE": NS, "FLASHSALE_DASHBOARD_REFRESH_SECONDS": "1"}
+        )
         yield rd, s, server
     finally:
         if server is not None:
@@ -68,9 +68,23 @@ def test_page_shows_snapshot_updates_live_and_survives_redis_stop(live_dashboard
             assert "2 / 3" in tile(page, "Overloaded warehouses") and "as of" in tile(page, "Data freshness")
             rows = page.locator('[data-testid="stTable"]').first.locator("tbody tr").all_inner_texts()
             cells = [[c.strip() for c in row.split("\t") if c.strip()] for row in rows]
-            assert cells[0] == ["#42 Phones", "Dhaka North DC", "Dhaka", "22 min", "9.5 min", "97%", "PAUSE ADS",
-                                "rule for pause_ads fired (p=0.97)"]
-            assert [c[6] for c in cells] == ["PAUSE ADS", "REROUTE 35 u from W3", "RESTOCK +120 u", "monitor", "RESTOCK"]
+            assert cells[0] == [
+                "#42 Phones",
+                "Dhaka North DC",
+                "Dhaka",
+                "22 min",
+                "9.5 min",
+                "97%",
+                "PAUSE ADS",
+                "rule for pause_ads fired (p=0.97)",
+            ]
+            assert [c[6] for c in cells] == [
+                "PAUSE ADS",
+                "REROUTE 35 u from W3",
+                "RESTOCK +120 u",
+                "monitor",
+                "RESTOCK",
+            ]
             assert page.locator(".st-key-fsr_body_live").count() == 1
             # one screen at 1440x900: nothing to scroll
             assert page.evaluate(NO_SCROLL)

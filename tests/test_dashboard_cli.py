@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from dashboard.serve import APP, command
-from flashsale.cli import app
+from radar.cli import app
 
 
 def test_server_command_is_loopback_headless_and_hides_error_details():

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from dashboard.view_model import (Fetch, _action_label, alert_rows, build_view, format_age, format_eta, freshness, geo_rows,
-                                  overloaded_rows, resolve, ui_links)
 from dashboard_snapshots import snapshot
+
+from dashboard.view_model import (
+    Fetch,
+    _action_label,
+    alert_rows,
+    build_view,
+    format_age,
+    format_eta,
+    freshness,
+    geo_rows,
+    overloaded_rows,
+    resolve,
+    ui_links,
+)
 from flashsale.redis_keys import trend_point
 
-UTC = timezone.utc
 NOW = datetime(2026, 11, 25, 12, 3, 24, tzinfo=UTC)
 
 
@@ -19,14 +29,25 @@ def with_trend(snap: dict, *previous: dict) -> dict:
     return {**snap, "trend": [trend_point(p) for p in (*previous, snap)]}
 
 
-@pytest.mark.parametrize("seconds,text", [(0, "0 s ago"), (14, "14 s ago"), (-3, "0 s ago"), (60, "1 min ago"),
-                                          (185, "3 min 5 s ago"), (7300, "2 h 1 min ago")])
+@pytest.mark.parametrize(
+    "seconds,text",
+    [
+        (0, "0 s ago"),
+        (14, "14 s ago"),
+        (-3, "0 s ago"),
+        (60, "1 min ago"),
+        (185, "3 min 5 s ago"),
+        (7300, "2 h 1 min ago"),
+    ],
+)
 def test_format_age(seconds, text):
     assert format_age(seconds) == text
 
 
-@pytest.mark.parametrize("minutes,text", [(None, "—"), (float("nan"), "—"), (0, "0.0 min"), (9.54, "9.5 min"),
-                                          (38.4, "38 min"), (125, "2 h 05 min")])
+@pytest.mark.parametrize(
+    "minutes,text",
+    [(None, "—"), (float("nan"), "—"), (0, "0.0 min"), (9.54, "9.5 min"), (38.4, "38 min"), (125, "2 h 05 min")],
+)
 def test_format_eta(minutes, text):
     assert format_eta(minutes) == text
 
@@ -44,10 +65,23 @@ def test_alerts_sorted_by_urgency_with_names_and_actions():
     # p desc, then the earlier pessimistic ETA (pause_ads 9.5 min before reroute 18 min), clearing last
     assert [r.alert_id for r in rows] == ["42:1", "99:1", "7:2", "11:3", "5:3"]
     top = rows[0]
-    assert top.cells() == ("#42 Phones", "Dhaka North DC", "Dhaka", "22 min", "9.5 min", 0.97, "PAUSE ADS",
-                           "rule for pause_ads fired (p=0.97)")
-    assert [r.action_label for r in rows] == ["PAUSE ADS", "REROUTE 35 u from W3", "RESTOCK +120 u", "monitor",
-                                              "RESTOCK"]
+    assert top.cells() == (
+        "#42 Phones",
+        "Dhaka North DC",
+        "Dhaka",
+        "22 min",
+        "9.5 min",
+        0.97,
+        "PAUSE ADS",
+        "rule for pause_ads fired (p=0.97)",
+    )
+    assert [r.action_label for r in rows] == [
+        "PAUSE ADS",
+        "REROUTE 35 u from W3",
+        "RESTOCK +120 u",
+        "monitor",
+        "RESTOCK",
+    ]
     assert rows[-1].eta_median == "—" and rows[-1].reason.endswith("(clearing)")
     assert rows[1].product == "#99" and rows[1].city == "Dhaka"  # not in sku_risk: name from the warehouse list
 
@@ -62,7 +96,11 @@ def test_tiles_show_the_snapshot_numbers_and_deltas():
     view = build_view(with_trend(snapshot(NOW - timedelta(seconds=14), high_risk=7), prev), NOW, 120, tz=UTC)
     t = {x.key: x for x in view.tiles}
     assert (t["orders"].value, t["orders"].delta) == ("1,234", "+74 vs prev. min")  # 1234 - (900 + 20*13)
-    assert (t["high_risk"].value, t["high_risk"].delta, t["high_risk"].delta_color) == ("7", "+3 vs last run", "inverse")
+    assert (t["high_risk"].value, t["high_risk"].delta, t["high_risk"].delta_color) == (
+        "7",
+        "+3 vs last run",
+        "inverse",
+    )
     assert t["high_risk"].chart == (4.0, 7.0)
     assert (t["alerts"].value, t["alerts"].delta, t["alerts"].arrow) == ("5", "±0 vs last run", False)
     assert t["overloaded"].value == "2 / 3"
@@ -72,14 +110,21 @@ def test_tiles_show_the_snapshot_numbers_and_deltas():
 
 def test_where_and_overloaded():
     level, geo = geo_rows(snapshot(NOW))
-    assert level == "city" and [(g.place, g.high, g.watch) for g in geo] == [("Dhaka", 2, 1), ("Chittagong", 1, 0),
-                                                                            ("Sylhet", 0, 1)]
+    assert level == "city" and [(g.place, g.high, g.watch) for g in geo] == [
+        ("Dhaka", 2, 1),
+        ("Chittagong", 1, 0),
+        ("Sylhet", 0, 1),
+    ]
     over = overloaded_rows(snapshot(NOW))
-    assert [(w.warehouse, w.load, w.delay) for w in over] == [("Dhaka North DC", "1.42× cap", "12 min"),
-                                                             ("Chittagong Port WH", "0.50× cap", "41 min")]
-    many = {**snapshot(NOW), "geo_city": [{"city": f"c{i}", "high_risk_pairs": 1, "expected_stockouts": i}
-                                          for i in range(12)],
-            "geo_province": [{"province": "P1", "high_risk_pairs": 3, "watch_pairs": 0, "expected_stockouts": 5}]}
+    assert [(w.warehouse, w.load, w.delay) for w in over] == [
+        ("Dhaka North DC", "1.42× cap", "12 min"),
+        ("Chittagong Port WH", "0.50× cap", "41 min"),
+    ]
+    many = {
+        **snapshot(NOW),
+        "geo_city": [{"city": f"c{i}", "high_risk_pairs": 1, "expected_stockouts": i} for i in range(12)],
+        "geo_province": [{"province": "P1", "high_risk_pairs": 3, "watch_pairs": 0, "expected_stockouts": 5}],
+    }
     assert geo_rows(many)[0] == "province"
 
 
@@ -127,4 +172,8 @@ def test_an_older_snapshot_never_replaces_newer_last_good():
 
 def test_ui_links_in_order_with_missing_profile_services():
     assert ui_links({"airflow": "http://a", "ray_dashboard": "http://r"}) == (
-        ("Airflow", "http://a"), ("YARN", None), ("HDFS", None), ("Ray", "http://r"))
+        ("Airflow", "http://a"),
+        ("YARN", None),
+        ("HDFS", None),
+        ("Ray", "http://r"),
+    )

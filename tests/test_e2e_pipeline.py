@@ -10,19 +10,19 @@ generator, the dashboard) sees them.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
 
-from cluster import airflow_api, pipeline, process, yarn
+from cluster import airflow_api, process, yarn
 from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
 from flashsale.hot_layout import existing_buckets
 from flashsale.redis_keys import keys_for, read_snapshot, read_state
 from flashsale.settings import load_settings
 from flashsale.stores import hdfs_filesystem, mongo_client, redis_client
+from radar import pipeline
 
-UTC = timezone.utc
 START = datetime(2025, 11, 11, 23, 45, tzinfo=UTC)  # the spike lands near midnight; hour 23 becomes archivable
 MINUTES = 36  # the data clock ends at 00:21, so hour 23 is older than archive_min_age_minutes=16
 pytestmark = [pytest.mark.services, pytest.mark.timeout(1500)]
@@ -42,8 +42,9 @@ def e2e(stack):
     }
     s = load_settings(profile=stack.profile, **{k: v for k, v in overrides.items()})
     pipeline.discard_data(s)
-    opts = pipeline.RunOptions(speed=20, minutes=MINUTES, spike_minute=8, products=2_000, seed=7, start=START,
-                               settings=overrides)
+    opts = pipeline.RunOptions(
+        speed=20, minutes=MINUTES, spike_minute=8, products=2_000, seed=7, start=START, settings=overrides
+    )
     try:
         yield s, opts
     finally:
@@ -66,9 +67,11 @@ def _drained_pairs(s, since: datetime) -> set[str]:
     out = set()
     with mongo_client(s) as c:
         db = c.get_default_database()
-        for start, name in existing_buckets(INVENTORY_FACT, db.list_collection_names()):
-            for d in db[name].find({"inventory_ts": {"$gte": since}},
-                                   {"product_id": 1, "warehouse_id": 1, "inventory_on_hand": 1, "reserved_stock": 1}):
+        for _start, name in existing_buckets(INVENTORY_FACT, db.list_collection_names()):
+            for d in db[name].find(
+                {"inventory_ts": {"$gte": since}},
+                {"product_id": 1, "warehouse_id": 1, "inventory_on_hand": 1, "reserved_stock": 1},
+            ):
                 if d["inventory_on_hand"] - d["reserved_stock"] <= 0:
                     out.add(f"{d['product_id']}:{d['warehouse_id']}")
     return out
@@ -81,8 +84,11 @@ def _active_kpi_apps(s) -> list[str]:
 def _hot_ids(s, contract) -> list[str]:
     with mongo_client(s) as c:
         db = c.get_default_database()
-        return [d["_id"] for _, n in existing_buckets(contract, db.list_collection_names())
-                for d in db[n].find({}, {"_id": 1})]
+        return [
+            d["_id"]
+            for _, n in existing_buckets(contract, db.list_collection_names())
+            for d in db[n].find({}, {"_id": 1})
+        ]
 
 
 def _archived_ids(s, contract) -> list[str]:
@@ -139,9 +145,8 @@ def test_flash_sale_through_every_component(e2e):
     assert not [n for t, n in existing_buckets(ORDERS_FACT, names) if t.hour == 23], "hour 23 is still hot"
 
     # 5. the dashboard shows the alerts in a real browser
-    from playwright.sync_api import sync_playwright
-
     from dashboard_services import launch_chromium
+    from playwright.sync_api import sync_playwright
 
     snap = read_snapshot(redis_client(s), keys_for(s))
     first = snap["alerts"][0]
@@ -159,5 +164,7 @@ def test_flash_sale_through_every_component(e2e):
     # 6. stopping the pipeline ends the running KPI apps too (two overlap while they hand over)
     pipeline.stop(s, echo=lambda *_: None, stop_stack=False)
     _wait(lambda: not _active_kpi_apps(s), 90, "the KPI apps to end after the stop")
-    print(f"e2e: {time.time() - t0:.0f} s, {generated}, {len(snap['alerts'])} alerts, "
-          f"{len(drained)} drained pairs, {covered:.0%} alerted")
+    print(
+        f"e2e: {time.time() - t0:.0f} s, {generated}, {len(snap['alerts'])} alerts, "
+        f"{len(drained)} drained pairs, {covered:.0%} alerted"
+    )

@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pymongo import monitoring
 
+from cluster.spark_apps import run_kpi
 from flashsale import hot_layout
 from flashsale.contracts import FACTS
 from flashsale.redis_keys import keys_for, read_snapshot
 from flashsale.settings import load_settings
 from flashsale.stores import mongo_client, redis_client
-from spark import synthetic
-from spark.kpi_rules import KpiParams
-from spark.submit import run_kpi
+from kpi import scenarios as synthetic
+from kpi.rules import KpiParams
 
 pytestmark = pytest.mark.services
-UTC = timezone.utc
 TEST_DB = "flashsale_test_kpi"
 
 
 def _settings(**kw):
-    return load_settings(mongo_db=TEST_DB, mongo_auth_source=load_settings().mongo_db,
-                         kpi_redis_namespace=f"fsr:test:{uuid.uuid4().hex[:8]}", **kw)
+    return load_settings(
+        mongo_db=TEST_DB,
+        mongo_auth_source=load_settings().mongo_db,
+        kpi_redis_namespace=f"fsr:test:{uuid.uuid4().hex[:8]}",
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +44,17 @@ def _archive(tmp_path, as_of):
     """One archived hour in which (1, 10) sold 120 units: baseline 2 units/min, equal to its window rate."""
     d = tmp_path / "orders_fact" / f"date={as_of.date().isoformat()}" / "hour=00"
     d.mkdir(parents=True)
-    pq.write_table(pa.table({"product_id": pa.array([1], pa.int64()), "warehouse_id": pa.array([10], pa.int64()),
-                             "order_qty": pa.array([120], pa.int64())}), d / "part-0.parquet")
-    (tmp_path / "metadata").mkdir()  # committed by the archival protocol (spark/archive_plan.py)
+    pq.write_table(
+        pa.table(
+            {
+                "product_id": pa.array([1], pa.int64()),
+                "warehouse_id": pa.array([10], pa.int64()),
+                "order_qty": pa.array([120], pa.int64()),
+            }
+        ),
+        d / "part-0.parquet",
+    )
+    (tmp_path / "metadata").mkdir()  # committed by the archival protocol (flashsale/archive_layout.py)
     (tmp_path / "metadata" / f"orders_fact-{as_of:%Y%m%d}T00.json").write_text("{}")
     return f"file://{tmp_path}"
 
@@ -56,7 +67,12 @@ def _check_scenario(snap, as_of):
     assert (k["high_risk_sku_count"], k["high_risk_pairs"], k["watch_pairs"]) == (3, 3, 1)
     assert k["overloaded_warehouses"] == 1 and k["quarantined_docs"] == 6
     assert snap["data_quality"]["orders_fact"]["by_reason"] == {
-        "missing": 1, "wrong_type": 1, "out_of_bounds": 1, "unknown_id": 1, "future_ts": 1}
+        "missing": 1,
+        "wrong_type": 1,
+        "out_of_bounds": 1,
+        "unknown_id": 1,
+        "future_ts": 1,
+    }
     actions = {(a["product_id"], a["warehouse_id"]): a["action"] for a in snap["alerts"]}
     assert actions == synthetic.EXPECTED_ACTION
     reroute = next(a for a in snap["alerts"] if a["action"] == "reroute")
@@ -95,7 +111,9 @@ def test_local_run_known_answers_archive_baseline_and_hysteresis(as_of, tmp_path
 @pytest.mark.cluster
 def test_yarn_run_same_answers(as_of):
     # an archive root of its own that nothing writes: the stack's default one may hold a `flashsale run`'s hours
-    s = _settings(profile="cluster", archive_root=f"{load_settings(profile='cluster').hdfs_url}/flashsale/test-kpi-no-archive")
+    s = _settings(
+        profile="cluster", archive_root=f"{load_settings(profile='cluster').hdfs_url}/flashsale/test-kpi-no-archive"
+    )
     r = redis_client(s)
     try:
         res = run_kpi(s, master="yarn", as_of=as_of.isoformat())
@@ -124,7 +142,7 @@ class _Finds(monitoring.CommandListener):
 
 def test_store_is_asked_only_for_the_window(as_of):
     """Every fact query the job sends carries the indexed time filter; the store's plan is recorded."""
-    from spark import hot_store
+    from flashsale import hot_store
     from spark.kpi_job import _read_inputs
 
     s = _settings()
@@ -132,8 +150,11 @@ def test_store_is_asked_only_for_the_window(as_of):
     monitoring.register(listener)
     params = KpiParams.from_settings(s)
     # carried inventory state present -> inventory is read on the same window
-    redis_client(s).set(keys_for(s).inventory_state, "{\"1:10\": {\"on_hand\": 1, \"reserved\": 0, \"delay\": 1.0, "
-                                                   "\"ts\": \"2020-01-01T00:00:00+00:00\"}}", ex=60)
+    redis_client(s).set(
+        keys_for(s).inventory_state,
+        '{"1:10": {"on_hand": 1, "reserved": 0, "delay": 1.0, "ts": "2020-01-01T00:00:00+00:00"}}',
+        ex=60,
+    )
     try:
         inputs = _read_inputs(s, as_of, params, use_archive=False)
     finally:
@@ -157,7 +178,7 @@ def test_store_is_asked_only_for_the_window(as_of):
     for coll, flt in fact_finds:
         tcol = next(x.time_column for x in FACTS if coll.startswith(x.name))
         assert list(flt) == [tcol] and flt[tcol]["$gte"].replace(tzinfo=UTC) == start
-    assert inputs["orders"].num_rows == 150
+    assert inputs.orders.num_rows == 150
     with mongo_client(s) as c:
         db = c.get_default_database()
         db[old].drop()
@@ -189,11 +210,11 @@ def test_a_refresh_cycle_reads_only_the_tail_of_the_window_and_no_dims(as_of):
     tail = as_of - timedelta(seconds=s.kpi_refresh_reread_seconds)
     fact_filters = [f for c, f in listener.finds if c.startswith(("orders_fact__", "inventory_fact__"))]
     assert fact_filters and all(next(iter(f.values()))["$gte"].replace(tzinfo=UTC) == tail for f in fact_filters)
-    assert again["dims"] is first["dims"] and again["baseline"] is first["baseline"]
+    assert again.dims is first.dims and again.baseline is first.baseline
     for fact, key in (("orders", "order_id"), ("inventory", "inventory_event_id")):  # same rows, maybe reordered
-        assert again[fact].sort_by(key).equals(first[fact].sort_by(key)), fact
-    assert {d.name: again["dq"][d.name] for d in DIMS} == {d.name: first["dq"][d.name] for d in DIMS}
-    assert again["dq"]["orders_fact"] == first["dq"]["orders_fact"]  # quarantine counts stay exact
+        assert getattr(again, fact).sort_by(key).equals(getattr(first, fact).sort_by(key)), fact
+    assert {d.name: again.dq[d.name] for d in DIMS} == {d.name: first.dq[d.name] for d in DIMS}
+    assert again.dq["orders_fact"] == first.dq["orders_fact"]  # quarantine counts stay exact
 
 
 def test_a_scheduled_app_hands_over_to_a_newer_one(as_of):
@@ -201,17 +222,30 @@ def test_a_scheduled_app_hands_over_to_a_newer_one(as_of):
     import json
     import time
 
-    from cluster.spark import run_app
-    from spark.submit import KPI_APP, RESULT_PREFIX, kpi_args
+    from cluster.spark_apps import kpi_args
+    from cluster.spark_submit import run_app
+    from flashsale.job_args import KPI_APP
+    from flashsale.job_args import KPI_RESULT_PREFIX as RESULT_PREFIX
 
     s = _settings()
     r, keys = redis_client(s), keys_for(s)
     submitted = time.time()
-    newer = {"run_id": "next-minute", "data_as_of": (as_of + timedelta(hours=1)).isoformat(), "app_started_at": submitted + 60}
+    newer = {
+        "run_id": "next-minute",
+        "data_as_of": (as_of + timedelta(hours=1)).isoformat(),
+        "app_started_at": submitted + 60,
+    }
     r.set(keys.head, json.dumps(newer), ex=300)
     try:
-        res, proc = run_app(s, str(KPI_APP), kpi_args(s, submitted_at=submitted) + ["--refresh"], RESULT_PREFIX,
-                            master="local[2]", name="flashsale-kpi-handover", timeout=300)
+        res, proc = run_app(
+            s,
+            str(KPI_APP),
+            kpi_args(s, submitted_at=submitted) + ["--refresh"],
+            RESULT_PREFIX,
+            master="local[2]",
+            name="flashsale-kpi-handover",
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert res["superseded"] and res["kpis"]["units_in_window"] > 0  # computed, not published
         assert "KPI_HANDOVER" in proc.stdout and "KPI_REFRESH" not in proc.stdout

@@ -7,8 +7,16 @@ import uuid
 
 import pytest
 
-from flashsale.redis_keys import (MAX_SNAPSHOT_BYTES, SNAPSHOT_SCHEMA, Keys, SnapshotTooLarge, read_head, read_snapshot,
-                                  read_state, write_snapshot)
+from flashsale.redis_keys import (
+    MAX_SNAPSHOT_BYTES,
+    SNAPSHOT_SCHEMA,
+    Keys,
+    SnapshotTooLarge,
+    read_head,
+    read_snapshot,
+    read_state,
+    write_snapshot,
+)
 from flashsale.settings import load_settings
 from flashsale.stores import redis_client
 
@@ -24,10 +32,22 @@ def rc_keys():
 
 
 def _snap(i: int, rows: int = 50) -> dict:
-    return {"schema": SNAPSHOT_SCHEMA, "run_id": f"run-{i}", "computed_at": f"c{i}", "data_as_of": f"d{i}",
-            "kpis": {"high_risk_sku_count": i, "high_risk_pairs": i, "watch_pairs": i, "open_alerts": rows,
-                     "expected_stockouts": float(i), "orders_last_minute": i, "quarantined_docs": i},
-            "alerts": [{"alert_id": f"{j}:{i}", "run": i} for j in range(rows)]}
+    return {
+        "schema": SNAPSHOT_SCHEMA,
+        "run_id": f"run-{i}",
+        "computed_at": f"c{i}",
+        "data_as_of": f"d{i}",
+        "kpis": {
+            "high_risk_sku_count": i,
+            "high_risk_pairs": i,
+            "watch_pairs": i,
+            "open_alerts": rows,
+            "expected_stockouts": float(i),
+            "orders_last_minute": i,
+            "quarantined_docs": i,
+        },
+        "alerts": [{"alert_id": f"{j}:{i}", "run": i} for j in range(rows)],
+    }
 
 
 def test_roundtrip_ttl_and_capped_trend(rc_keys):
@@ -63,8 +83,12 @@ def test_reader_polling_during_writes_never_sees_a_mixed_snapshot(rc_keys):
             if s is None:
                 continue
             i = s["kpis"]["orders_last_minute"]
-            ok = (s["run_id"] == f"run-{i}" and s["trend"][-1]["run_id"] == s["run_id"]
-                  and all(a["run"] == i for a in s["alerts"]) and len(s["alerts"]) == s["kpis"]["open_alerts"])
+            ok = (
+                s["run_id"] == f"run-{i}"
+                and s["trend"][-1]["run_id"] == s["run_id"]
+                and all(a["run"] == i for a in s["alerts"])
+                and len(s["alerts"]) == s["kpis"]["open_alerts"]
+            )
             reads.append(i)
             if not ok:
                 errors.append(s["run_id"])
@@ -98,15 +122,23 @@ def test_overlapping_apps_hand_over_without_going_back_in_time(rc_keys):
     _, _, head = read_state(r, keys)
     assert write_snapshot(r, keys, _at(2), alert_state={"by": "old"}, expect_head=head, app_started_at=100.0, **put)
     # the new app's first cycle: its state is stale (run-2 published meanwhile) -> superseded, nothing written
-    assert write_snapshot(r, keys, _at(3), alert_state={"by": "new"}, expect_head=old_seen_by_new,
-                          app_started_at=160.0, **put) is None
+    assert (
+        write_snapshot(
+            r, keys, _at(3), alert_state={"by": "new"}, expect_head=old_seen_by_new, app_started_at=160.0, **put
+        )
+        is None
+    )
     assert read_snapshot(r, keys)["run_id"] == "run-2"
     # its refresh reads the current head and publishes; older data than the head is refused
     _, _, head = read_state(r, keys)
     assert write_snapshot(r, keys, _at(1), expect_head=head, app_started_at=160.0, **put) is None
     assert write_snapshot(r, keys, _at(4), alert_state={"by": "new"}, expect_head=head, app_started_at=160.0, **put)
     alerts, _, head = read_state(r, keys)
-    assert alerts == {"by": "new"} and head == {"run_id": "run-4", "data_as_of": _at(4)["data_as_of"], "app_started_at": 160.0}
+    assert alerts == {"by": "new"} and head == {
+        "run_id": "run-4",
+        "data_as_of": _at(4)["data_as_of"],
+        "app_started_at": 160.0,
+    }
     assert read_head(r, keys)["app_started_at"] > 100.0  # what makes the old app stop refreshing
     assert [p["run_id"] for p in read_snapshot(r, keys)["trend"]] == ["run-1", "run-2", "run-4"]
     # a one-off run (no expect_head) writes unconditionally and never claims the hand-over

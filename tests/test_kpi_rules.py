@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -15,11 +15,10 @@ from scipy import stats
 
 from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT, arrow_schema, validate_batch
 from flashsale.settings import load_settings
-from spark import kpi_rules as R
-from spark import synthetic
-from spark.baseline import baseline_from_table, read_archive_baseline
+from kpi import rules as R
+from kpi import scenarios as synthetic
+from kpi.baseline import baseline_from_table, read_archive_baseline
 
-UTC = timezone.utc
 P = R.KpiParams()  # defaults mirror the settings defaults (checked below)
 
 
@@ -37,11 +36,13 @@ def test_ewma_of_constant_series_is_the_constant():
 
 def test_ewma_weights_newest_minute_most():
     # all sales in the newest minute vs the oldest minute
-    new = np.zeros(15); new[-1] = 10
-    old = np.zeros(15); old[0] = 10
+    new = np.zeros(15)
+    new[-1] = 10
+    old = np.zeros(15)
+    old[0] = 10
     w = (1 - 0.3) ** np.arange(14, -1, -1)
     assert R.smoothed_velocity(new, 0.3) == pytest.approx(10 / w.sum())
-    assert R.smoothed_velocity(old, 0.3) == pytest.approx(10 * 0.7 ** 14 / w.sum())
+    assert R.smoothed_velocity(old, 0.3) == pytest.approx(10 * 0.7**14 / w.sum())
 
 
 def test_baseline_acts_as_prior_worth_m0_minutes():
@@ -51,9 +52,14 @@ def test_baseline_acts_as_prior_worth_m0_minutes():
 
 def test_sale_lift_is_recent_known_units_over_their_baselines():
     base = pd.DataFrame({"product_id": [1, 2], "warehouse_id": [0, 0], "baseline_velocity": [1.0, 0.5]})
-    mins = pd.DataFrame({"product_id": [1, 2, 9, 1], "warehouse_id": [0, 0, 0, 0],
-                         "minute_idx": [14, 10, 14, 9],  # the last 5 of 15 minutes are 10..14
-                         "units": [20, 10, 100, 50]})  # product 9: no baseline; minute 9: too old
+    mins = pd.DataFrame(
+        {
+            "product_id": [1, 2, 9, 1],
+            "warehouse_id": [0, 0, 0, 0],
+            "minute_idx": [14, 10, 14, 9],  # the last 5 of 15 minutes are 10..14
+            "units": [20, 10, 100, 50],
+        }
+    )  # product 9: no baseline; minute 9: too old
     params = replace(P, lift_minutes=5)
     c = R.LIFT_PSEUDO_UNITS
     assert R.sale_lift(mins, base, params) == pytest.approx((30 + c) / (1.5 * 5 + c))
@@ -63,8 +69,18 @@ def test_sale_lift_is_recent_known_units_over_their_baselines():
 
 
 def test_sale_lift_scales_the_baseline_prior():
-    state = pd.DataFrame({"product_id": [1], "warehouse_id": [0], "available": [10], "inbound_units": [0],
-                          "inbound_in_min": [0.0], "city": ["c"], "province": ["p"], "baseline_velocity": [0.2]})
+    state = pd.DataFrame(
+        {
+            "product_id": [1],
+            "warehouse_id": [0],
+            "available": [10],
+            "inbound_units": [0],
+            "inbound_in_min": [0.0],
+            "city": ["c"],
+            "province": ["p"],
+            "baseline_velocity": [0.2],
+        }
+    )
     quiet = pd.DataFrame({c: pd.Series(dtype="int64") for c in ("product_id", "warehouse_id", "minute_idx", "units")})
     n_eff = 1 / P.alpha
     for g in (1.0, 3.0):
@@ -112,7 +128,10 @@ def test_inbound_stock_counts_only_from_when_it_lands():
 
 def test_restock_suggestion_subtracts_what_is_inbound():
     minutes, state = _scenario_frames()
-    state.loc[(state.product_id == 3) & (state.warehouse_id == 20), ["inbound_units", "inbound_in_min"]] = (20, 58.0)  # lands too late to avert it
+    state.loc[(state.product_id == 3) & (state.warehouse_id == 20), ["inbound_units", "inbound_in_min"]] = (
+        20,
+        58.0,
+    )  # lands too late to avert it
     df = _kpis(minutes, state)
     assert df.loc[(3, 20), "action"] == "restock"
     assert df.loc[(3, 20), "suggested_units"] == 105 - 55 - 20  # ceil(1 x (60+45)) - available - inbound
@@ -123,7 +142,11 @@ def test_inbound_enters_the_risk_only_when_the_setting_says_so():
     minutes, state = _scenario_frames()
     state.loc[(state.product_id == 3) & (state.warehouse_id == 20), ["inbound_units", "inbound_in_min"]] = (20, 50.0)
     off = R.sku_kpis(minutes, state, P).set_index(["product_id", "warehouse_id"]).loc[(3, 20)]
-    on = R.sku_kpis(minutes, state, replace(P, inbound_in_risk=True)).set_index(["product_id", "warehouse_id"]).loc[(3, 20)]
+    on = (
+        R.sku_kpis(minutes, state, replace(P, inbound_in_risk=True))
+        .set_index(["product_id", "warehouse_id"])
+        .loc[(3, 20)]
+    )
     assert off["p_stockout"] == pytest.approx(stats.poisson.sf(55 - 1, 60.0))  # as if nothing were inbound
     assert on["p_stockout"] == pytest.approx(max(stats.poisson.sf(54, 50.0), stats.poisson.sf(74, 60.0)))
     assert on["risk"] == "watch" and off["risk"] == "high"
@@ -141,8 +164,18 @@ def _scenario_frames(extra_state=()):
     cinfo = {c["city_id"]: c for c in synthetic.CITIES}
     for (p, w), (n, qty, avail) in synthetic.SCENARIO.items():
         c = cinfo[city[w]]
-        rows.append({"product_id": p, "warehouse_id": w, "available": avail, "inbound_units": 0, "inbound_in_min": 0.0,
-                     "city": c["city"], "province": c["province"], "baseline_velocity": np.nan})
+        rows.append(
+            {
+                "product_id": p,
+                "warehouse_id": w,
+                "available": avail,
+                "inbound_units": 0,
+                "inbound_in_min": 0.0,
+                "city": c["city"],
+                "province": c["province"],
+                "baseline_velocity": np.nan,
+            }
+        )
         for m in range(15):
             if n:
                 mins.append({"product_id": p, "warehouse_id": w, "minute_idx": m, "units": n * qty})
@@ -151,8 +184,12 @@ def _scenario_frames(extra_state=()):
 
 
 def _kpis(minutes, state, params=P):
-    out = [R.product_group_kpis(minutes[minutes.product_id == p] if len(minutes) else minutes,
-                                state[state.product_id == p], params) for p in sorted(state.product_id.unique())]
+    out = [
+        R.product_group_kpis(
+            minutes[minutes.product_id == p] if len(minutes) else minutes, state[state.product_id == p], params
+        )
+        for p in sorted(state.product_id.unique())
+    ]
     return pd.concat(out, ignore_index=True).set_index(["product_id", "warehouse_id"])
 
 
@@ -176,16 +213,32 @@ def test_reroute_needs_same_province_and_a_low_risk_donor():
     # donor in the same province but itself at risk (little stock, high demand) -> no reroute
     minutes2, state2 = _scenario_frames()
     state2.loc[(state2.product_id == 1) & (state2.warehouse_id == 11), "available"] = 3
-    minutes2 = pd.concat([minutes2, pd.DataFrame({"product_id": 1, "warehouse_id": 11, "minute_idx": range(15), "units": 1})])
+    minutes2 = pd.concat(
+        [minutes2, pd.DataFrame({"product_id": 1, "warehouse_id": 11, "minute_idx": range(15), "units": 1})]
+    )
     assert _kpis(minutes2, state2).loc[(1, 10), "action"] == "pause_ads"
 
 
 # ---------------------------------------------------------------- hysteresis
 def _cand(p, action="restock"):
-    return pd.DataFrame([{"product_id": 1, "warehouse_id": 10, "p_stockout": p, "action": action if p >= P.watch_p else None,
-                          "reason": "r", "available": 5, "velocity": 1.0, "eta_median_min": 5.0,
-                          "eta_pessimistic_min": 3.0, "suggested_units": 10, "reroute_from_warehouse_id": None,
-                          "surplus_units": None}])
+    return pd.DataFrame(
+        [
+            {
+                "product_id": 1,
+                "warehouse_id": 10,
+                "p_stockout": p,
+                "action": action if p >= P.watch_p else None,
+                "reason": "r",
+                "available": 5,
+                "velocity": 1.0,
+                "eta_median_min": 5.0,
+                "eta_pessimistic_min": 3.0,
+                "suggested_units": 10,
+                "reroute_from_warehouse_id": None,
+                "surplus_units": None,
+            }
+        ]
+    )
 
 
 def test_alert_does_not_flap_and_closes_after_clear_runs():
@@ -230,13 +283,37 @@ def test_below_watch_never_opens():
 
 # ---------------------------------------------------------------- rollups
 def test_warehouse_overload_by_load_and_by_delay():
-    wh = pd.DataFrame([
-        {"warehouse_id": 1, "warehouse_name": "a", "city": "c", "province": "p", "capacity": 10, "fulfillment_delay": 5.0},
-        {"warehouse_id": 2, "warehouse_name": "b", "city": "c", "province": "p", "capacity": 10, "fulfillment_delay": 31.0},
-        {"warehouse_id": 3, "warehouse_name": "c", "city": "c", "province": "p", "capacity": 10, "fulfillment_delay": np.nan},
-    ])
-    load = pd.DataFrame({"warehouse_id": [1] * 15 + [2, 3], "minute_idx": list(range(15)) + [0, 0],
-                         "orders": [10] * 15 + [1, 149]})
+    wh = pd.DataFrame(
+        [
+            {
+                "warehouse_id": 1,
+                "warehouse_name": "a",
+                "city": "c",
+                "province": "p",
+                "capacity": 10,
+                "fulfillment_delay": 5.0,
+            },
+            {
+                "warehouse_id": 2,
+                "warehouse_name": "b",
+                "city": "c",
+                "province": "p",
+                "capacity": 10,
+                "fulfillment_delay": 31.0,
+            },
+            {
+                "warehouse_id": 3,
+                "warehouse_name": "c",
+                "city": "c",
+                "province": "p",
+                "capacity": 10,
+                "fulfillment_delay": np.nan,
+            },
+        ]
+    )
+    load = pd.DataFrame(
+        {"warehouse_id": [1] * 15 + [2, 3], "minute_idx": list(range(15)) + [0, 0], "orders": [10] * 15 + [1, 149]}
+    )
     out = R.warehouse_status(load, wh, P).set_index("warehouse_id")
     assert out.loc[1, "load_per_min"] == 10 and out.loc[1, "overloaded"] and "load" in out.loc[1, "reason"]
     assert out.loc[2, "overloaded"] and out.loc[2, "reason"].startswith("fulfillment delay")
@@ -248,8 +325,9 @@ def test_geo_risk_and_headline():
     prov = R.geo_risk(df, "province").set_index("province")
     assert prov.loc["P2", "high_risk_pairs"] == 2 and prov.loc["P1", "high_risk_pairs"] == 1
     assert prov.loc["P1", "watch_pairs"] == 1 and prov.loc["P1", "pairs"] == 4
-    series = R.orders_series(pd.DataFrame({"minute_idx": [0, 14], "orders": [3, 7], "units": [4, 9]}),
-                             datetime(2026, 1, 1, tzinfo=UTC), 15)
+    series = R.orders_series(
+        pd.DataFrame({"minute_idx": [0, 14], "orders": [3, 7], "units": [4, 9]}), datetime(2026, 1, 1, tzinfo=UTC), 15
+    )
     assert [x["orders"] for x in series] == [3] + [0] * 13 + [7]
     h = R.headline(df, series, pd.DataFrame({"overloaded": [True, False]}), [{}] * 4, 6, 0)
     assert (h["high_risk_sku_count"], h["high_risk_pairs"], h["watch_pairs"], h["orders_last_minute"]) == (3, 3, 1, 7)
@@ -269,10 +347,23 @@ def test_quarantine_counts_each_reason_and_keeps_the_good_rows():
 
 
 def test_quarantine_never_coerces():
-    good = {"order_id": "o1", "product_id": 1, "seller_id": 1, "warehouse_id": 1, "city_id": 1, "order_qty": 1,
-            "order_value": 1.0, "order_ts": datetime(2026, 1, 1, tzinfo=UTC)}
-    bad = [dict(good, order_qty=2.0), dict(good, order_qty=True), dict(good, order_value=float("nan")),
-           dict(good, order_ts=datetime(2026, 1, 1)), dict(good, order_id="")]
+    good = {
+        "order_id": "o1",
+        "product_id": 1,
+        "seller_id": 1,
+        "warehouse_id": 1,
+        "city_id": 1,
+        "order_qty": 1,
+        "order_value": 1.0,
+        "order_ts": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    bad = [
+        dict(good, order_qty=2.0),
+        dict(good, order_qty=True),
+        dict(good, order_value=float("nan")),
+        dict(good, order_ts=datetime(2026, 1, 1)),
+        dict(good, order_id=""),
+    ]
     dq = validate_batch(ORDERS_FACT, [good] + bad).quality()
     assert dq["valid"] == 1 and dq["by_reason"]["wrong_type"] == 5
 
@@ -285,33 +376,67 @@ def test_baseline_reads_a_hand_made_partition_and_tolerates_missing(tmp_path):
     for hour, qty in (("10", 60), ("11", 120), ("12", 10**6)):
         d = tmp_path / "orders_fact" / "date=2026-01-02" / f"hour={hour}"
         d.mkdir(parents=True)
-        pq.write_table(pa.table({"order_id": ["a"], "product_id": pa.array([1], pa.int64()),
-                                 "warehouse_id": pa.array([10], pa.int64()), "order_qty": pa.array([qty], pa.int64())}),
-                       d / "part-0.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "order_id": ["a"],
+                    "product_id": pa.array([1], pa.int64()),
+                    "warehouse_id": pa.array([10], pa.int64()),
+                    "order_qty": pa.array([qty], pa.int64()),
+                }
+            ),
+            d / "part-0.parquet",
+        )
         if hour != "12":  # hour 12 was written by a crashed run: no manifest, not trusted
             (tmp_path / "metadata" / f"orders_fact-20260102T{hour}.json").write_text("{}")
     old = tmp_path / "orders_fact" / "date=2025-01-01" / "hour=00"  # outside the baseline days: pruned
     old.mkdir(parents=True)
-    pq.write_table(pa.table({"order_id": ["z"], "product_id": pa.array([1], pa.int64()),
-                             "warehouse_id": pa.array([10], pa.int64()), "order_qty": pa.array([10**6], pa.int64())}),
-                   old / "part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "order_id": ["z"],
+                "product_id": pa.array([1], pa.int64()),
+                "warehouse_id": pa.array([10], pa.int64()),
+                "order_qty": pa.array([10**6], pa.int64()),
+            }
+        ),
+        old / "part-0.parquet",
+    )
     base, info = read_archive_baseline(f"file://{tmp_path}", as_of, 7)
     assert info["partitions"] == 1 and info["rows"] == 2
     assert base.set_index(["product_id", "warehouse_id"]).loc[(1, 10), "baseline_velocity"] == pytest.approx(180 / 120)
 
 
 def test_baseline_from_empty_table():
-    t = pa.table({"product_id": pa.array([], pa.int64()), "warehouse_id": pa.array([], pa.int64()),
-                  "order_qty": pa.array([], pa.int64()), "date": pa.array([], pa.string()), "hour": pa.array([], pa.string())})
+    t = pa.table(
+        {
+            "product_id": pa.array([], pa.int64()),
+            "warehouse_id": pa.array([], pa.int64()),
+            "order_qty": pa.array([], pa.int64()),
+            "date": pa.array([], pa.string()),
+            "hour": pa.array([], pa.string()),
+        }
+    )
     assert baseline_from_table(t).empty
 
 
 def test_reroute_donor_ties_do_not_depend_on_row_order():
     """Spark hands a product group's rows in any order: equal surpluses go to the lowest warehouse id."""
-    state = pd.DataFrame([
-        {"product_id": 1, "warehouse_id": w, "available": a, "inbound_units": 0, "inbound_in_min": 0.0, "city": "c",
-         "province": "P1", "baseline_velocity": np.nan}
-        for w, a in ((10, 10), (12, 300), (11, 300))])
+    state = pd.DataFrame(
+        [
+            {
+                "product_id": 1,
+                "warehouse_id": w,
+                "available": a,
+                "inbound_units": 0,
+                "inbound_in_min": 0.0,
+                "city": "c",
+                "province": "P1",
+                "baseline_velocity": np.nan,
+            }
+            for w, a in ((10, 10), (12, 300), (11, 300))
+        ]
+    )
     minutes = pd.DataFrame({"product_id": 1, "warehouse_id": 10, "minute_idx": range(15), "units": 2})
     for rows in (state, state.iloc[::-1]):
         out = R.product_group_kpis(minutes, rows, P).set_index("warehouse_id")

@@ -15,8 +15,17 @@ from ray_gen import records
 def _orders(n: int, rng) -> pa.RecordBatch:
     city = np.sort(rng.integers(0, 27, n))
     return records.orders_batch(
-        "r1", 1_762_812_000_000, 17, city, np.arange(n), rng.integers(0, 20_000, n), rng.integers(0, 1_500, n),
-        rng.integers(0, 20, n), rng.integers(1, 4, n), np.round(rng.random(n) * 1_000, 2), np.sort(rng.integers(0, 60_000, n)),
+        "r1",
+        1_762_812_000_000,
+        17,
+        city,
+        np.arange(n),
+        rng.integers(0, 20_000, n),
+        rng.integers(0, 1_500, n),
+        rng.integers(0, 20, n),
+        rng.integers(1, 4, n),
+        np.round(rng.random(n) * 1_000, 2),
+        np.sort(rng.integers(0, 60_000, n)),
     )
 
 
@@ -24,9 +33,18 @@ def _inventory(rng) -> pa.RecordBatch:
     product = np.tile(np.sort(rng.choice(20_000, 300, replace=False)), 10)
     on_hand = rng.integers(0, 100, 3_000)
     on_hand[::7] = 3_000_000_000  # past int32: pymongo writes int64 for these rows only
-    return records.inventory_batch("r1", 1_762_812_059_999, 17, np.repeat(np.arange(10), 300), product, on_hand,
-                                   rng.integers(0, 100, 3_000), np.round(rng.random(3_000) * 50, 3),
-                                   rng.integers(0, 3, 3_000) * 40, rng.integers(0, 60, 3_000).astype(float))
+    return records.inventory_batch(
+        "r1",
+        1_762_812_059_999,
+        17,
+        np.repeat(np.arange(10), 300),
+        product,
+        on_hand,
+        rng.integers(0, 100, 3_000),
+        np.round(rng.random(3_000) * 50, 3),
+        rng.integers(0, 3, 3_000) * 40,
+        rng.integers(0, 60, 3_000).astype(float),
+    )
 
 
 @pytest.mark.parametrize("which", ["orders", "inventory", "orders_slice", "shuffled"])
@@ -40,7 +58,7 @@ def test_documents_are_what_pymongo_encodes_for_to_document(which):
     data, offsets = bson_documents(batch, contract.key)
     assert len(offsets) == batch.num_rows + 1
     for i, row in enumerate(batch.to_pylist()):
-        assert data[offsets[i]:offsets[i + 1]] == bson.encode(to_document(contract, row)), i
+        assert data[offsets[i] : offsets[i + 1]] == bson.encode(to_document(contract, row)), i
     docs = raw_bson_documents(batch, contract.key)
     assert [d["_id"] for d in docs[:3]] == batch.column(contract.key).to_pylist()[:3]
 

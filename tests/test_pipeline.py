@@ -3,18 +3,16 @@ data clock. (tests/test_e2e_pipeline.py runs the whole pipeline.)"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cluster import pipeline
 from flashsale import hot_layout
 from flashsale.contracts import ORDERS_FACT
+from flashsale.hot_store import newest_event_time
 from flashsale.settings import load_settings, pipeline_file
 from flashsale.stores import mongo_client
-from spark.hot_store import newest_event_time
-
-UTC = timezone.utc
+from radar import pipeline
 
 
 def test_pipeline_file_reaches_every_settings_load_and_goes_away(tmp_path):
@@ -56,7 +54,8 @@ def test_data_clock_is_the_newest_event_and_the_next_run_starts_after_it(stack):
             assert newest_event_time(db, ORDERS_FACT) is None
             for ts in (future - timedelta(minutes=7), future, future - timedelta(minutes=1)):
                 db[hot_layout.collection_for(ORDERS_FACT, ts, s.hot_bucket_minutes)].insert_one(
-                    {"_id": ts.isoformat(), "order_ts": ts})
+                    {"_id": ts.isoformat(), "order_ts": ts}
+                )
             assert newest_event_time(db, ORDERS_FACT) == future
             start = pipeline.simulated_start(s, pipeline.RunOptions())
             assert start == (future + timedelta(minutes=1)).replace(second=0)

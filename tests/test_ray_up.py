@@ -27,8 +27,11 @@ def test_stop_ends_the_node_its_descendants_and_what_logs_there_but_spares_other
     node, other = tmp_path / "ray-up", tmp_path / "ray-up-other"  # a prefix of the other's name
     (node / "session_1" / "logs").mkdir(parents=True)
     log = open(node / "session_1" / "logs" / "client_server.out", "w")
-    procs = [_spawn(f"--temp-dir={node}"), _spawn("--log_dir", str(node / "session_1" / "logs")),
-             subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stdout=log)]  # like the client server
+    procs = [
+        _spawn(f"--temp-dir={node}"),
+        _spawn("--log_dir", str(node / "session_1" / "logs")),
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stdout=log),
+    ]  # like the client server
     spared = _spawn(f"--temp-dir={other}")
     try:
         time.sleep(1.0)  # let the parents start their children

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,7 +10,7 @@ from flashsale import sharding
 from flashsale.contracts import DIMS, FACTS, INVENTORY_FACT, ORDERS_FACT
 from flashsale.hot_layout import buckets_overlapping, collection_for
 
-T = datetime(2026, 11, 11, 0, 7, 30, tzinfo=timezone.utc)
+T = datetime(2026, 11, 11, 0, 7, 30, tzinfo=UTC)
 
 
 def test_every_fact_and_each_of_its_buckets_is_sharded_on_hashed_id():
@@ -37,21 +37,33 @@ def test_dimensions_and_strangers_are_not_sharded():
 def test_commands_for_one_bucket():
     assert sharding.collection_commands("flashsale", "orders_fact__20261111_0005") == [
         ("admin", {"shardCollection": "flashsale.orders_fact__20261111_0005", "key": {"_id": "hashed"}}),
-        ("flashsale", {"createIndexes": "orders_fact__20261111_0005",
-                       "indexes": [{"key": {"order_ts": 1}, "name": "order_ts_1"}]}),
+        (
+            "flashsale",
+            {
+                "createIndexes": "orders_fact__20261111_0005",
+                "indexes": [{"key": {"order_ts": 1}, "name": "order_ts_1"}],
+            },
+        ),
     ]
 
 
 def test_upcoming_buckets_follow_hot_layout_names():
     names = sharding.upcoming_buckets(T, 5, ahead=2, behind=1)
     assert names == [
-        "orders_fact__20261111_0000", "orders_fact__20261111_0005", "orders_fact__20261111_0010", "orders_fact__20261111_0015",
-        "inventory_fact__20261111_0000", "inventory_fact__20261111_0005", "inventory_fact__20261111_0010", "inventory_fact__20261111_0015",
+        "orders_fact__20261111_0000",
+        "orders_fact__20261111_0005",
+        "orders_fact__20261111_0010",
+        "orders_fact__20261111_0015",
+        "inventory_fact__20261111_0000",
+        "inventory_fact__20261111_0005",
+        "inventory_fact__20261111_0010",
+        "inventory_fact__20261111_0015",
     ]
     # the same names the writer and the KPI read use
     assert collection_for(ORDERS_FACT, T, 5) in names
     assert set(buckets_overlapping(ORDERS_FACT, T.replace(minute=0), T.replace(minute=20, second=0), 5)) == {
-        n for n in names if n.startswith("orders_fact")}
+        n for n in names if n.startswith("orders_fact")
+    }
 
 
 def test_cluster_plan_enables_sharding_once_then_shards_flat_facts_and_buckets():
@@ -106,4 +118,7 @@ def test_parse_replica_set_specs():
     with pytest.raises(ValueError):
         parse_rs("mongo-shard1:27017")
     assert initiate_config("cfgrs", ["mongo-cfg:27017"], True) == {
-        "_id": "cfgrs", "configsvr": True, "members": [{"_id": 0, "host": "mongo-cfg:27017"}]}
+        "_id": "cfgrs",
+        "configsvr": True,
+        "members": [{"_id": 0, "host": "mongo-cfg:27017"}],
+    }

@@ -52,7 +52,9 @@ def test_same_seed_same_records_other_seed_other_records(tmp_path, sale):
     assert head.num_rows > 0
     # a shorter run with the same seed is exactly the first minutes of the longer one, ids included
     assert sorted_by_key(head, "order_id").equals(sorted_by_key(again["orders_fact"], "order_id"))
-    assert not np.array_equal(again["orders_fact"]["product_id"].to_numpy()[:500], other["orders_fact"]["product_id"].to_numpy()[:500])
+    assert not np.array_equal(
+        again["orders_fact"]["product_id"].to_numpy()[:500], other["orders_fact"]["product_id"].to_numpy()[:500]
+    )
 
 
 def test_every_record_meets_its_contract_and_ids_are_unique(sale):
@@ -86,7 +88,7 @@ def test_inventory_events_account_for_every_sold_unit(sale):
     sold = orders.groupby(["warehouse_id", "product_id"])["order_qty"].sum()
     # units sold are either still reserved or already shipped out of on_hand; restocks only add
     shipped_or_reserved = (first["inventory_on_hand"] - last["inventory_on_hand"]) + last["reserved_stock"]
-    gap = (sold.reindex(last.index, fill_value=0) - shipped_or_reserved)
+    gap = sold.reindex(last.index, fill_value=0) - shipped_or_reserved
     assert (gap >= 0).all()  # >= 0: restocks (which add stock) are the only other change
     no_restock = gap == 0
     assert no_restock.mean() > 0.5
@@ -168,7 +170,10 @@ def test_real_time_writes_every_minute_when_it_is_simulated(tmp_path):
     held, tables = {}, {}
     for label, speed in (("fast", None), ("realtime", 6_000.0)):  # 6,000 simulated minutes per minute: 10 ms each
         backend, held[label] = Watched(), []
-        on_progress = lambda _: held[label].append(sum(sum(s.writer.pending_rows.values()) for s in backend.shards))  # noqa: E731
+
+        def on_progress(_, backend=backend, label=label):
+            held[label].append(sum(sum(s.writer.pending_rows.values()) for s in backend.shards))
+
         run(p, SinkSpec("parquet", path=str(tmp_path / label)), backend, speed=speed, on_progress=on_progress)
         tables[label] = ds.dataset(tmp_path / label / "orders_fact", format="parquet").to_table().sort_by("order_id")
     assert held["realtime"] == [0, 0, 0, 0]  # nothing held back after any minute

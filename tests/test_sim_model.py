@@ -30,7 +30,9 @@ def test_per_minute_counts_fit_poisson_at_the_configured_lambda():
     # goodness of fit: pooled tail bins so every expected count is >= 5
     edges = np.arange(4, 22)
     observed = np.array([(counts <= 4).sum()] + [(counts == k).sum() for k in edges[1:]] + [(counts > 21).sum()])
-    pmf = np.array([stats.poisson.cdf(4, lam)] + [stats.poisson.pmf(k, lam) for k in edges[1:]] + [stats.poisson.sf(21, lam)])
+    pmf = np.array(
+        [stats.poisson.cdf(4, lam)] + [stats.poisson.pmf(k, lam) for k in edges[1:]] + [stats.poisson.sf(21, lam)]
+    )
     result = stats.chisquare(observed, pmf * len(counts))
     assert result.pvalue > 0.001, result
 
@@ -41,7 +43,13 @@ def test_city_lambda_is_the_product_of_its_factors():
     pressure = np.ones(cat.n_warehouses)
     pressure[cat.city_warehouse[3]] = 0.5
     lam = model.city_lambda(p, cat, 130, pressure)
-    expected = p.base_orders_per_city_minute * model.flash_intensity(p.flash, 130) * cat.discount_effect * cat.city_demand[3] * 0.5
+    expected = (
+        p.base_orders_per_city_minute
+        * model.flash_intensity(p.flash, 130)
+        * cat.discount_effect
+        * cat.city_demand[3]
+        * 0.5
+    )
     assert lam[3] == pytest.approx(float(expected))
 
 
@@ -73,7 +81,9 @@ def test_prices_are_log_normal_around_the_discounted_price_per_category():
     categories = cat.category[orders.product]
     tested = 0
     for c in range(p.n_categories):
-        x = log_ratio[(categories == c) & (cat.discounted_price()[orders.product] > 50)]  # 2-decimal rounding negligible
+        x = log_ratio[
+            (categories == c) & (cat.discounted_price()[orders.product] > 50)
+        ]  # 2-decimal rounding negligible
         if len(x) < 200:
             continue
         assert stats.kstest(x, "norm", args=(0.0, cat.category_sigma[c])).pvalue > 0.001, c

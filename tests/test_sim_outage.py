@@ -12,14 +12,14 @@ import time
 
 import pyarrow.dataset as ds
 import pytest
+from conftest_sim import PrivateHotStore  # tests/ is on sys.path (pytest rootdir-relative import)
 
+from flashsale.contracts import FACTS
 from flashsale.stores import mongo_client
 from ray_gen.engine import run
 from ray_gen.params import make_params
-from flashsale.contracts import FACTS
 from ray_gen.runner import Target, fact_collections, generate
 from ray_gen.sinks import SinkSpec
-from conftest_sim import PrivateHotStore  # tests/ is on sys.path (pytest rootdir-relative import)
 
 pytestmark = pytest.mark.services
 OUTAGE_SECONDS = 30
@@ -66,7 +66,9 @@ def test_thirty_second_store_outage_loses_and_duplicates_nothing(stack, private_
         db = client["sim_outage"]
         for contract in FACTS:
             name, key = contract.name, contract.key
-            expected = ds.dataset(tmp_path / "reference" / name, format="parquet").to_table(columns=[key])[key].to_pylist()
+            expected = (
+                ds.dataset(tmp_path / "reference" / name, format="parquet").to_table(columns=[key])[key].to_pylist()
+            )
             stored = [d["_id"] for coll in fact_collections(db, contract) for d in db[coll].find({}, {"_id": 1})]
             assert len(stored) == len(set(stored)) == len(expected)
             assert set(stored) == set(expected)

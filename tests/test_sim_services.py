@@ -57,10 +57,15 @@ def test_seed_writes_the_dimensions_idempotently(stack, scratch_db):
 def test_ray_head_shards_match_the_in_process_reference(stack, tmp_path):
     """1 actor per kind and 4 per kind on the stack's Ray head give the records of the plain-object run."""
     results = {}
+
     def on_the_head():  # built only when its turn comes: the previous backend's shutdown disconnects Ray
         return RayBackend(address=stack.ray_address, ray_env=stack.ray_env())
 
-    for label, shards, make_backend in (("inline", 1, LocalBackend), ("ray1", 1, on_the_head), ("ray4", 4, on_the_head)):
+    for label, shards, make_backend in (
+        ("inline", 1, LocalBackend),
+        ("ray1", 1, on_the_head),
+        ("ray4", 4, on_the_head),
+    ):
         backend = make_backend()
         p = make_params(**SMALL, city_shards=shards, warehouse_shards=shards)
         try:
@@ -109,34 +114,85 @@ def test_local_ray_runs_the_same_simulation(stack, tmp_path):
     process has py4j's and gRPC's from earlier tests).
     """
     out = subprocess.run(
-        [sys.executable, "-m", "flashsale.cli", "generate", "--fast", "--ray", "local", "--sink", "parquet",
-         "--out", str(tmp_path / "local"), "--minutes", str(SMALL["minutes"]), "--products", str(SMALL["n_products"]),
-         "--batch-size", str(SMALL["batch_size"]), "--city-shards", "2", "--warehouse-shards", "2",
-         "--seed", "1111", "--run-id", "lr", "--json"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "radar.cli",
+            "generate",
+            "--fast",
+            "--ray",
+            "local",
+            "--sink",
+            "parquet",
+            "--out",
+            str(tmp_path / "local"),
+            "--minutes",
+            str(SMALL["minutes"]),
+            "--products",
+            str(SMALL["n_products"]),
+            "--batch-size",
+            str(SMALL["batch_size"]),
+            "--city-shards",
+            "2",
+            "--warehouse-shards",
+            "2",
+            "--seed",
+            "1111",
+            "--run-id",
+            "lr",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["consistent"]
-    run(make_params(**SMALL, city_shards=1, warehouse_shards=1, seed=1111, run_id="lr"),
-        SinkSpec("parquet", path=str(tmp_path / "ref")))
+    run(
+        make_params(**SMALL, city_shards=1, warehouse_shards=1, seed=1111, run_id="lr"),
+        SinkSpec("parquet", path=str(tmp_path / "ref")),
+    )
     for name, key in (("orders_fact", "order_id"), ("inventory_fact", "inventory_event_id")):
         local, ref = read_parquet(tmp_path / "local", name, key), read_parquet(tmp_path / "ref", name, key)
         assert ref.num_rows > 0 and local.equals(ref), name
 
 
 def test_cli_generate_prints_a_json_summary_and_rejects_bad_input(stack, tmp_path):
-    cli = [sys.executable, "-m", "flashsale.cli"]
+    cli = [sys.executable, "-m", "radar.cli"]
     out = subprocess.run(
-        cli + ["generate", "--fast", "--minutes", "5", "--products", "500", "--sink", "parquet", "--out", str(tmp_path),
-               "--ray", "inline", "--json"], capture_output=True, text=True, timeout=300,
+        cli
+        + [
+            "generate",
+            "--fast",
+            "--minutes",
+            "5",
+            "--products",
+            "500",
+            "--sink",
+            "parquet",
+            "--out",
+            str(tmp_path),
+            "--ray",
+            "inline",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["simulated_minutes"] == 5 and summary["consistent"]
     assert summary["collections"]["orders_fact"]["stored"] == summary["orders"] > 0
 
-    bad = subprocess.run(cli + ["generate", "--fast", "--minutes", "0", "--sink", "null", "--ray", "inline"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        cli + ["generate", "--fast", "--minutes", "0", "--sink", "null", "--ray", "inline"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "minutes" in bad.stderr
-    both = subprocess.run(cli + ["generate", "--fast", "--speed", "5", "--sink", "null"], capture_output=True, text=True, timeout=120)
+    both = subprocess.run(
+        cli + ["generate", "--fast", "--speed", "5", "--sink", "null"], capture_output=True, text=True, timeout=120
+    )
     assert both.returncode == 2 and "--fast or --speed" in both.stderr

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +19,7 @@ import redis
 
 from cluster import stack as stack_mod
 from cluster.services import BIN, airflow_env, airflow_password_file, http_json, http_status
-from cluster.spark import submit_command
+from cluster.spark_submit import submit_command
 from flashsale.stores import hdfs_client, hdfs_filesystem, mongo_client, redis_client
 
 pytestmark = pytest.mark.services
@@ -27,8 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_status_json_reports_every_service_healthy(stack):
-    out = subprocess.run([str(BIN / "flashsale"), "stack", "status", "--profile", stack.profile, "--json"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(BIN / "flashsale"), "stack", "status", "--profile", stack.profile, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     names = {svc["name"] for svc in report["services"]}
@@ -41,22 +45,29 @@ def test_status_json_reports_every_service_healthy(stack):
 
 def test_hot_store_round_trip(stack):
     coll_name = f"roundtrip_{uuid.uuid4().hex[:8]}"
-    t0 = datetime(2026, 11, 11, tzinfo=timezone.utc)
-    docs = [{"_id": f"o{i}", "city_id": i % 3, "order_qty": 1 + i % 2, "order_ts": t0 + timedelta(minutes=i)} for i in range(60)]
+    t0 = datetime(2026, 11, 11, tzinfo=UTC)
+    docs = [
+        {"_id": f"o{i}", "city_id": i % 3, "order_qty": 1 + i % 2, "order_ts": t0 + timedelta(minutes=i)}
+        for i in range(60)
+    ]
     with mongo_client(stack) as client:
         coll = client[stack.mongo_db][coll_name]
         try:
             result = coll.insert_many(docs, ordered=False)
             assert len(result.inserted_ids) == 60
             assert coll.create_index("order_ts") == "order_ts_1"
-            window = list(coll.find({"order_ts": {"$gte": t0 + timedelta(minutes=45), "$lt": t0 + timedelta(minutes=60)}}))
+            window = list(
+                coll.find({"order_ts": {"$gte": t0 + timedelta(minutes=45), "$lt": t0 + timedelta(minutes=60)}})
+            )
             assert sorted(d["_id"] for d in window) == sorted(f"o{i}" for i in range(45, 60))
             assert window[0]["order_ts"].tzinfo is not None  # tz-aware, as the contracts require
-            groups = coll.aggregate([
-                {"$match": {"order_ts": {"$gte": t0 + timedelta(minutes=30)}}},
-                {"$group": {"_id": "$city_id", "qty": {"$sum": "$order_qty"}}},
-                {"$sort": {"_id": 1}},
-            ])
+            groups = coll.aggregate(
+                [
+                    {"$match": {"order_ts": {"$gte": t0 + timedelta(minutes=30)}}},
+                    {"$group": {"_id": "$city_id", "qty": {"$sum": "$order_qty"}}},
+                    {"$sort": {"_id": 1}},
+                ]
+            )
             expected = {}
             for d in docs[30:]:
                 expected[d["city_id"]] = expected.get(d["city_id"], 0) + d["order_qty"]
@@ -76,7 +87,9 @@ def test_hot_store_refuses_unauthenticated_and_wrong_password(stack):
     anon = pymongo.MongoClient(f"mongodb://{stack.bind_host}:{stack.mongo_port}/", serverSelectionTimeoutMS=3000)
     with pytest.raises(pymongo.errors.OperationFailure, match="requires authentication"):
         anon[stack.mongo_db]["x"].insert_one({"a": 1})
-    wrong = pymongo.MongoClient(stack.mongo_url.replace(stack.mongo_password.get_secret_value(), "wrong"), serverSelectionTimeoutMS=3000)
+    wrong = pymongo.MongoClient(
+        stack.mongo_url.replace(stack.mongo_password.get_secret_value(), "wrong"), serverSelectionTimeoutMS=3000
+    )
     with pytest.raises(pymongo.errors.OperationFailure, match="Authentication failed"):
         wrong[stack.mongo_db].command("ping")
 
@@ -116,7 +129,9 @@ def test_yarn_has_one_active_nodemanager(stack):
 
 @pytest.mark.parametrize("master", ["local[*]", "yarn"])
 def test_tiny_pyspark_job(stack, master):
-    argv, env = submit_command(stack, str(ROOT / "tests" / "jobs" / "tiny_job.py"), ["1000"], master=master, name="flashsale-tiny")
+    argv, env = submit_command(
+        stack, str(ROOT / "tests" / "jobs" / "tiny_job.py"), ["1000"], master=master, name="flashsale-tiny"
+    )
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "TINY_JOB_SUM=499500" in out.stdout
@@ -135,22 +150,33 @@ def _airflow_token(stack, password: str) -> str | None:
 def test_airflow_healthy_with_generated_admin_password(stack):
     health = http_json(f"http://{stack.bind_host}:{stack.airflow_port}/api/v2/monitor/health")
     assert {k: v["status"] for k, v in health.items()} == {
-        "metadatabase": "healthy", "scheduler": "healthy", "triggerer": "healthy", "dag_processor": "healthy"}
+        "metadatabase": "healthy",
+        "scheduler": "healthy",
+        "triggerer": "healthy",
+        "dag_processor": "healthy",
+    }
     password = json.loads(airflow_password_file(stack).read_text())[stack.airflow_admin_user]
     assert password != "admin" and len(password) >= 16
     assert _airflow_token(stack, "admin") is None  # never admin/admin
     token = _airflow_token(stack, password)
     assert token
-    errors = http_json(f"http://{stack.bind_host}:{stack.airflow_port}/api/v2/importErrors",
-                       headers={"Authorization": f"Bearer {token}"})
+    errors = http_json(
+        f"http://{stack.bind_host}:{stack.airflow_port}/api/v2/importErrors",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert errors["total_entries"] == 0, errors
     assert http_status(f"http://{stack.bind_host}:{stack.airflow_port}/api/v2/dags") == 401
 
 
 def python_in_airflow_env(stack, code: str, timeout: float = 180) -> str:
     """Run Python with the stack's Airflow environment; return its stdout."""
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **airflow_env(stack)},
-                         capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **airflow_env(stack)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 

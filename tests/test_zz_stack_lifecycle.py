@@ -12,15 +12,20 @@ import psutil
 import pytest
 
 from cluster import process
-from cluster.services import BIN, SERVICES
+from cluster.services import BIN
 
 pytestmark = pytest.mark.services
 
 SHIFT = 300  # every port moved, so this stack never touches the main one
 PORT_ENV = {
-    "FLASHSALE_MONGO_PORT": 27017, "FLASHSALE_REDIS_PORT": 6379, "FLASHSALE_AIRFLOW_PORT": 8080,
-    "FLASHSALE_AIRFLOW_WORKER_LOG_PORT": 8793, "FLASHSALE_AIRFLOW_TRIGGER_LOG_PORT": 8794,
-    "FLASHSALE_RAY_PORT": 6380, "FLASHSALE_RAY_DASHBOARD_PORT": 8265, "FLASHSALE_RAY_CLIENT_PORT": 10001,
+    "FLASHSALE_MONGO_PORT": 27017,
+    "FLASHSALE_REDIS_PORT": 6379,
+    "FLASHSALE_AIRFLOW_PORT": 8080,
+    "FLASHSALE_AIRFLOW_WORKER_LOG_PORT": 8793,
+    "FLASHSALE_AIRFLOW_TRIGGER_LOG_PORT": 8794,
+    "FLASHSALE_RAY_PORT": 6380,
+    "FLASHSALE_RAY_DASHBOARD_PORT": 8265,
+    "FLASHSALE_RAY_CLIENT_PORT": 10001,
     "FLASHSALE_RAY_DASHBOARD_AGENT_PORT": 52365,
 }
 
@@ -30,10 +35,14 @@ def second_stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("stack2")
     tools = Path(os.environ.get("FLASHSALE_RUN_DIR", Path(__file__).resolve().parents[1] / ".run")) / "tools"
     (run_dir / "tools").symlink_to(tools)  # reuse the installed FerretDB / Hadoop jars
-    env = {**os.environ, "FLASHSALE_RUN_DIR": str(run_dir), "FLASHSALE_PROFILE": "local",
-           **{k: str(v + SHIFT) for k, v in PORT_ENV.items()},
-           # Ray's workers take 10002-19999: keep its client port below that range
-           "FLASHSALE_RAY_CLIENT_PORT": str(PORT_ENV["FLASHSALE_RAY_CLIENT_PORT"] - SHIFT)}
+    env = {
+        **os.environ,
+        "FLASHSALE_RUN_DIR": str(run_dir),
+        "FLASHSALE_PROFILE": "local",
+        **{k: str(v + SHIFT) for k, v in PORT_ENV.items()},
+        # Ray's workers take 10002-19999: keep its client port below that range
+        "FLASHSALE_RAY_CLIENT_PORT": str(PORT_ENV["FLASHSALE_RAY_CLIENT_PORT"] - SHIFT),
+    }
     env.pop("FLASHSALE_REDIS_PASSWORD", None)
     env.pop("FLASHSALE_MONGO_PASSWORD", None)
     yield run_dir, env

@@ -1,4 +1,5 @@
 """Starts a SparkSession (so YARN has a running application), sleeps, then exits with a given code."""
+
 import sys
 import time
 

@@ -1,4 +1,5 @@
 """A tiny PySpark job for the stack tests: sums 0..n-1 on the executors and prints it."""
+
 import sys
 
 from pyspark.sql import SparkSession

@@ -17,11 +17,10 @@ holds every record until step 4. Readers trust only partitions that have a manif
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from flashsale.contracts import Contract
 
-UTC = timezone.utc
 STEPS = ("plan", "write", "verify", "commit", "delete")
 
 
@@ -64,8 +63,9 @@ def manifest_path(root: str, batch_id: str) -> str:
     return f"{root.rstrip('/')}/metadata/{batch_id}.json"
 
 
-def plan(contract: Contract, bucket_counts: list[tuple[datetime, str, int]], now: datetime,
-         min_age_minutes: int) -> list[Batch]:
+def plan(
+    contract: Contract, bucket_counts: list[tuple[datetime, str, int]], now: datetime, min_age_minutes: int
+) -> list[Batch]:
     """Hours to archive, oldest first: every hour whose end is older than ``min_age_minutes``.
 
     Younger hours are never taken, whatever the hot store's size: the KPI window still reads them
@@ -77,12 +77,14 @@ def plan(contract: Contract, bucket_counts: list[tuple[datetime, str, int]], now
     cutoff = now - timedelta(minutes=min_age_minutes)
     return [
         Batch(contract.name, h, tuple(sorted(n for n, _ in hours[h])), sum(c for _, c in hours[h]))
-        for h in sorted(hours) if h + timedelta(hours=1) <= cutoff
+        for h in sorted(hours)
+        if h + timedelta(hours=1) <= cutoff
     ]
 
 
-def should_archive(total_hot_records: int, oldest_bucket: datetime | None, now: datetime,
-                   max_hot_records: int, max_age_minutes: int) -> tuple[bool, str]:
+def should_archive(
+    total_hot_records: int, oldest_bucket: datetime | None, now: datetime, max_hot_records: int, max_age_minutes: int
+) -> tuple[bool, str]:
     """The archival DAG's trigger: the hot store crossed the record-count or the age threshold."""
     if total_hot_records > max_hot_records:
         return True, f"{total_hot_records} hot records > {max_hot_records}"

@@ -2,14 +2,21 @@
 
 The caller's overrides (tests and benches use their own database, namespace or archive) must reach
 the driver, which builds its own settings object: ``settings_args`` writes them, ``add_settings_args``
-declares them, ``settings_from_args`` reads them back.
+declares them, ``settings_from_args`` reads them back. The apps' entry points and the prefix of the one result line
+each prints are part of the same contract: launchers (cluster/spark_apps.py, the DAGs) name them from
+here and never import a Spark job.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from flashsale.settings import Settings, load_settings
+from flashsale.settings import PROJECT_ROOT, Settings, load_settings
+
+KPI_APP = PROJECT_ROOT / "spark" / "kpi_job.py"
+ARCHIVE_APP = PROJECT_ROOT / "spark" / "archive_job.py"
+KPI_RESULT_PREFIX = "KPI_RESULT "
+ARCHIVE_RESULT_PREFIX = "ARCHIVE_RESULT "
 
 # settings field -> flag
 FLAGS = {

@@ -91,7 +91,7 @@ class KpiParams:
     sale_lift: float = 1.0  # per run: set by the job (and the backtest) from sale_lift(), never a setting
 
     @classmethod
-    def from_settings(cls, s, window_minutes: int | None = None) -> "KpiParams":
+    def from_settings(cls, s, window_minutes: int | None = None) -> KpiParams:
         return cls(
             window_minutes=window_minutes or s.kpi_window_minutes,
             horizon_minutes=float(s.action_horizon_minutes),
@@ -122,8 +122,9 @@ def ewma_weights(n: int, alpha: float) -> np.ndarray:
     return (1.0 - alpha) ** np.arange(n - 1, -1, -1, dtype=float)
 
 
-def smoothed_velocity(units_by_minute: np.ndarray, alpha: float, baseline: float | None = None,
-                      prior_minutes: float = 0.0) -> float:
+def smoothed_velocity(
+    units_by_minute: np.ndarray, alpha: float, baseline: float | None = None, prior_minutes: float = 0.0
+) -> float:
     """Units/min: EWMA of the per-minute series, shrunk towards the archive baseline when given."""
     u = np.asarray(units_by_minute, dtype=float)
     w = ewma_weights(len(u), alpha)
@@ -134,8 +135,9 @@ def smoothed_velocity(units_by_minute: np.ndarray, alpha: float, baseline: float
     return (v * n_eff + prior_minutes * baseline) / (n_eff + prior_minutes)
 
 
-def p_out_with_inbound(Q: np.ndarray, I: np.ndarray, demand_until_inbound: np.ndarray,
-                       demand_horizon: np.ndarray) -> np.ndarray:
+def p_out_with_inbound(
+    Q: np.ndarray, I: np.ndarray, demand_until_inbound: np.ndarray, demand_horizon: np.ndarray
+) -> np.ndarray:
     """P(the shelf empties within the horizon) for Q > 0 units on the shelf and I inbound (the module
     doc's rule): the Q go before the inbound lands, or Q + I go within the horizon. Demand arguments are
     Poisson means (expected units). Without inbound: P(Poisson(demand_horizon) >= Q)."""
@@ -193,10 +195,24 @@ def sale_lift(minutes: pd.DataFrame, baseline: pd.DataFrame, params: KpiParams) 
 
 # ------------------------------------------------------------------ per (product, warehouse)
 SKU_COLUMNS = {  # output of sku_kpis + choose_actions: name -> Spark type (the job builds its schema here)
-    "product_id": "BIGINT", "warehouse_id": "BIGINT", "city": "STRING", "province": "STRING",
-    "available": "BIGINT", "inbound_units": "BIGINT", "inbound_in_min": "DOUBLE", "units_in_window": "BIGINT", "velocity": "DOUBLE", "baseline_velocity": "DOUBLE",
-    "eta_median_min": "DOUBLE", "eta_pessimistic_min": "DOUBLE", "p_stockout": "DOUBLE", "risk": "STRING",
-    "action": "STRING", "reason": "STRING", "suggested_units": "BIGINT", "reroute_from_warehouse_id": "BIGINT",
+    "product_id": "BIGINT",
+    "warehouse_id": "BIGINT",
+    "city": "STRING",
+    "province": "STRING",
+    "available": "BIGINT",
+    "inbound_units": "BIGINT",
+    "inbound_in_min": "DOUBLE",
+    "units_in_window": "BIGINT",
+    "velocity": "DOUBLE",
+    "baseline_velocity": "DOUBLE",
+    "eta_median_min": "DOUBLE",
+    "eta_pessimistic_min": "DOUBLE",
+    "p_stockout": "DOUBLE",
+    "risk": "STRING",
+    "action": "STRING",
+    "reason": "STRING",
+    "suggested_units": "BIGINT",
+    "reroute_from_warehouse_id": "BIGINT",
     "surplus_units": "BIGINT",
 }
 
@@ -213,8 +229,18 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
     until it lands), city, province, baseline_velocity (NaN if none).
     """
     W = params.window_minutes
-    st = state[["product_id", "warehouse_id", "available", "inbound_units", "inbound_in_min", "city", "province",
-                "baseline_velocity"]].copy()
+    st = state[
+        [
+            "product_id",
+            "warehouse_id",
+            "available",
+            "inbound_units",
+            "inbound_in_min",
+            "city",
+            "province",
+            "baseline_velocity",
+        ]
+    ].copy()
     st = st.reset_index(drop=True)
     n = len(st)
     series = np.zeros((n, W))
@@ -233,8 +259,9 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
     lam = np.where(has_b, (v * n_eff + params.prior_minutes * prior) / (n_eff + params.prior_minutes), v)
     avail = st["available"].to_numpy(dtype=float)
     inbound = st["inbound_units"].to_numpy(dtype=float) if params.inbound_in_risk else 0
-    med, pes, p = stockout_eta(avail, lam, params.horizon_minutes, params.pessimistic_q, inbound,
-                               st["inbound_in_min"].to_numpy(dtype=float))
+    med, pes, p = stockout_eta(
+        avail, lam, params.horizon_minutes, params.pessimistic_q, inbound, st["inbound_in_min"].to_numpy(dtype=float)
+    )
     st["units_in_window"] = series.sum(axis=1).astype("int64")
     st["velocity"] = lam
     st["eta_median_min"] = med
@@ -250,7 +277,9 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
     H, L = params.horizon_minutes, params.lead_time_minutes
     need = np.ceil(df["velocity"].to_numpy() * (H + L))
     # what is already on the way counts: a second order for the same gap would double the stock
-    df["suggested_units"] = np.maximum(need - df["available"].to_numpy() - df["inbound_units"].to_numpy(), 0).astype("int64")
+    df["suggested_units"] = np.maximum(need - df["available"].to_numpy() - df["inbound_units"].to_numpy(), 0).astype(
+        "int64"
+    )
     surplus = (df["available"].to_numpy() - need).astype("int64")
     donor_ok = (df["risk"].to_numpy() == "low") & (surplus >= params.reroute_min_units)
     # the columns once, not per row; donors indexed by (product, province) so a frame holding many products
@@ -266,26 +295,36 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
         s_from = s_units = None
         if r.risk == "watch":
             a = "monitor"
-            reason = f"P(stockout within {H:g} min) = {r.p_stockout:.2f} is between watch {params.watch_p:g} and high {params.high_p:g}"
+            reason = (
+                f"P(stockout within {H:g} min) = {r.p_stockout:.2f} "
+                f"is between watch {params.watch_p:g} and high {params.high_p:g}"
+            )
         elif r.risk == "high":
-            cand = np.array([j for j in donors.get((r.product_id, r.province), ()) if warehouse[j] != r.warehouse_id],
-                            dtype=int)
+            cand = np.array(
+                [j for j in donors.get((r.product_id, r.province), ()) if warehouse[j] != r.warehouse_id], dtype=int
+            )
             if len(cand):
                 # largest surplus; ties go to the lowest warehouse id, so the answer does not depend on the
                 # order Spark hands the group's rows in
                 j = cand[np.lexsort((warehouse[cand], -surplus[cand]))[0]]
                 s_from, s_units = int(warehouse[j]), int(surplus[j])
                 a = "reroute"
-                reason = (f"high risk (p={r.p_stockout:.2f}); warehouse {s_from} in {r.province} holds a surplus "
-                          f"of {s_units} units beyond its own {H:g}+{L:g} min demand")
+                reason = (
+                    f"high risk (p={r.p_stockout:.2f}); warehouse {s_from} in {r.province} holds a surplus "
+                    f"of {s_units} units beyond its own {H:g}+{L:g} min demand"
+                )
             elif np.isfinite(r.eta_pessimistic_min) and r.eta_pessimistic_min < L:
                 a = "pause_ads"
-                reason = (f"high risk (p={r.p_stockout:.2f}); pessimistic ETA {r.eta_pessimistic_min:.1f} min < restock "
-                          f"lead time {L:g} min and no warehouse in {r.province} has surplus")
+                reason = (
+                    f"high risk (p={r.p_stockout:.2f}); pessimistic ETA {r.eta_pessimistic_min:.1f} min < restock "
+                    f"lead time {L:g} min and no warehouse in {r.province} has surplus"
+                )
             else:
                 a = "restock"
-                reason = (f"high risk (p={r.p_stockout:.2f}); pessimistic ETA {r.eta_pessimistic_min:.1f} min >= lead "
-                          f"time {L:g} min: a restock of {int(suggested[i])} units arrives in time")
+                reason = (
+                    f"high risk (p={r.p_stockout:.2f}); pessimistic ETA {r.eta_pessimistic_min:.1f} min >= lead "
+                    f"time {L:g} min: a restock of {int(suggested[i])} units arrives in time"
+                )
         if a in ("pause_ads", "restock") and r.inbound_units > 0:
             reason += f"; {int(r.inbound_units)} units already inbound, landing in {r.inbound_in_min:.0f} min"
         actions.append(a)
@@ -312,7 +351,9 @@ _ESCALATE_FROM = "monitor"
 _INT_NUMBERS = {"available", "inbound_units", "suggested_units", "reroute_from_warehouse_id", "surplus_units"}
 
 
-def update_alerts(candidates: pd.DataFrame, prev_state: dict, now_iso: str, params: KpiParams) -> tuple[list[dict], dict]:
+def update_alerts(
+    candidates: pd.DataFrame, prev_state: dict, now_iso: str, params: KpiParams
+) -> tuple[list[dict], dict]:
     """Open/keep/close alerts with hysteresis; returns (open alerts, state to carry to the next run).
 
     ``candidates``: the output of choose_actions for every pair (any risk). ``prev_state``: the state
@@ -329,8 +370,14 @@ def update_alerts(candidates: pd.DataFrame, prev_state: dict, now_iso: str, para
         if prev is None:
             if r is None or p < params.watch_p or cand is None:
                 continue
-            st = {"action": cand, "first_seen": now_iso, "runs_open": 1, "below_exit_runs": 0,
-                  "pending_action": None, "pending_runs": 0}
+            st = {
+                "action": cand,
+                "first_seen": now_iso,
+                "runs_open": 1,
+                "below_exit_runs": 0,
+                "pending_action": None,
+                "pending_runs": 0,
+            }
             status = "new"
         else:
             st = dict(prev)
@@ -357,20 +404,51 @@ def update_alerts(candidates: pd.DataFrame, prev_state: dict, now_iso: str, para
                     st["pending_action"], st["pending_runs"] = None, 0
         new_state[aid] = st
         pid, wid = (int(x) for x in aid.split(":"))
-        numbers = {"p_stockout": p, "horizon_min": params.horizon_minutes,
-                   "restock_lead_time_min": params.lead_time_minutes}
+        numbers = {
+            "p_stockout": p,
+            "horizon_min": params.horizon_minutes,
+            "restock_lead_time_min": params.lead_time_minutes,
+        }
         if r is not None:
-            for k in ("available", "inbound_units", "inbound_in_min", "velocity", "eta_median_min", "eta_pessimistic_min", "suggested_units",
-                      "reroute_from_warehouse_id", "surplus_units"):
+            for k in (
+                "available",
+                "inbound_units",
+                "inbound_in_min",
+                "velocity",
+                "eta_median_min",
+                "eta_pessimistic_min",
+                "suggested_units",
+                "reroute_from_warehouse_id",
+                "surplus_units",
+            ):
                 v = _jsonable(r.get(k))
                 numbers[k] = int(v) if v is not None and k in _INT_NUMBERS else v
-        reason = r["reason"] if (r is not None and r["action"] == st["action"] and r["reason"]) else (
-            f"kept '{st['action']}' (hysteresis): p={p:.2f}, closes after {params.clear_runs} runs below {params.exit_p:g}"
-            if status == "clearing" else f"kept '{st['action']}' (hysteresis): p={p:.2f}")
-        alerts.append({"alert_id": aid, "product_id": pid, "warehouse_id": wid, "action": st["action"],
-                       "reason": reason, "numbers": numbers, "status": status,
-                       "first_seen": st["first_seen"], "runs_open": st["runs_open"]})
-    alerts.sort(key=lambda a: (-a["numbers"]["p_stockout"], _nan_last(a["numbers"].get("eta_pessimistic_min")), a["alert_id"]))
+        reason = (
+            r["reason"]
+            if (r is not None and r["action"] == st["action"] and r["reason"])
+            else (
+                f"kept '{st['action']}' (hysteresis): p={p:.2f}, "
+                f"closes after {params.clear_runs} runs below {params.exit_p:g}"
+                if status == "clearing"
+                else f"kept '{st['action']}' (hysteresis): p={p:.2f}"
+            )
+        )
+        alerts.append(
+            {
+                "alert_id": aid,
+                "product_id": pid,
+                "warehouse_id": wid,
+                "action": st["action"],
+                "reason": reason,
+                "numbers": numbers,
+                "status": status,
+                "first_seen": st["first_seen"],
+                "runs_open": st["runs_open"],
+            }
+        )
+    alerts.sort(
+        key=lambda a: (-a["numbers"]["p_stockout"], _nan_last(a["numbers"].get("eta_pessimistic_min")), a["alert_id"])
+    )
     return alerts, new_state
 
 
@@ -397,8 +475,10 @@ def orders_series(per_minute: pd.DataFrame, window_start: datetime, W: int) -> l
         m = per_minute[(per_minute["minute_idx"] >= 0) & (per_minute["minute_idx"] < W)]
         orders[m["minute_idx"].to_numpy().astype(int)] = m["orders"].to_numpy()
         units[m["minute_idx"].to_numpy().astype(int)] = m["units"].to_numpy()
-    return [{"minute": (window_start + timedelta(minutes=i)).isoformat(), "orders": int(orders[i]), "units": int(units[i])}
-            for i in range(W)]
+    return [
+        {"minute": (window_start + timedelta(minutes=i)).isoformat(), "orders": int(orders[i]), "units": int(units[i])}
+        for i in range(W)
+    ]
 
 
 def warehouse_status(load: pd.DataFrame, warehouses: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
@@ -415,31 +495,55 @@ def warehouse_status(load: pd.DataFrame, warehouses: pd.DataFrame, params: KpiPa
     by_delay = wh["fulfillment_delay"].fillna(-1) >= params.overload_delay
     wh["overloaded"] = by_load | by_delay
     wh["reason"] = np.where(
-        by_load & by_delay, "load and fulfillment delay over limits",
-        np.where(by_load, f"load >= {params.overload_ratio:g} x capacity",
-                 np.where(by_delay, f"fulfillment delay >= {params.overload_delay:g} min", "")))
+        by_load & by_delay,
+        "load and fulfillment delay over limits",
+        np.where(
+            by_load,
+            f"load >= {params.overload_ratio:g} x capacity",
+            np.where(by_delay, f"fulfillment delay >= {params.overload_delay:g} min", ""),
+        ),
+    )
     return wh
 
 
 def geo_risk(skus: pd.DataFrame, level: str) -> pd.DataFrame:
     """Risk rolled up by ``city`` or ``province``."""
     if skus.empty:
-        return pd.DataFrame(columns=[level, "pairs", "high_risk_pairs", "watch_pairs", "expected_stockouts",
-                                     "max_p_stockout", "units_per_min"])
-    g = skus.assign(_high=(skus["risk"] == "high").astype(int), _watch=(skus["risk"] == "watch").astype(int)).groupby(level)
-    out = pd.DataFrame({
-        "pairs": g.size(),
-        "high_risk_pairs": g["_high"].sum(),
-        "watch_pairs": g["_watch"].sum(),
-        "expected_stockouts": g["p_stockout"].sum(),
-        "max_p_stockout": g["p_stockout"].max(),
-        "units_per_min": g["velocity"].sum(),
-    }).reset_index()
+        return pd.DataFrame(
+            columns=[
+                level,
+                "pairs",
+                "high_risk_pairs",
+                "watch_pairs",
+                "expected_stockouts",
+                "max_p_stockout",
+                "units_per_min",
+            ]
+        )
+    g = skus.assign(_high=(skus["risk"] == "high").astype(int), _watch=(skus["risk"] == "watch").astype(int)).groupby(
+        level
+    )
+    out = pd.DataFrame(
+        {
+            "pairs": g.size(),
+            "high_risk_pairs": g["_high"].sum(),
+            "watch_pairs": g["_watch"].sum(),
+            "expected_stockouts": g["p_stockout"].sum(),
+            "max_p_stockout": g["p_stockout"].max(),
+            "units_per_min": g["velocity"].sum(),
+        }
+    ).reset_index()
     return out.sort_values(["expected_stockouts", level], ascending=[False, True]).reset_index(drop=True)
 
 
-def headline(skus: pd.DataFrame, series: list[dict], warehouses: pd.DataFrame, alerts: list[dict],
-             quarantined: int, pairs_without_inventory: int) -> dict:
+def headline(
+    skus: pd.DataFrame,
+    series: list[dict],
+    warehouses: pd.DataFrame,
+    alerts: list[dict],
+    quarantined: int,
+    pairs_without_inventory: int,
+) -> dict:
     high = skus[skus["risk"] == "high"] if len(skus) else skus
     n = len(series)
     return {

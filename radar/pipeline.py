@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psutil
 
@@ -53,10 +53,10 @@ def simulated_start(s: Settings, opts: RunOptions) -> datetime:
     if opts.start is not None:
         return opts.start
     from flashsale.contracts import ORDERS_FACT
+    from flashsale.hot_store import newest_event_time
     from flashsale.stores import mongo_client
-    from spark.hot_store import newest_event_time
 
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     with mongo_client(s) as c:
         newest = newest_event_time(c.get_default_database(), ORDERS_FACT)
     if newest is not None and newest >= start:
@@ -67,13 +67,34 @@ def simulated_start(s: Settings, opts: RunOptions) -> datetime:
 def generator_command(s: Settings, opts: RunOptions, start: datetime) -> list[str]:
     # a run id per start minute: ids stay deterministic for a start but never collide with an earlier run
     pace = ["--fast"] if opts.speed is None else ["--speed", str(opts.speed)]
-    return [str(BIN / "flashsale"), "generate", "--profile", s.profile, "--ray", "stack", *pace,
-            "--minutes", str(opts.minutes), "--spike-minute", str(opts.spike_minute), "--stock-cover", str(opts.stock_cover),
-            "--products", str(opts.products), "--seed", str(opts.seed), "--start", start.isoformat(),
-            "--run-id", f"run{start:%Y%m%d%H%M}", "--json", *(["--rate", str(opts.rate)] if opts.rate else []),
-            # archival moves records out of the hot store meanwhile: the pipeline reconciles generated ==
-            # hot + archived (tests, benches), the generator reports what the store acknowledged
-            "--no-verify-store"]
+    return [
+        str(BIN / "flashsale"),
+        "generate",
+        "--profile",
+        s.profile,
+        "--ray",
+        "stack",
+        *pace,
+        "--minutes",
+        str(opts.minutes),
+        "--spike-minute",
+        str(opts.spike_minute),
+        "--stock-cover",
+        str(opts.stock_cover),
+        "--products",
+        str(opts.products),
+        "--seed",
+        str(opts.seed),
+        "--start",
+        start.isoformat(),
+        "--run-id",
+        f"run{start:%Y%m%d%H%M}",
+        "--json",
+        *(["--rate", str(opts.rate)] if opts.rate else []),
+        # archival moves records out of the hot store meanwhile: the pipeline reconciles generated ==
+        # hot + archived (tests, benches), the generator reports what the store acknowledged
+        "--no-verify-store",
+    ]
 
 
 def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, datetime | None]:
@@ -89,7 +110,9 @@ def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, d
     s = load_settings(profile=settings.profile, run_dir=settings.run_dir)
     stack.up(s, echo=echo)
     s = load_settings(profile=s.profile, run_dir=s.run_dir)  # secrets may have just been generated
-    counts = seed_dimensions(make_params(seed=opts.seed, n_products=opts.products, city_shards=1, warehouse_shards=1), s)
+    counts = seed_dimensions(
+        make_params(seed=opts.seed, n_products=opts.products, city_shards=1, warehouse_shards=1), s
+    )
     echo("  seeded " + ", ".join(f"{n} ({c['documents']:,})" for n, c in counts.items()))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     sim_start = None
@@ -137,8 +160,9 @@ def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
         stack.down(s, echo=echo)
 
 
-def first_alerts(s: Settings, since: float, timeout: float, data_since: datetime | None = None,
-                 poll: float = 2.0) -> dict | None:
+def first_alerts(
+    s: Settings, since: float, timeout: float, data_since: datetime | None = None, poll: float = 2.0
+) -> dict | None:
     """Wait for a snapshot computed after ``since`` (epoch) that holds at least one alert, from data at
     or after ``data_since`` (this run's simulated start: an earlier run's data in the store does not count)."""
     from flashsale.redis_keys import keys_for, read_snapshot
@@ -149,8 +173,12 @@ def first_alerts(s: Settings, since: float, timeout: float, data_since: datetime
     while time.time() < deadline:
         _raise_if_generator_failed(s)
         snap = read_snapshot(r, keys)
-        if (snap and snap.get("alerts") and datetime.fromisoformat(snap["computed_at"]).timestamp() > since
-                and (data_since is None or datetime.fromisoformat(snap["data_as_of"]) >= data_since)):
+        if (
+            snap
+            and snap.get("alerts")
+            and datetime.fromisoformat(snap["computed_at"]).timestamp() > since
+            and (data_since is None or datetime.fromisoformat(snap["data_as_of"]) >= data_since)
+        ):
             return snap
         time.sleep(poll)
     return None
@@ -170,7 +198,7 @@ def generator_summary(s: Settings) -> dict | None:
         fh.seek(max(0, os.path.getsize(rec.log) - 64_000))  # the summary is ~1 KB; logs of long runs grow
         text = fh.read().decode(errors="replace")
     try:
-        return json.loads(text[text.rindex("\n{") + 1:])
+        return json.loads(text[text.rindex("\n{") + 1 :])
     except ValueError:  # no summary, or a later run's output follows it
         return None
 
@@ -220,7 +248,9 @@ def status_line(s: Settings) -> str:
     snap = read_snapshot(redis_client(s), keys_for(s))
     if not snap:
         return "no KPI snapshot yet"
-    age = (datetime.now(timezone.utc) - datetime.fromisoformat(snap["computed_at"])) / timedelta(seconds=1)
+    age = (datetime.now(UTC) - datetime.fromisoformat(snap["computed_at"])) / timedelta(seconds=1)
     k = snap["kpis"]
-    return (f"snapshot {age:4.0f} s old, data as of {snap['data_as_of'][11:19]}: {k['open_alerts']} alerts, "
-            f"{k['high_risk_sku_count']} high-risk SKUs, {k['overloaded_warehouses']} overloaded warehouses")
+    return (
+        f"snapshot {age:4.0f} s old, data as of {snap['data_as_of'][11:19]}: {k['open_alerts']} alerts, "
+        f"{k['high_risk_sku_count']} high-risk SKUs, {k['overloaded_warehouses']} overloaded warehouses"
+    )

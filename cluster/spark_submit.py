@@ -9,6 +9,7 @@ at them. Executors run on this host (colocated with the DataNode) with the proje
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -92,16 +93,18 @@ def submit_conf(s: Settings, master: str) -> tuple[dict[str, str], dict[str, str
     env = {"JAVA_HOME": java_home(), "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": python}
     if master == "yarn":
         specs = {Path(remote).name: s.hdfs_url + remote for _, remote, _, _ in _archive_specs(s)}
-        conf.update({
-            "spark.yarn.archive": specs["spark-jars.zip"],
-            "spark.submit.deployMode": "client",
-            "spark.executor.instances": "1",
-            "spark.executor.cores": "1",
-            "spark.yarn.am.memory": "512m",
-            "spark.yarn.appMasterEnv.PYSPARK_PYTHON": executor_python,
-            "spark.executorEnv.PYSPARK_PYTHON": executor_python,
-            "spark.yarn.maxAppAttempts": "1",
-        })
+        conf.update(
+            {
+                "spark.yarn.archive": specs["spark-jars.zip"],
+                "spark.submit.deployMode": "client",
+                "spark.executor.instances": "1",
+                "spark.executor.cores": "1",
+                "spark.yarn.am.memory": "512m",
+                "spark.yarn.appMasterEnv.PYSPARK_PYTHON": executor_python,
+                "spark.executorEnv.PYSPARK_PYTHON": executor_python,
+                "spark.yarn.maxAppAttempts": "1",
+            }
+        )
         if s.spark_java_options:
             conf["spark.yarn.am.extraJavaOptions"] = s.spark_java_options
         env["HADOOP_CONF_DIR"] = str(s.hadoop_conf_dir)
@@ -109,8 +112,14 @@ def submit_conf(s: Settings, master: str) -> tuple[dict[str, str], dict[str, str
     return conf, env
 
 
-def submit_command(s: Settings, app: str, app_args: list[str] | None = None, master: str | None = None,
-                   name: str = "flashsale", extra_conf: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+def submit_command(
+    s: Settings,
+    app: str,
+    app_args: list[str] | None = None,
+    master: str | None = None,
+    name: str = "flashsale",
+    extra_conf: dict[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
     """The spark-submit argv and environment for this profile (or the given master)."""
     master = master or s.spark_master
     conf, env = submit_conf(s, master)
@@ -121,8 +130,16 @@ def submit_command(s: Settings, app: str, app_args: list[str] | None = None, mas
     return argv + [app, *(app_args or [])], {**os.environ, **env}
 
 
-def run_app(s: Settings, app: str, app_args: list[str], result_prefix: str, master: str | None = None,
-            name: str = "flashsale", timeout: float = 900, env_extra: dict[str, str] | None = None) -> tuple[dict | None, "subprocess.CompletedProcess"]:
+def run_app(
+    s: Settings,
+    app: str,
+    app_args: list[str],
+    result_prefix: str,
+    master: str | None = None,
+    name: str = "flashsale",
+    timeout: float = 900,
+    env_extra: dict[str, str] | None = None,
+) -> tuple[dict | None, subprocess.CompletedProcess]:
     """spark-submit an app and parse the JSON it prints after ``result_prefix`` (None if it printed none)."""
     import json
     import subprocess
@@ -133,4 +150,4 @@ def run_app(s: Settings, app: str, app_args: list[str], result_prefix: str, mast
     argv, env = submit_command(s, app, app_args, master=master, name=name)
     proc = subprocess.run(argv, env={**env, **(env_extra or {})}, capture_output=True, text=True, timeout=timeout)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(result_prefix)), None)
-    return (json.loads(line[len(result_prefix):]) if line else None), proc
+    return (json.loads(line[len(result_prefix) :]) if line else None), proc

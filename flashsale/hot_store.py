@@ -39,8 +39,9 @@ def ensure_time_index(db, collection: str, contract: Contract) -> str:
     return db[collection].create_index([(contract.time_column, 1)])
 
 
-def read_window(db, contract: Contract, start: datetime, bucket_minutes: int, collection_names=None,
-                batch_size: int = 10_000) -> tuple[list[dict], list[str]]:
+def read_window(
+    db, contract: Contract, start: datetime, bucket_minutes: int, collection_names=None, batch_size: int = 10_000
+) -> tuple[list[dict], list[str]]:
     names = collection_names if collection_names is not None else db.list_collection_names()
     cols = window_collections(names, contract, start, bucket_minutes)
     docs: list[dict] = []
@@ -52,8 +53,15 @@ def read_window(db, contract: Contract, start: datetime, bucket_minutes: int, co
     return docs, cols
 
 
-def refresh_window(db, contract: Contract, start: datetime, read_from: datetime, previous: list[dict],
-                   bucket_minutes: int, collection_names=None) -> tuple[list[dict], list[str]]:
+def refresh_window(
+    db,
+    contract: Contract,
+    start: datetime,
+    read_from: datetime,
+    previous: list[dict],
+    bucket_minutes: int,
+    collection_names=None,
+) -> tuple[list[dict], list[str]]:
     """The window [start, ...) for a refresh: documents before ``read_from`` come from ``previous`` (the
     last cycle's read of this window, which covered ``start``), only those at or after it from the store.
 
@@ -68,8 +76,11 @@ def refresh_window(db, contract: Contract, start: datetime, read_from: datetime,
 
 def explain_window(db, collection: str, contract: Contract, start: datetime) -> dict:
     """The store's plan for the window query on one collection."""
-    return db.command("explain", {"find": collection, "filter": window_filter(contract, start),
-                                  "projection": projection(contract)}, verbosity="queryPlanner")
+    return db.command(
+        "explain",
+        {"find": collection, "filter": window_filter(contract, start), "projection": projection(contract)},
+        verbosity="queryPlanner",
+    )
 
 
 def newest_event_time(db, contract: Contract, collection_names=None) -> datetime | None:

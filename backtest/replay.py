@@ -2,7 +2,7 @@
 
 The sale runs in-process (ray_gen.observe.ObservedBackend: no Ray, no store). After every simulated
 minute t the KPI job's run at as-of = end of minute t is replayed on that minute's fact records with
-the job's own functions and the same KpiParams (spark/kpi_rules.py: ``sku_kpis``,
+the job's own functions and the same KpiParams (kpi/rules.py: ``sku_kpis``,
 ``product_group_kpis``, ``update_alerts``). Only two trivial steps of the job's Spark SQL are mirrored
 here (`Replay.ingest`, `Replay.inbound_in`): units per product x warehouse x minute (`HAVING units > 0`)
 and the latest inventory event per pair (`GREATEST(on_hand - reserved, 0)`, its inbound aged to the
@@ -12,7 +12,7 @@ spark.kpi_job.compute() on a replayed window and checks the per-SKU KPIs are the
 Archive baseline: in steady state the job reads the archive of earlier days. The backtest gives it
 `history_hours` of normal-day history (`history_baseline`: Poisson units per pair and archived hour
 at the catalogue's normal-day rate, drawn from their own random stream, turned into the baseline by
-the job's spark.baseline.baseline_from_table); history_hours=0 is a first day without archive.
+the job's kpi.baseline.baseline_from_table); history_hours=0 is a first day without archive.
 
 Ground truth comes from the simulator's inventory state (on hand - reserved of every pair after every
 minute), never from the KPI code.
@@ -56,21 +56,22 @@ are compared, and so is the demand paused ads suppressed (it brings no revenue e
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Callable, ContextManager
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kpi.rules import KpiParams, product_group_kpis, sale_lift, sku_kpis, update_alerts
 from ray_gen.actions import Interventions
 from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
 from ray_gen.streams import HISTORY, rng_for
-from spark.kpi_rules import KpiParams, product_group_kpis, sale_lift, sku_kpis, update_alerts
 
 NAIVE_WINDOW_MINUTES = 15  # the naive baseline's velocity: a plain 15-minute average
 # the oracle's alert threshold swept: the precision-recall trade-off of alerting on the true expected demand
@@ -81,7 +82,7 @@ DEFAULT_MIN_LEAD_MINUTES = 15
 # ---------------------------------------------------------------- the KPI job, replayed
 def history_baseline(p: SimParams, hours: int) -> pd.DataFrame:
     """The archive baseline after `hours` archived hours of a normal day (see the module doc)."""
-    from spark.baseline import baseline_from_table, empty_baseline
+    from kpi.baseline import baseline_from_table, empty_baseline
 
     if hours <= 0:
         return empty_baseline()
@@ -89,11 +90,15 @@ def history_baseline(p: SimParams, hours: int) -> pd.DataFrame:
     units = rng_for(p.seed, HISTORY).poisson(cat.baseline_rate.reshape(-1) * 60.0, size=(hours, cat.baseline_rate.size))
     hour, pair = np.nonzero(units)  # the archive holds rows only where something sold
     starts = [p.start - timedelta(hours=hours - h) for h in range(hours)]  # the archived hours, before the sale
-    table = pa.table({
-        "product_id": pair % cat.n_products, "warehouse_id": pair // cat.n_products, "order_qty": units[hour, pair],
-        "date": np.array([s.date().isoformat() for s in starts])[hour],
-        "hour": np.array([f"{s.hour:02d}" for s in starts])[hour],
-    })
+    table = pa.table(
+        {
+            "product_id": pair % cat.n_products,
+            "warehouse_id": pair // cat.n_products,
+            "order_qty": units[hour, pair],
+            "date": np.array([s.date().isoformat() for s in starts])[hour],
+            "hour": np.array([f"{s.hour:02d}" for s in starts])[hour],
+        }
+    )
     return baseline_from_table(table)
 
 
@@ -122,8 +127,9 @@ class Replay:
         self.baseline = np.full(self.n_pairs, np.nan)
         self.baseline_frame = baseline
         if baseline is not None and len(baseline):
-            self.baseline[self.pairs(baseline["warehouse_id"].to_numpy(), baseline["product_id"].to_numpy())] = \
+            self.baseline[self.pairs(baseline["warehouse_id"].to_numpy(), baseline["product_id"].to_numpy())] = (
                 baseline["baseline_velocity"].to_numpy(dtype=float)
+            )
         # pairs without sales in the window: their KPIs depend only on (available, baseline), so their
         # risk is recomputed (by sku_kpis) only when their stock changes; -1 = not evaluated as quiet
         self.quiet_available = np.full(self.n_pairs, -1, dtype=np.int64)
@@ -170,23 +176,35 @@ class Replay:
         W = self.params.window_minutes
         parts = [(m, *self.by_minute[m]) for m in range(t - W + 1, t + 1) if m in self.by_minute]
         if not parts:
-            return pd.DataFrame({c: pd.Series(dtype="int64") for c in ("product_id", "warehouse_id", "minute_idx", "units")})
+            return pd.DataFrame(
+                {c: pd.Series(dtype="int64") for c in ("product_id", "warehouse_id", "minute_idx", "units")}
+            )
         flat = np.concatenate([k for _, k, _ in parts])
-        return pd.DataFrame({
-            "product_id": flat % self.n_products, "warehouse_id": flat // self.n_products,
-            "minute_idx": np.concatenate([np.full(len(k), m - (t - W + 1)) for m, k, _ in parts]),
-            "units": np.concatenate([u for _, _, u in parts]),
-        })
+        return pd.DataFrame(
+            {
+                "product_id": flat % self.n_products,
+                "warehouse_id": flat // self.n_products,
+                "minute_idx": np.concatenate([np.full(len(k), m - (t - W + 1)) for m, k, _ in parts]),
+                "units": np.concatenate([u for _, _, u in parts]),
+            }
+        )
 
     def state(self, flat: np.ndarray) -> pd.DataFrame:
         """The job's inventory state rows (latest inventory joined with the dims) for these pairs."""
         flat = flat[self.known[flat]]
         w = flat // self.n_products
-        return pd.DataFrame({
-            "product_id": flat % self.n_products, "warehouse_id": w, "available": self.available[flat],
-            "inbound_units": self.inbound[flat], "inbound_in_min": self.inbound_in(flat),
-            "city": self.wh_city[w], "province": self.wh_province[w], "baseline_velocity": self.baseline[flat],
-        })
+        return pd.DataFrame(
+            {
+                "product_id": flat % self.n_products,
+                "warehouse_id": w,
+                "available": self.available[flat],
+                "inbound_units": self.inbound[flat],
+                "inbound_in_min": self.inbound_in(flat),
+                "city": self.wh_city[w],
+                "province": self.wh_province[w],
+                "baseline_velocity": self.baseline[flat],
+            }
+        )
 
     def inbound_in(self, flat: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Minutes from the as-of until the pairs' inbound lands: the job's
@@ -194,8 +212,9 @@ class Replay:
         return np.maximum(self.inbound_due[flat] - (self.as_of_ms - self.inventory_ms[flat]).astype(float) / 60000, 0.0)
 
     def _alert_pairs(self) -> np.ndarray:
-        return np.array([int(w) * self.n_products + int(p) for p, w in (k.split(":") for k in self.alert_state)],
-                        dtype=np.int64)
+        return np.array(
+            [int(w) * self.n_products + int(p) for p, w in (k.split(":") for k in self.alert_state)], dtype=np.int64
+        )
 
     def kpis(self, t: int) -> pd.DataFrame:
         """product_group_kpis for every product that has something to say at the run ending minute t.
@@ -216,7 +235,9 @@ class Replay:
         sold[self.pairs(mins["warehouse_id"].to_numpy(), mins["product_id"].to_numpy())] = True
         # (an inbound landing nearer only lowers a quiet pair's risk: re-screening on a change of stock or
         # inbound is enough; a moving sale-wide lift moves every quiet pair's risk)
-        changed = (self.quiet_available != self.available) | (self.quiet_inbound != self.inbound) | (params.lift_minutes > 0)
+        changed = (
+            (self.quiet_available != self.available) | (self.quiet_inbound != self.inbound) | (params.lift_minutes > 0)
+        )
         stale = np.flatnonzero(self.known & ~sold & changed)
         if len(stale):
             quiet = sku_kpis(mins.iloc[:0], self.state(stale), params)
@@ -226,8 +247,14 @@ class Replay:
         self.quiet_available[sold] = -1  # re-screen once it turns quiet
         screen = np.unique(np.concatenate([np.flatnonzero(sold), np.flatnonzero(self.quiet_risky & ~sold), alerted]))
         screened = sku_kpis(mins, self.state(screen), params)
-        products = np.unique(np.concatenate([screened.loc[screened["risk"] != "low", "product_id"].to_numpy(dtype=np.int64),
-                                             alerted % self.n_products]))
+        products = np.unique(
+            np.concatenate(
+                [
+                    screened.loc[screened["risk"] != "low", "product_id"].to_numpy(dtype=np.int64),
+                    alerted % self.n_products,
+                ]
+            )
+        )
         group = (np.arange(self.n_warehouses, dtype=np.int64)[None, :] * self.n_products + products[:, None]).ravel()
         return product_group_kpis(mins[mins["product_id"].isin(products)], self.state(np.sort(group)), params)
 
@@ -248,8 +275,13 @@ class Replay:
 
     def naive_alerts(self, t: int) -> np.ndarray:
         """The naive baseline at the run ending minute t: available / 15-minute average velocity < H."""
-        return naive_alerts(self.units_last(t, NAIVE_WINDOW_MINUTES), self.available, self.known,
-                            self.params.horizon_minutes, NAIVE_WINDOW_MINUTES)
+        return naive_alerts(
+            self.units_last(t, NAIVE_WINDOW_MINUTES),
+            self.available,
+            self.known,
+            self.params.horizon_minutes,
+            NAIVE_WINDOW_MINUTES,
+        )
 
     def units_last(self, t: int, minutes: int) -> np.ndarray:
         units = np.zeros(self.n_pairs, dtype=np.int64)
@@ -260,24 +292,36 @@ class Replay:
         return units
 
 
-def oracle_alerts(p: SimParams, params: KpiParams, available: np.ndarray, t: int,
-                  inbound: np.ndarray | int = 0, inbound_in: np.ndarray | float = 0.0,
-                  load: np.ndarray | None = None) -> np.ndarray:
+def oracle_alerts(
+    p: SimParams,
+    params: KpiParams,
+    available: np.ndarray,
+    t: int,
+    inbound: np.ndarray | int = 0,
+    inbound_in: np.ndarray | float = 0.0,
+    load: np.ndarray | None = None,
+) -> np.ndarray:
     """The oracle at the run ending minute t: alerts where oracle_p >= kpi_high_risk_p."""
     return oracle_p(p, params, available, t, inbound, inbound_in, load) >= params.high_p
 
 
-def oracle_p(p: SimParams, params: KpiParams, available: np.ndarray, t: int,
-             inbound: np.ndarray | int = 0, inbound_in: np.ndarray | float = 0.0,
-             load: np.ndarray | None = None) -> np.ndarray:
+def oracle_p(
+    p: SimParams,
+    params: KpiParams,
+    available: np.ndarray,
+    t: int,
+    inbound: np.ndarray | int = 0,
+    inbound_in: np.ndarray | float = 0.0,
+    load: np.ndarray | None = None,
+) -> np.ndarray:
     """The oracle's P(stockout within H) at the run ending minute t (see the module doc):
     P(Poisson(expected demand) >= available), with the inbound restocks counted the way the KPI job
     counts them (kpi_rules' module doc). Expected demand is the simulator's own: the normal-day rate x
     the flash curve x each warehouse's pressure (from ``load``, its last minute's orders / capacity;
     None: no pressure) x the pair's share of its warehouse's clicks under the scarcity boost, all held
     at their current values over the horizon."""
+    from kpi.rules import p_out_with_inbound
     from ray_gen.model import flash_intensity, scarcity_multiplier, warehouse_pressure
-    from spark.kpi_rules import p_out_with_inbound
 
     H = int(round(params.horizon_minutes))
     cat = build_catalogue(p)
@@ -288,16 +332,23 @@ def oracle_p(p: SimParams, params: KpiParams, available: np.ndarray, t: int,
     cum = np.r_[0.0, np.cumsum(flash_intensity(p.flash, np.arange(t + 1, t + 1 + H)))]  # intensity-minutes ahead
     d = np.clip(np.rint(inbound_in), 0, H).astype(np.int64)
     q = np.maximum(available, 1).astype(float)
-    return np.where(available <= 0, 1.0, p_out_with_inbound(q, np.broadcast_to(inbound, q.shape).astype(float),
-                                                            rate * cum[d], rate * cum[H]))
+    return np.where(
+        available <= 0,
+        1.0,
+        p_out_with_inbound(q, np.broadcast_to(inbound, q.shape).astype(float), rate * cum[d], rate * cum[H]),
+    )
 
 
-def naive_alerts(units: np.ndarray, available: np.ndarray, known: np.ndarray, horizon: float, window: int) -> np.ndarray:
+def naive_alerts(
+    units: np.ndarray, available: np.ndarray, known: np.ndarray, horizon: float, window: int
+) -> np.ndarray:
     """ETA = available / (units / window); alert when ETA < horizon. An empty shelf has ETA 0; no sales and
     stock: no ETA, no alert."""
     velocity = units / window
     with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.where(available <= 0, 0.0, np.where(velocity > 0, available / np.where(velocity > 0, velocity, 1), np.inf))
+        eta = np.where(
+            available <= 0, 0.0, np.where(velocity > 0, available / np.where(velocity > 0, velocity, 1), np.inf)
+        )
     return known & (eta < horizon)
 
 
@@ -325,16 +376,21 @@ class Episodes:
         still = np.flatnonzero(self.since >= 0)
         parts = self._done + ([(still, self.since[still], last_minute)] if len(still) else [])
         if not parts:
-            return pd.DataFrame({"key": pd.Series(dtype="int64"), "start": pd.Series(dtype="int64"),
-                                 "end": pd.Series(dtype="int64")})
-        return pd.DataFrame({
-            "key": np.concatenate([k for k, _, _ in parts]), "start": np.concatenate([s for _, s, _ in parts]),
-            "end": np.concatenate([np.full(len(k), e, dtype=np.int64) for k, _, e in parts]),
-        }).sort_values(["key", "start"], ignore_index=True)
+            return pd.DataFrame(
+                {"key": pd.Series(dtype="int64"), "start": pd.Series(dtype="int64"), "end": pd.Series(dtype="int64")}
+            )
+        return pd.DataFrame(
+            {
+                "key": np.concatenate([k for k, _, _ in parts]),
+                "start": np.concatenate([s for _, s, _ in parts]),
+                "end": np.concatenate([np.full(len(k), e, dtype=np.int64) for k, _, e in parts]),
+            }
+        ).sort_values(["key", "start"], ignore_index=True)
 
 
-def score(alerts: pd.DataFrame, outs: pd.DataFrame, minutes: int, horizon: float,
-          min_lead: int = DEFAULT_MIN_LEAD_MINUTES) -> dict:
+def score(
+    alerts: pd.DataFrame, outs: pd.DataFrame, minutes: int, horizon: float, min_lead: int = DEFAULT_MIN_LEAD_MINUTES
+) -> dict:
     """Score alert episodes against stockout episodes (both: key, start, end) by the module's definitions."""
     last = minutes - 1
     outs = outs.sort_values(["key", "start"], ignore_index=True).copy()
@@ -394,8 +450,9 @@ class ActionDesk:
     n_products: int
     lead_minutes: int
     in_flight: dict[int, int] = field(default_factory=dict)  # pair -> minute its radar restock lands
-    counts: dict[str, int] = field(default_factory=lambda: {"restock_orders": 0, "restock_units": 0,
-                                                            "reroute_minutes": 0, "pause_minutes": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"restock_orders": 0, "restock_units": 0, "reroute_minutes": 0, "pause_minutes": 0}
+    )
 
     def plan(self, minute: int, alerts: list[dict]) -> Interventions:
         """What is in force from `minute` on, given the alerts of the run that just ended."""
@@ -406,7 +463,11 @@ class ActionDesk:
                 continue
             w, pid, n = a["warehouse_id"], a["product_id"], a["numbers"]
             key = w * self.n_products + pid
-            if a["action"] in ("restock", "pause_ads") and (n.get("suggested_units") or 0) > 0 and key not in self.in_flight:
+            if (
+                a["action"] in ("restock", "pause_ads")
+                and (n.get("suggested_units") or 0) > 0
+                and key not in self.in_flight
+            ):
                 restocks.append((w, pid, n["suggested_units"]))
                 self.in_flight[key] = minute + self.lead_minutes
             if a["action"] == "reroute" and n.get("reroute_from_warehouse_id") is not None:
@@ -435,9 +496,16 @@ class SaleRun:
     interrupted: bool
 
 
-def simulate(p: SimParams, params: KpiParams, *, baseline: pd.DataFrame | None = None, act: bool = False,
-             on_progress: Callable | None = None, snapshot_minutes: frozenset[int] = frozenset(),
-             should_stop: Callable[[], bool] = lambda: False) -> SaleRun:
+def simulate(
+    p: SimParams,
+    params: KpiParams,
+    *,
+    baseline: pd.DataFrame | None = None,
+    act: bool = False,
+    on_progress: Callable | None = None,
+    snapshot_minutes: frozenset[int] = frozenset(),
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SaleRun:
     """Run the sale in-process with the KPI job replayed after every minute (and its actions applied if act)."""
     from ray_gen.engine import run
     from ray_gen.observe import ObservedBackend
@@ -450,8 +518,19 @@ def simulate(p: SimParams, params: KpiParams, *, baseline: pd.DataFrame | None =
     desk = ActionDesk(replay.n_products, p.action_restock_lead_minutes) if act else None
     planned: dict[int, Interventions] = {}
     snapshots: dict[int, pd.DataFrame] = {}
-    series: dict[str, list] = {k: [] for k in ("orders", "units", "stocked_out_pairs", "new_stockouts", "radar_alerts",
-                                               "naive_alerts", "lost_revenue_cum", "revenue_cum")}
+    series: dict[str, list] = {
+        k: []
+        for k in (
+            "orders",
+            "units",
+            "stocked_out_pairs",
+            "new_stockouts",
+            "radar_alerts",
+            "naive_alerts",
+            "lost_revenue_cum",
+            "revenue_cum",
+        )
+    }
 
     def observe(progress) -> None:
         t = progress.minute
@@ -486,33 +565,58 @@ def simulate(p: SimParams, params: KpiParams, *, baseline: pd.DataFrame | None =
         if on_progress:
             on_progress(progress)
 
-    progress, _, interrupted = run(p, SinkSpec("null"), backend, on_progress=observe, max_in_flight=0,
-                                   should_stop=should_stop,
-                                   interventions=(lambda m: planned.pop(m, None)) if act else None)
+    progress, _, interrupted = run(
+        p,
+        SinkSpec("null"),
+        backend,
+        on_progress=observe,
+        max_in_flight=0,
+        should_stop=should_stop,
+        interventions=(lambda m: planned.pop(m, None)) if act else None,
+    )
     last = progress.minute
-    return SaleRun(progress=progress, truth=truth.frame(last), radar=radar.frame(last), naive=naive.frame(last),
-                   oracle=oracle.frame(last), oracle_frontier={k: e.frame(last) for k, e in frontier.items()},
-                   series=series, snapshots=snapshots, desk=dict(desk.counts) if desk else None,
-                   interrupted=interrupted)
+    return SaleRun(
+        progress=progress,
+        truth=truth.frame(last),
+        radar=radar.frame(last),
+        naive=naive.frame(last),
+        oracle=oracle.frame(last),
+        oracle_frontier={k: e.frame(last) for k, e in frontier.items()},
+        series=series,
+        snapshots=snapshots,
+        desk=dict(desk.counts) if desk else None,
+        interrupted=interrupted,
+    )
 
 
 def outcome(run: SaleRun) -> dict:
     """What a sale cost: stockout-minutes and lost revenue (and what else changed)."""
     pr = run.progress
     return {
-        "stockout_events": pr.stockouts, "stockout_minutes": pr.stockout_minutes,
-        "lost_revenue": round(pr.lost_revenue, 2), "lost_orders": pr.lost_orders, "lost_units": pr.lost_units,
-        "revenue": round(pr.revenue, 2), "orders": pr.orders,
-        "suppressed_requests": pr.suppressed_requests, "suppressed_revenue": round(pr.suppressed_revenue, 2),
+        "stockout_events": pr.stockouts,
+        "stockout_minutes": pr.stockout_minutes,
+        "lost_revenue": round(pr.lost_revenue, 2),
+        "lost_orders": pr.lost_orders,
+        "lost_units": pr.lost_units,
+        "revenue": round(pr.revenue, 2),
+        "orders": pr.orders,
+        "suppressed_requests": pr.suppressed_requests,
+        "suppressed_revenue": round(pr.suppressed_revenue, 2),
         # demand that brought no revenue: met an empty shelf, or never came because its ads were paused
         "unserved_revenue": round(pr.lost_revenue + pr.suppressed_revenue, 2),
         **({"actions": run.desk} if run.desk is not None else {}),
     }
 
 
-def backtest(p: SimParams, params: KpiParams, *, history_hours: int = 24, act: bool = False,
-             min_lead: int = DEFAULT_MIN_LEAD_MINUTES,
-             progress: Callable[[str], ContextManager[Callable | None]] = lambda label: nullcontext()) -> dict:
+def backtest(
+    p: SimParams,
+    params: KpiParams,
+    *,
+    history_hours: int = 24,
+    act: bool = False,
+    min_lead: int = DEFAULT_MIN_LEAD_MINUTES,
+    progress: Callable[[str], ContextManager[Callable | None]] = lambda label: nullcontext(),
+) -> dict:
     """Score the radar and the naive baseline on an open-loop sale; with act, also run the closed loop.
 
     ``progress(label)`` is entered around each simulated sale and yields its per-minute callback."""
@@ -542,11 +646,14 @@ def backtest(p: SimParams, params: KpiParams, *, history_hours: int = 24, act: b
         with progress("closed loop (same seed, acting on the radar's alerts)") as bar:
             closed = simulate(p, params, baseline=baseline, act=True, on_progress=bar)
         result["closed_loop"] = outcome(closed)
-        result["series"]["closed_loop"] = {k: closed.series[k] for k in ("stocked_out_pairs", "lost_revenue_cum",
-                                                                          "revenue_cum", "radar_alerts")}
+        result["series"]["closed_loop"] = {
+            k: closed.series[k] for k in ("stocked_out_pairs", "lost_revenue_cum", "revenue_cum", "radar_alerts")
+        }
         o, c = result["open_loop"], result["closed_loop"]
-        result["closed_loop_change"] = {k: _change(o[k], c[k]) for k in ("stockout_minutes", "lost_revenue",
-                                                                        "stockout_events", "revenue", "unserved_revenue")}
+        result["closed_loop_change"] = {
+            k: _change(o[k], c[k])
+            for k in ("stockout_minutes", "lost_revenue", "stockout_events", "revenue", "unserved_revenue")
+        }
     result["goals"] = goals(result, min_lead)
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
     return result
@@ -555,8 +662,10 @@ def backtest(p: SimParams, params: KpiParams, *, history_hours: int = 24, act: b
 def frontier_points(sale: SaleRun, minutes: int, horizon: float, min_lead: int) -> list[dict]:
     """The oracle's recall and precision at each swept threshold."""
     keep = (f"recall_at_{min_lead}min", "recall_any_lead", "precision", "false_alarms_per_hour")
-    return [{"p_threshold": level, **{k: score(ep, sale.truth, minutes, horizon, min_lead)[k] for k in keep}}
-            for level, ep in sale.oracle_frontier.items()]
+    return [
+        {"p_threshold": level, **{k: score(ep, sale.truth, minutes, horizon, min_lead)[k] for k in keep}}
+        for level, ep in sale.oracle_frontier.items()
+    ]
 
 
 def _change(before: float, after: float) -> float | None:
@@ -574,8 +683,12 @@ def goals(result: dict, min_lead: int) -> dict:
     def gt(x, y):
         return x is not None and (y is None or x > y)
 
-    return {"recall_ge_0.9": ge(r[rk], 0.9), "precision_ge_0.8": ge(r["precision"], 0.8),
-            "recall_beats_baseline": gt(r[rk], n[rk]), "precision_beats_baseline": gt(r["precision"], n["precision"])}
+    return {
+        "recall_ge_0.9": ge(r[rk], 0.9),
+        "precision_ge_0.8": ge(r["precision"], 0.8),
+        "recall_beats_baseline": gt(r[rk], n[rk]),
+        "precision_beats_baseline": gt(r["precision"], n["precision"]),
+    }
 
 
 def jsonable(obj):

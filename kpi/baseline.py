@@ -17,8 +17,13 @@ BASELINE_COLUMNS = ["product_id", "warehouse_id", "baseline_velocity"]
 
 
 def empty_baseline() -> pd.DataFrame:
-    return pd.DataFrame({"product_id": pd.Series(dtype="int64"), "warehouse_id": pd.Series(dtype="int64"),
-                         "baseline_velocity": pd.Series(dtype="float64")})
+    return pd.DataFrame(
+        {
+            "product_id": pd.Series(dtype="int64"),
+            "warehouse_id": pd.Series(dtype="int64"),
+            "baseline_velocity": pd.Series(dtype="float64"),
+        }
+    )
 
 
 def baseline_from_table(table: pa.Table) -> pd.DataFrame:
@@ -28,19 +33,20 @@ def baseline_from_table(table: pa.Table) -> pd.DataFrame:
     sale of that pair count as zero demand."""
     if table.num_rows == 0:
         return empty_baseline()
-    hours = pc.count_distinct(pc.binary_join_element_wise(pc.cast(table["date"], pa.string()),
-                                                          pc.cast(table["hour"], pa.string()), "/")).as_py()
+    hours = pc.count_distinct(
+        pc.binary_join_element_wise(pc.cast(table["date"], pa.string()), pc.cast(table["hour"], pa.string()), "/")
+    ).as_py()
     agg = table.group_by(["product_id", "warehouse_id"]).aggregate([("order_qty", "sum")]).to_pandas()
     agg["baseline_velocity"] = agg["order_qty_sum"].astype(float) / (hours * 60.0)
     return agg[BASELINE_COLUMNS].astype({"product_id": "int64", "warehouse_id": "int64"})
 
 
 def _committed(fs, root: str, path: str) -> bool:
-    """Only partitions the archival job committed (spark/archive_plan.py: a manifest exists) are trusted:
+    """Only partitions the archival job committed (flashsale/archive_layout.py: a manifest exists) are trusted:
     a crashed write may leave files behind that the next run replaces."""
     import re
 
-    from spark.archive_plan import manifest_path
+    from flashsale.archive_layout import manifest_path
 
     m = re.search(r"date=(\d{4})-(\d{2})-(\d{2})/hour=(\d{2})", path)
     if not m:
@@ -72,8 +78,9 @@ def read_archive_baseline(archive_root: str | None, as_of: datetime, days: int) 
     if not files:
         return empty_baseline(), info
     part = ds.partitioning(pa.schema([("date", pa.string()), ("hour", pa.string())]), flavor="hive")
-    dataset = ds.dataset(files, filesystem=PyFileSystem(FSSpecHandler(fs)), format="parquet",
-                         partitioning=part, partition_base_dir=root)
+    dataset = ds.dataset(
+        files, filesystem=PyFileSystem(FSSpecHandler(fs)), format="parquet", partitioning=part, partition_base_dir=root
+    )
     table = dataset.to_table(columns=["product_id", "warehouse_id", "order_qty", "date", "hour"])
     base = baseline_from_table(table)
     info.update(partitions=len(keep), rows=table.num_rows, pairs=len(base))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import sys
+from datetime import UTC
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -40,14 +40,14 @@ def friendly_errors(fn):
     return wrapper
 
 
-def _settings(profile: Optional[str]):
+def _settings(profile: str | None):
     return load_settings(profile=profile) if profile else load_settings()
 
 
 @stack_app.command("up")
 @friendly_errors
 def stack_up(
-    profile: Optional[str] = ProfileOpt,
+    profile: str | None = ProfileOpt,
     service: list[str] = typer.Option(None, "--service", "-s", help="only these services (repeatable)"),
 ):
     """Start (or keep) every service of the profile and wait until all are healthy."""
@@ -61,14 +61,14 @@ def stack_up(
 @friendly_errors
 def stack_down():
     """Stop the pipeline (generator, dashboard, DAGs paused) and every service; fails if a port still listens."""
-    from cluster import pipeline
+    from radar import pipeline
 
     pipeline.stop(load_settings(), echo=typer.echo)
 
 
 @stack_app.command("status")
 @friendly_errors
-def stack_status(profile: Optional[str] = ProfileOpt, as_json: bool = typer.Option(False, "--json")):
+def stack_status(profile: str | None = ProfileOpt, as_json: bool = typer.Option(False, "--json")):
     """Each service with its address, pid and health. Exit code 1 if any is unhealthy."""
     from cluster import stack
 
@@ -84,28 +84,32 @@ def stack_status(profile: Optional[str] = ProfileOpt, as_json: bool = typer.Opti
 @app.command("kpi")
 @friendly_errors
 def kpi(
-    profile: Optional[str] = ProfileOpt,
-    master: Optional[str] = typer.Option(None, "--master", help="override the profile's Spark master (local[*] or yarn)"),
-    window_minutes: Optional[int] = typer.Option(None, "--window-minutes", help="default: settings.kpi_window_minutes"),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="window end, ISO-8601 UTC (default: now)"),
+    profile: str | None = ProfileOpt,
+    master: str | None = typer.Option(None, "--master", help="override the profile's Spark master (local[*] or yarn)"),
+    window_minutes: int | None = typer.Option(None, "--window-minutes", help="default: settings.kpi_window_minutes"),
+    as_of: str | None = typer.Option(None, "--as-of", help="window end, ISO-8601 UTC (default: now)"),
     no_archive: bool = typer.Option(False, "--no-archive", help="skip the archive baseline"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Run one KPI cycle (spark-submit spark/kpi_job.py), write the Redis snapshot, print where time went."""
     import json
 
-    from spark.submit import run_kpi
+    from cluster.spark_apps import run_kpi
 
     res = run_kpi(_settings(profile), master=master, as_of=as_of, window_minutes=window_minutes, no_archive=no_archive)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
     k = res["kpis"]
-    typer.echo(f"run {res['run_id']} on {res['master']}: data as of {res['data_as_of']}, "
-               f"{res['rows']['orders']} orders / {res['rows']['inventory']} inventory events read, "
-               f"snapshot {res['snapshot_bytes']} bytes")
-    typer.echo(f"  high-risk SKUs {k['high_risk_sku_count']}, open alerts {k['open_alerts']}, "
-               f"overloaded warehouses {k['overloaded_warehouses']}, quarantined docs {k['quarantined_docs']}")
+    typer.echo(
+        f"run {res['run_id']} on {res['master']}: data as of {res['data_as_of']}, "
+        f"{res['rows']['orders']} orders / {res['rows']['inventory']} inventory events read, "
+        f"snapshot {res['snapshot_bytes']} bytes"
+    )
+    typer.echo(
+        f"  high-risk SKUs {k['high_risk_sku_count']}, open alerts {k['open_alerts']}, "
+        f"overloaded warehouses {k['overloaded_warehouses']}, quarantined docs {k['quarantined_docs']}"
+    )
     typer.echo(f"  wall {res['wall_s']:.1f} s; where the time went:")
     for name, sec in res["timings_s"].items():
         typer.echo(f"    {name:<26} {sec:8.2f} s")
@@ -114,8 +118,8 @@ def kpi(
 @app.command("dashboard")
 @friendly_errors
 def dashboard(
-    profile: Optional[str] = ProfileOpt,
-    port: Optional[int] = typer.Option(None, "--port", help="default: settings.dashboard_port"),
+    profile: str | None = ProfileOpt,
+    port: int | None = typer.Option(None, "--port", help="default: settings.dashboard_port"),
 ):
     """Start the tactical dashboard (Streamlit) on 127.0.0.1; it reads only the Redis KPI snapshot."""
     import os
@@ -133,24 +137,29 @@ def dashboard(
 @app.command("run")
 @friendly_errors
 def run(
-    profile: Optional[str] = ProfileOpt,
+    profile: str | None = ProfileOpt,
     speed: float = typer.Option(5.0, "--speed", help="simulated minutes per wall-clock minute"),
     minutes: int = typer.Option(24 * 60, "--minutes", help="simulated minutes the generator runs"),
     spike_minute: int = typer.Option(10, "--spike-minute", help="simulated minute of the flash spike"),
-    stock_cover: float = typer.Option(60, "--stock-cover", help="initial stock in minutes of baseline demand: lower drains sooner"),
-    products: int = typer.Option(2_000, "--products", help="catalogue size (one machine: FerretDB reads ~20k docs/s, the KPI window must fit)"),
+    stock_cover: float = typer.Option(
+        60, "--stock-cover", help="initial stock in minutes of baseline demand: lower drains sooner"
+    ),
+    products: int = typer.Option(
+        2_000, "--products", help="catalogue size (one machine: FerretDB reads ~20k docs/s, the KPI window must fit)"
+    ),
     seed: int = typer.Option(1111, "--seed"),
     alert_timeout: float = typer.Option(180, "--alert-timeout", help="seconds to wait for the first alerts"),
 ):
     """The whole pipeline: stack, seeded dims, simulator, KPI + archival DAGs, dashboard. Ctrl-C stops all."""
     import time
 
-    from cluster import pipeline
+    from radar import pipeline
 
     t0 = time.time()
     s = _settings(profile)
-    opts = pipeline.RunOptions(speed=speed, minutes=minutes, spike_minute=spike_minute, products=products, seed=seed,
-                               stock_cover=stock_cover)
+    opts = pipeline.RunOptions(
+        speed=speed, minutes=minutes, spike_minute=spike_minute, products=products, seed=seed, stock_cover=stock_cover
+    )
     try:
         s, sim_start = pipeline.start(s, opts, echo=typer.echo)
         typer.echo("\nUIs (127.0.0.1 only):")
@@ -158,12 +167,19 @@ def run(
             typer.echo(f"  {name:<22} {url}")
         typer.echo(f"  Airflow login: {s.airflow_admin_user} / password in {s.airflow_home / 'admin_password.json'}")
         typer.echo("\nwaiting for the first KPI snapshot with alerts (the KPI DAG runs every minute) ...")
-        snap = pipeline.first_alerts(s, since=t0, timeout=max(1.0, alert_timeout - (time.time() - t0)), data_since=sim_start)
+        snap = pipeline.first_alerts(
+            s, since=t0, timeout=max(1.0, alert_timeout - (time.time() - t0)), data_since=sim_start
+        )
         if snap is None:
-            typer.secho(f"no alerts within {alert_timeout:.0f} s of the command; still running (see .run/logs/)", fg="yellow")
+            typer.secho(
+                f"no alerts within {alert_timeout:.0f} s of the command; still running (see .run/logs/)", fg="yellow"
+            )
         else:
-            typer.secho(f"alerts on the dashboard {time.time() - t0:.0f} s after the command: "
-                        f"{snap['kpis']['open_alerts']} open, data as of {snap['data_as_of']}", fg="green")
+            typer.secho(
+                f"alerts on the dashboard {time.time() - t0:.0f} s after the command: "
+                f"{snap['kpis']['open_alerts']} open, data as of {snap['data_as_of']}",
+                fg="green",
+            )
         typer.echo("Ctrl-C (or `make stop` elsewhere) stops everything.")
         while pipeline.running(s):  # until Ctrl-C, or `make stop` from another terminal
             typer.echo(f"  [{time.strftime('%H:%M:%S')}] {pipeline.status_line(s)}")
@@ -179,7 +195,12 @@ def _add_bench_commands() -> None:
     """`flashsale bench scale|freshness|bounded`: bench/bench_pipeline.py (long runs, not in CI)."""
     from bench.bench_pipeline import app as bench
 
-    app.add_typer(bench, name="bench", help="Pipeline benchmarks: scale (~69 M records), freshness (order to dashboard), bounded (hot-store size with archival on).")
+    app.add_typer(
+        bench,
+        name="bench",
+        help="Pipeline benchmarks: scale (~69 M records), freshness (order to dashboard), "
+        "bounded (hot-store size with archival on).",
+    )
 
 
 _add_bench_commands()
@@ -191,7 +212,9 @@ def _print_table(statuses) -> None:
 
     table = Table("service", "address", "pid", "health", "detail")
     for x in statuses:
-        table.add_row(x.name, x.address, str(x.pid or "-"), "[green]healthy[/]" if x.healthy else "[red]down[/]", x.detail)
+        table.add_row(
+            x.name, x.address, str(x.pid or "-"), "[green]healthy[/]" if x.healthy else "[red]down[/]", x.detail
+        )
     Console(file=sys.stdout).print(table)
 
 
@@ -202,21 +225,25 @@ CitiesOpt = typer.Option(27, "--cities")
 WarehousesOpt = typer.Option(20, "--warehouses")
 
 
-def _sim_start(value: Optional[str], realtime: bool):
+def _sim_start(value: str | None, realtime: bool):
     """--start as an aware datetime; real-time runs default to now so event times track the wall clock."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if value is None and not realtime:
         return None  # the parameters' default: 11.11, two hours before midnight
     if value is None or value == "now":
-        return datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        return datetime.now(UTC).replace(second=0, microsecond=0)
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
         ts = None
     if ts is None or ts.tzinfo is None:
-        typer.secho(f"error: --start: expected ISO 8601 with a UTC offset (e.g. 2025-11-10T22:00+00:00) or 'now', got {value!r}",
-                    fg="red", err=True)
+        typer.secho(
+            "error: --start: expected ISO 8601 with a UTC offset (e.g. 2025-11-10T22:00+00:00) or 'now', "
+            f"got {value!r}",
+            fg="red",
+            err=True,
+        )
         raise typer.Exit(2)
     return ts
 
@@ -234,19 +261,25 @@ def _sim_params(**values):
 @app.command("seed")
 @friendly_errors
 def seed(
-    seed: int = SeedOpt, products: int = ProductsOpt, cities: int = CitiesOpt, warehouses: int = WarehousesOpt,
-    db: Optional[str] = typer.Option(None, "--db", help="database (default: settings.mongo_db)"),
-    profile: Optional[str] = ProfileOpt,
+    seed: int = SeedOpt,
+    products: int = ProductsOpt,
+    cities: int = CitiesOpt,
+    warehouses: int = WarehousesOpt,
+    db: str | None = typer.Option(None, "--db", help="database (default: settings.mongo_db)"),
+    profile: str | None = ProfileOpt,
 ):
     """Write products_dim, warehouses_dim and cities_dim to the hot store (idempotent)."""
     from ray_gen.runner import seed_dimensions
 
     s = _settings(profile)
-    p = _sim_params(seed=seed, n_products=products, n_cities=cities, n_warehouses=warehouses,
-                    city_shards=1, warehouse_shards=1)
+    p = _sim_params(
+        seed=seed, n_products=products, n_cities=cities, n_warehouses=warehouses, city_shards=1, warehouse_shards=1
+    )
     for name, c in seed_dimensions(p, s, database=db).items():
-        typer.echo(f"{name}: {c['documents']:,} documents ({c['inserted']:,} inserted, "
-                   f"{c['replaced']:,} replaced, {c['deleted']:,} deleted)")
+        typer.echo(
+            f"{name}: {c['documents']:,} documents ({c['inserted']:,} inserted, "
+            f"{c['replaced']:,} replaced, {c['deleted']:,} deleted)"
+        )
 
 
 @app.command("generate")
@@ -254,30 +287,47 @@ def seed(
 def generate(
     minutes: int = typer.Option(24 * 60, "--minutes", help="simulated minutes to generate"),
     fast: bool = typer.Option(False, "--fast", help="fast-forward: as fast as the sink accepts"),
-    speed: Optional[float] = typer.Option(None, "--speed", help="real time: N simulated minutes per wall-clock minute"),
+    speed: float | None = typer.Option(None, "--speed", help="real time: N simulated minutes per wall-clock minute"),
     sink: str = typer.Option("mongo", "--sink", help="mongo, parquet or null"),
-    out: Optional[str] = typer.Option(None, "--out", help="output directory for --sink parquet"),
-    ray: str = typer.Option("local", "--ray", help="local (in-process Ray), stack (the stack's Ray head) or inline (no Ray)"),
+    out: str | None = typer.Option(None, "--out", help="output directory for --sink parquet"),
+    ray: str = typer.Option(
+        "local", "--ray", help="local (in-process Ray), stack (the stack's Ray head) or inline (no Ray)"
+    ),
     city_shards: int = typer.Option(2, "--city-shards"),
     warehouse_shards: int = typer.Option(2, "--warehouse-shards"),
-    rate: Optional[float] = typer.Option(None, "--rate", help="base orders per city-minute (before the flash curve)"),
-    spike_minute: Optional[int] = typer.Option(None, "--spike-minute", help="simulated minute of the flash spike (default 120)"),
-    stock_cover: Optional[float] = typer.Option(None, "--stock-cover", help="initial stock in minutes of baseline demand (default 180)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="records per sink write"),
-    seed: int = SeedOpt, products: int = ProductsOpt, cities: int = CitiesOpt, warehouses: int = WarehousesOpt,
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="id prefix of this run's records (default r<seed>)"),
-    start: Optional[str] = typer.Option(
-        None, "--start", help="simulated start, ISO 8601 with offset, or 'now' (default: 2025-11-10T22:00Z with --fast, now with --speed)"),
-    db: Optional[str] = typer.Option(None, "--db", help="database (default: settings.mongo_db)"),
-    verify_store: bool = typer.Option(True, "--verify-store/--no-verify-store",
-                                      help="count this run's records in the sink at the end (off: trust the store's "
-                                           "acknowledgements; the pipeline's archival moves records meanwhile)"),
+    rate: float | None = typer.Option(None, "--rate", help="base orders per city-minute (before the flash curve)"),
+    spike_minute: int | None = typer.Option(
+        None, "--spike-minute", help="simulated minute of the flash spike (default 120)"
+    ),
+    stock_cover: float | None = typer.Option(
+        None, "--stock-cover", help="initial stock in minutes of baseline demand (default 180)"
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="records per sink write"),
+    seed: int = SeedOpt,
+    products: int = ProductsOpt,
+    cities: int = CitiesOpt,
+    warehouses: int = WarehousesOpt,
+    run_id: str | None = typer.Option(None, "--run-id", help="id prefix of this run's records (default r<seed>)"),
+    start: str | None = typer.Option(
+        None,
+        "--start",
+        help="simulated start, ISO 8601 with offset, or 'now' "
+        "(default: 2025-11-10T22:00Z with --fast, now with --speed)",
+    ),
+    db: str | None = typer.Option(None, "--db", help="database (default: settings.mongo_db)"),
+    verify_store: bool = typer.Option(
+        True,
+        "--verify-store/--no-verify-store",
+        help="count this run's records in the sink at the end (off: trust the store's "
+        "acknowledgements; the pipeline's archival moves records meanwhile)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
-    profile: Optional[str] = ProfileOpt,
+    profile: str | None = ProfileOpt,
 ):
     """Run the Ray flash-sale simulator into the hot store (or parquet/null) with a live progress bar."""
     from ray_gen.params import FlashCurve
-    from ray_gen.runner import Target, generate as run_generate, print_summary
+    from ray_gen.runner import Target, print_summary
+    from ray_gen.runner import generate as run_generate
     from ray_gen.sinks import SinkSpec
 
     if fast == (speed is not None):
@@ -285,12 +335,21 @@ def generate(
         raise typer.Exit(2)
     overrides = {"profile": profile} if profile else {}
     s = load_settings(**overrides)
-    p = _sim_params(minutes=minutes, seed=seed, run_id=run_id or f"r{seed}", start=_sim_start(start, realtime=speed is not None),
-                    n_products=products, n_cities=cities,
-                    n_warehouses=warehouses, city_shards=city_shards, warehouse_shards=warehouse_shards,
-                    base_orders_per_city_minute=rate, batch_size=batch_size,
-                    flash=None if spike_minute is None else FlashCurve(spike_minute=spike_minute),
-                    stock_cover_minutes=stock_cover)
+    p = _sim_params(
+        minutes=minutes,
+        seed=seed,
+        run_id=run_id or f"r{seed}",
+        start=_sim_start(start, realtime=speed is not None),
+        n_products=products,
+        n_cities=cities,
+        n_warehouses=warehouses,
+        city_shards=city_shards,
+        warehouse_shards=warehouse_shards,
+        base_orders_per_city_minute=rate,
+        batch_size=batch_size,
+        flash=None if spike_minute is None else FlashCurve(spike_minute=spike_minute),
+        stock_cover_minutes=stock_cover,
+    )
     try:
         spec = SinkSpec(kind=sink, path=out, database=db, settings_overrides=overrides)
     except ValueError as exc:
@@ -306,9 +365,11 @@ def generate(
 @app.command("archive")
 @friendly_errors
 def archive(
-    profile: Optional[str] = ProfileOpt,
-    master: Optional[str] = typer.Option(None, "--master", help="override the profile's Spark master"),
-    now: Optional[str] = typer.Option(None, "--now", help="data clock, ISO-8601 UTC (default: end of the newest hot bucket)"),
+    profile: str | None = ProfileOpt,
+    master: str | None = typer.Option(None, "--master", help="override the profile's Spark master"),
+    now: str | None = typer.Option(
+        None, "--now", help="data clock, ISO-8601 UTC (default: end of the newest hot bucket)"
+    ),
     max_batches: int = typer.Option(0, "--max-batches", help="0 = every eligible hour"),
     force: bool = typer.Option(False, "--force", help="archive eligible hours even below the thresholds"),
     as_json: bool = typer.Option(False, "--json"),
@@ -316,7 +377,7 @@ def archive(
     """Move cold hours from the hot store to the archive (Parquet by date/hour), verified, exactly once."""
     import json
 
-    from spark.archive_run import run_archive
+    from cluster.spark_apps import run_archive
 
     s = _settings(profile)
     res = run_archive(s, master=master, now=now, max_batches=max_batches, force=force)
@@ -330,22 +391,28 @@ def archive(
         typer.echo("  nothing to archive")
 
 
-
-# ---------------------------------------------------------------- backtest (spark/backtest.py)
+# ---------------------------------------------------------------- backtest (backtest/replay.py)
 @app.command("backtest")
 @friendly_errors
 def backtest(
     minutes: int = typer.Option(780, "--minutes", help="simulated minutes (spike at 120, waves at 360 and 720)"),
     seed: int = SeedOpt,
     products: int = typer.Option(5_000, "--products", help="catalogue size"),
-    cities: int = CitiesOpt, warehouses: int = WarehousesOpt,
-    rate: Optional[float] = typer.Option(None, "--rate", help="base orders per city-minute (before the flash curve)"),
-    history_hours: int = typer.Option(24, "--history-hours", help="normal-day hours in the archive the KPI baseline reads (0: none)"),
+    cities: int = CitiesOpt,
+    warehouses: int = WarehousesOpt,
+    rate: float | None = typer.Option(None, "--rate", help="base orders per city-minute (before the flash curve)"),
+    history_hours: int = typer.Option(
+        24, "--history-hours", help="normal-day hours in the archive the KPI baseline reads (0: none)"
+    ),
     min_lead: int = typer.Option(15, "--min-lead", help="minutes ahead an alert must come to count for recall"),
-    act: bool = typer.Option(False, "--act", help="also run the closed loop: apply the radar's actions in the simulator"),
-    out: Optional[Path] = typer.Option(None, "--out", help="directory for backtest.json and backtest.png (default bench/results/backtest)"),
+    act: bool = typer.Option(
+        False, "--act", help="also run the closed loop: apply the radar's actions in the simulator"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="directory for backtest.json and backtest.png (default bench/results/backtest)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-    profile: Optional[str] = ProfileOpt,
+    profile: str | None = ProfileOpt,
 ):
     """Replay the minute KPI job over a simulated sale (in-process, no services) and score its alerts."""
     import json
@@ -353,17 +420,27 @@ def backtest(
 
     from rich.console import Console
 
+    from backtest.replay import backtest as run_backtest
+    from backtest.replay import jsonable
+    from backtest.report import print_report, save
     from flashsale.settings import PROJECT_ROOT
+    from kpi.rules import KpiParams
     from ray_gen.runner import _progress_bar
-    from spark.backtest import backtest as run_backtest, jsonable
-    from spark.backtest_report import print_report, save
-    from spark.kpi_rules import KpiParams
 
     if history_hours < 0 or min_lead < 1:
         typer.secho("error: --history-hours must be >= 0 and --min-lead >= 1", fg="red", err=True)
         raise typer.Exit(2)
-    p = _sim_params(minutes=minutes, seed=seed, run_id=f"bt{seed}", n_products=products, n_cities=cities,
-                    n_warehouses=warehouses, base_orders_per_city_minute=rate, city_shards=1, warehouse_shards=1)
+    p = _sim_params(
+        minutes=minutes,
+        seed=seed,
+        run_id=f"bt{seed}",
+        n_products=products,
+        n_cities=cities,
+        n_warehouses=warehouses,
+        base_orders_per_city_minute=rate,
+        city_shards=1,
+        warehouse_shards=1,
+    )
     params = KpiParams.from_settings(_settings(profile))
     out = out or PROJECT_ROOT / "bench" / "results" / "backtest"
     try:  # before the run, not after it: a bad --out must not cost a whole backtest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spark.backtest import jsonable
+from backtest.replay import jsonable
 
 CONTENDERS = (("radar", "radar (KPI job)"), ("naive_baseline", "naive baseline"), ("oracle", "oracle (true demand)"))
 
@@ -27,18 +27,26 @@ def print_report(result: dict, console) -> None:
 
     lead = result["min_lead_min"]
     rk = f"recall_at_{lead}min"
-    t = Table(title=f"Alert quality, open loop: {result['simulated_minutes']} simulated minutes, "
-                    f"{result['pairs']:,} product x warehouse pairs, {result['history_hours']} h of archive")
+    t = Table(
+        title=f"Alert quality, open loop: {result['simulated_minutes']} simulated minutes, "
+        f"{result['pairs']:,} product x warehouse pairs, {result['history_hours']} h of archive"
+    )
     t.add_column("")
     for _, label in CONTENDERS:
         t.add_column(label, justify="right")
     rows = [
-        ("stockout events", "stockouts", ""), ("detected before the stockout", "detected", ""),
-        (f"recall, lead >= {lead} min", rk, "pct"), ("recall, any lead", "recall_any_lead", "pct"),
-        ("median lead (min)", "median_lead_min", ""), ("alert episodes", "alert_episodes", ""),
-        ("  reactive (shelf already empty)", "reactive_episodes", ""), ("  true positives", "true_positives", ""),
-        ("  false positives", "false_positives", ""), ("  pending at the end", "pending_episodes", ""),
-        ("precision", "precision", "pct"), ("precision, stockout within H of opening", "precision_strict", "pct"),
+        ("stockout events", "stockouts", ""),
+        ("detected before the stockout", "detected", ""),
+        (f"recall, lead >= {lead} min", rk, "pct"),
+        ("recall, any lead", "recall_any_lead", "pct"),
+        ("median lead (min)", "median_lead_min", ""),
+        ("alert episodes", "alert_episodes", ""),
+        ("  reactive (shelf already empty)", "reactive_episodes", ""),
+        ("  true positives", "true_positives", ""),
+        ("  false positives", "false_positives", ""),
+        ("  pending at the end", "pending_episodes", ""),
+        ("precision", "precision", "pct"),
+        ("precision, stockout within H of opening", "precision_strict", "pct"),
         ("false alarms per hour", "false_alarms_per_hour", ""),
     ]
     for label, key, kind in rows:
@@ -49,8 +57,13 @@ def print_report(result: dict, console) -> None:
         for col in ("threshold", f"recall, lead >= {lead} min", "recall, any lead", "precision", "false alarms / h"):
             f.add_column(col, justify="right")
         for pt in result["oracle_frontier"]:
-            f.add_row(f"{pt['p_threshold']:g}", _fmt(pt[rk], "pct"), _fmt(pt["recall_any_lead"], "pct"),
-                      _fmt(pt["precision"], "pct"), _fmt(pt["false_alarms_per_hour"]))
+            f.add_row(
+                f"{pt['p_threshold']:g}",
+                _fmt(pt[rk], "pct"),
+                _fmt(pt["recall_any_lead"], "pct"),
+                _fmt(pt["precision"], "pct"),
+                _fmt(pt["false_alarms_per_hour"]),
+            )
         console.print(f)
     g = result["goals"]
     console.print("goals: " + ", ".join(f"{k} {'[green]met[/]' if v else '[red]missed[/]'}" for k, v in g.items()))
@@ -59,11 +72,15 @@ def print_report(result: dict, console) -> None:
         t2 = Table(title="Closed loop, same seed: acting on the radar's alerts vs not")
         for col in ("", "without acting", "acting", "change"):
             t2.add_column(col, justify="right" if col else "left")
-        for label, key, kind in (("stockout events", "stockout_events", ""), ("stockout-minutes", "stockout_minutes", ""),
-                                 ("lost revenue (NPR)", "lost_revenue", "money"), ("lost orders", "lost_orders", ""),
-                                 ("demand suppressed by paused ads (NPR)", "suppressed_revenue", "money"),
-                                 ("unserved demand: lost + suppressed (NPR)", "unserved_revenue", "money"),
-                                 ("revenue (NPR)", "revenue", "money")):
+        for label, key, kind in (
+            ("stockout events", "stockout_events", ""),
+            ("stockout-minutes", "stockout_minutes", ""),
+            ("lost revenue (NPR)", "lost_revenue", "money"),
+            ("lost orders", "lost_orders", ""),
+            ("demand suppressed by paused ads (NPR)", "suppressed_revenue", "money"),
+            ("unserved demand: lost + suppressed (NPR)", "unserved_revenue", "money"),
+            ("revenue (NPR)", "revenue", "money"),
+        ):
             t2.add_row(label, _fmt(o[key], kind), _fmt(c[key], kind), _fmt(ch.get(key), "pct") if key in ch else "")
         a = c["actions"]
         t2.add_row("radar restocks ordered (units)", "", f"{a['restock_orders']:,} ({a['restock_units']:,})", "")
@@ -108,8 +125,14 @@ def plot(result: dict, path: Path) -> Path:
     top = max([max(result[c]["leads_min"], default=0) for c, _ in CONTENDERS] + [lead + 1])
     bins = np.arange(0, min(top, 240) + 5, 5)
     for (c, label), color in zip(CONTENDERS, ("tab:blue", "tab:orange", "tab:green")):
-        ax.hist(np.minimum(result[c]["leads_min"], bins[-1]), bins=bins, histtype="step", lw=1.5, color=color,
-                label=f"{label}: median {result[c]['median_lead_min'] or 0:g} min")
+        ax.hist(
+            np.minimum(result[c]["leads_min"], bins[-1]),
+            bins=bins,
+            histtype="step",
+            lw=1.5,
+            color=color,
+            label=f"{label}: median {result[c]['median_lead_min'] or 0:g} min",
+        )
     ax.axvline(lead, color="k", ls="--", lw=1)
     ax.set_xlabel("lead time before the stockout (min)")
     ax.set_ylabel("stockout events")
@@ -126,9 +149,19 @@ def plot(result: dict, path: Path) -> Path:
         for pt, x_, y_ in zip(frontier, fx, fy):
             ax.annotate(f"{pt['p_threshold']:g}", (x_, y_), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for (c, label), color in zip(CONTENDERS, ("tab:blue", "tab:orange", "tab:green")):
-        ax.plot([result[c][rk] or 0], [result[c]["precision"] or 0], "s" if c != "oracle" else "D", color=color, ms=8,
-                label=f"{label}: {result[c][rk] or 0:.2f} / {result[c]['precision'] or 0:.2f}")
-    ax.add_patch(plt.Rectangle((0.9, 0.8), 0.1, 0.2, color="tab:purple", alpha=0.15, label="goal: recall >= 0.9, precision >= 0.8"))
+        ax.plot(
+            [result[c][rk] or 0],
+            [result[c]["precision"] or 0],
+            "s" if c != "oracle" else "D",
+            color=color,
+            ms=8,
+            label=f"{label}: {result[c][rk] or 0:.2f} / {result[c]['precision'] or 0:.2f}",
+        )
+    ax.add_patch(
+        plt.Rectangle(
+            (0.9, 0.8), 0.1, 0.2, color="tab:purple", alpha=0.15, label="goal: recall >= 0.9, precision >= 0.8"
+        )
+    )
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"recall, lead >= {lead} min")
@@ -139,13 +172,31 @@ def plot(result: dict, path: Path) -> Path:
     ax = axes[1, 1]
     if closed:
         ax.plot(minute, s["stocked_out_pairs"], color="tab:red", lw=1, label="pairs out of stock, not acting")
-        ax.plot(minute[: len(closed["stocked_out_pairs"])], closed["stocked_out_pairs"], color="tab:green", lw=1,
-                label="pairs out of stock, acting on the radar")
+        ax.plot(
+            minute[: len(closed["stocked_out_pairs"])],
+            closed["stocked_out_pairs"],
+            color="tab:green",
+            lw=1,
+            label="pairs out of stock, acting on the radar",
+        )
         ax.set_ylabel("pairs out of stock")
         ax2 = ax.twinx()
-        ax2.plot(minute, np.asarray(s["lost_revenue_cum"]) / 1e6, color="tab:red", ls="--", lw=1, label="lost revenue, not acting")
-        ax2.plot(minute[: len(closed["lost_revenue_cum"])], np.asarray(closed["lost_revenue_cum"]) / 1e6, color="tab:green",
-                 ls="--", lw=1, label="lost revenue, acting")
+        ax2.plot(
+            minute,
+            np.asarray(s["lost_revenue_cum"]) / 1e6,
+            color="tab:red",
+            ls="--",
+            lw=1,
+            label="lost revenue, not acting",
+        )
+        ax2.plot(
+            minute[: len(closed["lost_revenue_cum"])],
+            np.asarray(closed["lost_revenue_cum"]) / 1e6,
+            color="tab:green",
+            ls="--",
+            lw=1,
+            label="lost revenue, acting",
+        )
         ax2.set_ylabel("cumulative lost revenue (M NPR)")
         lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
         ax.legend(lines, [ln.get_label() for ln in lines], loc="upper left", fontsize=8)
@@ -154,8 +205,10 @@ def plot(result: dict, path: Path) -> Path:
     else:
         ax.axis("off")
         ax.text(0.5, 0.5, "closed loop not run (flashsale backtest --act)", ha="center", va="center")
-    fig.suptitle(f"flashsale backtest: seed {result['sim']['seed']}, {result['sim']['n_products']:,} products x "
-                 f"{result['sim']['n_warehouses']} warehouses, {result['simulated_minutes']} minutes")
+    fig.suptitle(
+        f"flashsale backtest: seed {result['sim']['seed']}, {result['sim']['n_products']:,} products x "
+        f"{result['sim']['n_warehouses']} warehouses, {result['simulated_minutes']} minutes"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
