@@ -18,11 +18,28 @@ app.add_typer(stack_app, name="stack")
 ProfileOpt = typer.Option(None, "--profile", "-p", help="local or cluster (default: FLASHSALE_PROFILE or local)")
 
 
+def _fail(message: str, code: int = 2):
+    """One line on stderr naming the problem (and the fix), then a non-zero exit."""
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def _settings_error(exc) -> str:
+    """A pydantic ValidationError of the settings as one line: which setting, what was wrong, what is allowed."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(x) for x in err.get("loc", ())) or "settings"
+        parts.append(f"{field}: {err.get('msg')} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
 def friendly_errors(fn):
     """Known failures become one line naming the fix, not a stack trace."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from pydantic import ValidationError
+
         from cluster.services import PrerequisiteError
         from flashsale.settings import MissingSecretError
 
@@ -30,6 +47,8 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except typer.Exit:  # click's Exit is a RuntimeError: let a deliberate exit code through unchanged
             raise
+        except ValidationError as exc:  # e.g. --profile staging: the settings name the field and the choices
+            _fail(_settings_error(exc))
         except (PrerequisiteError, MissingSecretError) as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
@@ -42,6 +61,27 @@ def friendly_errors(fn):
 
 def _settings(profile: str | None):
     return load_settings(profile=profile) if profile else load_settings()
+
+
+def _aware_time(value: str | None, option: str) -> str | None:
+    """An ISO 8601 time with a UTC offset, as given (a naive or malformed time is refused in one line)."""
+    from datetime import datetime
+
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        ts = None
+    if ts is None or ts.tzinfo is None:
+        _fail(f"{option}: expected ISO 8601 with a UTC offset (e.g. 2025-11-11T00:15+00:00), got {value!r}")
+    return value
+
+
+def _choice(value: str, option: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        _fail(f"{option}: unknown value {value!r} (choose from {', '.join(allowed)})")
+    return value
 
 
 @stack_app.command("up")
@@ -86,7 +126,9 @@ def stack_status(profile: str | None = ProfileOpt, as_json: bool = typer.Option(
 def kpi(
     profile: str | None = ProfileOpt,
     master: str | None = typer.Option(None, "--master", help="override the profile's Spark master (local[*] or yarn)"),
-    window_minutes: int | None = typer.Option(None, "--window-minutes", help="default: settings.kpi_window_minutes"),
+    window_minutes: int | None = typer.Option(
+        None, "--window-minutes", min=1, help="default: settings.kpi_window_minutes"
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help="window end, ISO-8601 UTC (default: now)"),
     no_archive: bool = typer.Option(False, "--no-archive", help="skip the archive baseline"),
     as_json: bool = typer.Option(False, "--json"),
@@ -96,6 +138,7 @@ def kpi(
 
     from cluster.spark_apps import run_kpi
 
+    as_of = _aware_time(as_of, "--as-of")
     res = run_kpi(_settings(profile), master=master, as_of=as_of, window_minutes=window_minutes, no_archive=no_archive)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
@@ -233,19 +276,7 @@ def _sim_start(value: str | None, realtime: bool):
         return None  # the parameters' default: 11.11, two hours before midnight
     if value is None or value == "now":
         return datetime.now(UTC).replace(second=0, microsecond=0)
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        ts = None
-    if ts is None or ts.tzinfo is None:
-        typer.secho(
-            "error: --start: expected ISO 8601 with a UTC offset (e.g. 2025-11-10T22:00+00:00) or 'now', "
-            f"got {value!r}",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    return ts
+    return datetime.fromisoformat(_aware_time(value, "--start (or 'now')") or "")
 
 
 def _sim_params(**values):
@@ -331,8 +362,8 @@ def generate(
     from ray_gen.sinks import SinkSpec
 
     if fast == (speed is not None):
-        typer.secho("error: choose exactly one of --fast or --speed N", fg="red", err=True)
-        raise typer.Exit(2)
+        _fail("choose exactly one of --fast or --speed N")
+    _choice(ray, "--ray", ("local", "stack", "inline"))
     overrides = {"profile": profile} if profile else {}
     s = load_settings(**overrides)
     p = _sim_params(
@@ -370,7 +401,7 @@ def archive(
     now: str | None = typer.Option(
         None, "--now", help="data clock, ISO-8601 UTC (default: end of the newest hot bucket)"
     ),
-    max_batches: int = typer.Option(0, "--max-batches", help="0 = every eligible hour"),
+    max_batches: int = typer.Option(0, "--max-batches", min=0, help="0 = every eligible hour"),
     force: bool = typer.Option(False, "--force", help="archive eligible hours even below the thresholds"),
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -379,6 +410,7 @@ def archive(
 
     from cluster.spark_apps import run_archive
 
+    now = _aware_time(now, "--now")
     s = _settings(profile)
     res = run_archive(s, master=master, now=now, max_batches=max_batches, force=force)
     if as_json:
