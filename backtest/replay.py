@@ -61,6 +61,7 @@ from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -72,6 +73,9 @@ from ray_gen.actions import Interventions
 from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
 from ray_gen.streams import HISTORY, rng_for
+
+if TYPE_CHECKING:
+    from ray_gen.engine import Progress
 
 NAIVE_WINDOW_MINUTES = 15  # the naive baseline's velocity: a plain 15-minute average
 # the oracle's alert threshold swept: the precision-recall trade-off of alerting on the true expected demand
@@ -478,13 +482,17 @@ class ActionDesk:
         self.counts["restock_units"] += sum(u for _, _, u in restocks)
         self.counts["reroute_minutes"] += len(reroutes)
         self.counts["pause_minutes"] += len(pauses)
-        return Interventions(restocks=restocks, reroutes=reroutes, pauses=pauses)
+        return Interventions(
+            restocks=np.asarray(restocks, dtype=np.int64),
+            reroutes=np.asarray(reroutes, dtype=np.int64),
+            pauses=np.asarray(pauses, dtype=np.int64),
+        )
 
 
 # ---------------------------------------------------------------- one simulated sale with the radar watching
 @dataclass
 class SaleRun:
-    progress: object  # ray_gen.engine.Progress
+    progress: Progress
     truth: pd.DataFrame  # stockout episodes
     radar: pd.DataFrame  # KPI alert episodes
     naive: pd.DataFrame  # naive-baseline alert episodes
@@ -627,7 +635,7 @@ def backtest(
     with progress("open loop (radar watching, nobody acting)") as bar:
         sale = simulate(p, params, baseline=baseline, on_progress=bar)
     minutes = sale.progress.minute + 1
-    result = {
+    result: dict[str, Any] = {
         "sim": p.model_dump(mode="json"),
         "kpi_params": params.as_dict(),
         "min_lead_min": min_lead,

@@ -157,7 +157,9 @@ def full_snapshot(as_of: datetime, run: int, rows: int = 200, warehouses: int = 
 
 
 def write(client, keys, snap: dict) -> int:
-    return write_snapshot(client, keys, snap, ttl_seconds=900, trend_max_points=60)
+    size = write_snapshot(client, keys, snap, ttl_seconds=900, trend_max_points=60)
+    assert size is not None  # only a compare-and-set write (expect_head) can be refused
+    return size
 
 
 def pct(values: list[float], q: float) -> float:
@@ -177,7 +179,7 @@ def bench_read(s, reads: int) -> dict:
         sends["n"] += 1
         return orig(*a, **kw)
 
-    conn.send_packed_command = counting  # type: ignore[method-assign]
+    conn.send_packed_command = counting
     r.connection_pool.release(conn)
     read_snapshot(r, keys, trend_points=60)  # warm
     sends["n"] = 0

@@ -23,6 +23,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pymongo
 
@@ -156,7 +157,7 @@ def documents(n: int, t0: datetime) -> list[dict]:
 
 
 def measure(port: int, password: str, docs: list[dict], batch: int) -> dict:
-    client = pymongo.MongoClient(
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         f"mongodb://{USER}:{password}@127.0.0.1:{port}/bench?authMechanism=SCRAM-SHA-256",
         tz_aware=True,
         serverSelectionTimeoutMS=10000,

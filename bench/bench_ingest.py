@@ -134,6 +134,7 @@ def main(
                 t = time.perf_counter()
                 for name, ds_docs in docs.items():
                     contract = next(c for c in FACTS if name.startswith(c.name))
+                    assert contract.time_column is not None  # every fact has one
                     db[name].create_index(contract.time_column)  # the generator indexes each new bucket too
                     for i in range(0, len(ds_docs), batch_size):  # (documents with an _id are not modified)
                         db[name].insert_many(ds_docs[i : i + batch_size], ordered=False)

@@ -14,6 +14,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cluster.spark_apps import run_kpi
 from flashsale import hot_store
@@ -83,7 +84,12 @@ def main() -> None:
     }
     s0 = next(iter(settings.values()))
     as_of = datetime.now(UTC).replace(second=0, microsecond=0)
-    out = {"started": datetime.now(UTC).isoformat(), "params": vars(a), "as_of": as_of.isoformat(), "phases": {}}
+    out: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(),
+        "params": vars(a),
+        "as_of": as_of.isoformat(),
+        "phases": {},
+    }
     gen = dict(minutes=a.window, orders_per_min=a.orders_per_min, products=a.products, warehouses=a.warehouses)
     bm = s0.hot_bucket_minutes
     with mongo_client(s0) as c:

@@ -47,7 +47,8 @@ class Sampler(threading.Thread):
         self.s, self.stop = s, threading.Event()
         self.snapshots: dict[str, dict] = {}
         self.peak_used_mb = 0.0
-        self.hot_every, self.hot_records = hot_every, []  # [(wall time, records in the hot store)]
+        self.hot_every = hot_every
+        self.hot_records: list[tuple[float, int]] = []  # [(wall time, records in the hot store)]
 
     def hot_store_records(self) -> int:
         from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
@@ -125,7 +126,7 @@ def _dag_summary(s, dag_id: str, since: float) -> dict:
         for r in airflow_api.dag_runs(s, dag_id, limit=200)
         if r["start_date"] and datetime.fromisoformat(r["start_date"].replace("Z", "+00:00")).timestamp() >= since
     ]
-    states = {}
+    states: dict[str, int] = {}
     for r in runs:
         states[r["state"]] = states.get(r["state"], 0) + 1
     return {"runs": len(runs), "states": states}
@@ -322,7 +323,8 @@ def final_archival(s, timeout: float, max_runs: int = 5) -> list[str]:
     off after a commit leaves its hot buckets for the next run to drop (flashsale/archive_layout.py)."""
     from cluster import airflow_api
 
-    deadline, states = time.time() + timeout, []
+    deadline = time.time() + timeout
+    states: list[str] = []
     while len(states) < max_runs and time.time() < deadline:
         run_id = airflow_api.trigger(s, "flashsale_archive")
         states.append(

@@ -23,6 +23,7 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -155,7 +156,7 @@ def main(
         )
     vec_rates = [vec_rows / r["vectorized_seconds"] for r in per_round]
     loop_rates = [loop_rows / r["loop_seconds"] for r in per_round]
-    results = {
+    results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
         "order_synthesis": {
             "rounds": rounds,

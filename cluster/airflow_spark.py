@@ -46,6 +46,8 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
 
         s = get_settings()
         master = BaseHook.get_connection(self._conn_id).host
+        if master is None:
+            raise AirflowFailException(f"connection {self._conn_id!r} has no host (the Spark master)")
         conf, env = submit_conf(s, master)
         ti = context["ti"]
         self.yarn_tag = safe_tag(f"af-{ti.dag_id}-{ti.run_id}-{ti.try_number}")

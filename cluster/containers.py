@@ -15,15 +15,16 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 
 from flashsale.settings import Settings, load_settings
 
 
-def airflow_exports(s: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
+def airflow_exports(s: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     from cluster.services import airflow_env
 
-    environ = os.environ if environ is None else environ
-    return {k: v for k, v in airflow_env(s).items() if k not in environ}
+    present: Mapping[str, str] = os.environ if environ is None else environ
+    return {k: v for k, v in airflow_env(s).items() if k not in present}
 
 
 def airflow_password(s: Settings) -> str | None:

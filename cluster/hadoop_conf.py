@@ -66,7 +66,10 @@ def render_xml(name: str, text: str) -> str:
         if value is None:
             root.remove(prop)
         else:
-            prop.find("value").text = value
+            value_elem = prop.find("value")
+            if value_elem is None:
+                raise ValueError(f"{name}: property {key!r} has no <value> element")
+            value_elem.text = value
     for key, value in overlay.items():  # properties hadoop-conf leaves to Hadoop's defaults
         if value is not None:
             prop = ET.SubElement(root, "property")

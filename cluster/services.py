@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from flashsale.settings import PROJECT_ROOT, Settings, hadoop_property
+from flashsale.settings import PROJECT_ROOT, Settings, hadoop_property, required_secret
 
 BIN = Path(sys.executable).parent  # the project's virtualenv: ray, airflow, spark-submit
 
@@ -116,7 +116,10 @@ def _hotstore_command(s: Settings) -> list[str]:
 
 def _hotstore_env(s: Settings) -> dict[str, str]:
     # credentials through the environment, never on a command line that `ps` shows
-    return {"FERRETDB_SETUP_USERNAME": s.mongo_user, "FERRETDB_SETUP_PASSWORD": s.mongo_password.get_secret_value()}
+    return {
+        "FERRETDB_SETUP_USERNAME": s.mongo_user,
+        "FERRETDB_SETUP_PASSWORD": required_secret(s.mongo_password, "FLASHSALE_MONGO_PASSWORD"),
+    }
 
 
 def _hotstore_prepare(s: Settings) -> None:
@@ -147,7 +150,7 @@ def _redis_prepare(s: Settings) -> None:
                 f"bind {s.bind_host}",
                 f"port {s.redis_port}",
                 "protected-mode yes",
-                f"requirepass {s.redis_password.get_secret_value()}",
+                f"requirepass {required_secret(s.redis_password, 'FLASHSALE_REDIS_PASSWORD')}",
                 'save ""',  # a cache of derived KPIs: no persistence
                 "appendonly no",
                 f"dir {conf.parent}",
@@ -242,12 +245,17 @@ def _nodemanager_health(s: Settings) -> str:
 
 
 def _hadoop_service(
-    name: str, ports: Callable[[Settings], list[int]], health, prepare=lambda s: None, memory_mb=600
+    name: str,
+    ports: Callable[[Settings], list[int]],
+    health: Callable[[Settings], str],
+    prepare: Callable[[Settings], None] = lambda s: None,
+    memory_mb: int = 600,
 ) -> Service:
+    main = HADOOP_MAINS[name]
     return Service(
         name=name,
         ports=ports,
-        command=lambda s, main=HADOOP_MAINS[name]: hadoop_java(s, main),
+        command=lambda s: hadoop_java(s, main),
         env=hadoop_env,
         health=health,
         prepare=prepare,

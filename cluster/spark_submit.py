@@ -122,6 +122,7 @@ def submit_command(
 ) -> tuple[list[str], dict[str, str]]:
     """The spark-submit argv and environment for this profile (or the given master)."""
     master = master or s.spark_master
+    assert master is not None  # Settings fills spark_master from the profile
     conf, env = submit_conf(s, master)
     conf.update(extra_conf or {})
     argv = [str(BIN / "spark-submit"), "--master", master, "--name", name]

@@ -82,7 +82,8 @@ def _tiles(view: DashboardView) -> None:
             )
 
 
-def _style_action(label: str) -> str:
+def _style_action(label: object) -> str:
+    assert isinstance(label, str)  # Styler.map hands over each cell of the Action column: always a label
     for name, colour in ACTIONS.values():
         if label.startswith(name):
             return f"background-color: {colour}; font-weight: {600 if name.isupper() else 400}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 # action -> (label, background colour of the cell). Acting actions are upper case and coloured; "monitor" is
 # lower case and grey, so the difference survives greyscale (stale view) and colour blindness. No emoji:
@@ -96,13 +96,16 @@ class Freshness:
     stale: bool
 
 
+DeltaColor = Literal["normal", "inverse", "off"]  # st.metric's delta_color values used here
+
+
 @dataclass(frozen=True)
 class Tile:
     key: str
     label: str
     value: str
     delta: str | None = None
-    delta_color: str = "normal"  # st.metric: normal / inverse / off
+    delta_color: DeltaColor = "normal"
     help: str | None = None
     chart: tuple[float, ...] | None = None
     arrow: bool = True  # False: no up/down arrow (no change, or not a quantity)

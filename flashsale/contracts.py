@@ -10,7 +10,7 @@ be UTC; the rejection names the field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, create_model
+from pydantic_core import ErrorDetails
 
 Kind = Literal["id", "int", "float", "str", "ts"]
 
@@ -178,7 +179,7 @@ def validate(contract: Contract | str, record: dict) -> BaseModel:
         raise ContractError(contract.name, field, _reason(err)) from None
 
 
-def _reason(err: dict) -> str:
+def _reason(err: ErrorDetails) -> str:
     kind = err["type"]
     if kind == "missing":
         return "missing"
@@ -312,7 +313,7 @@ def validate_batch(
     contract: Contract | str,
     docs: Sequence[dict],
     *,
-    known_ids: dict[str, Iterable] | None = None,
+    known_ids: Mapping[str, Iterable] | None = None,
     as_of: datetime | None = None,
     future_skew_seconds: int = 0,
     whole_documents: bool = False,

@@ -14,6 +14,7 @@ byte what pymongo makes of ``to_document(contract, row)``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,7 @@ class Strings:
 Piece = bytes | Rows | Strings
 
 
-def pack(n: int, pieces: list[Piece]) -> tuple[np.ndarray, np.ndarray]:
+def pack(n: int, pieces: Sequence[Piece]) -> tuple[np.ndarray, np.ndarray]:
     """The n rows as one byte buffer and its n + 1 offsets (int64)."""
     if n == 0:
         return np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64)
@@ -71,27 +72,31 @@ def pack(n: int, pieces: list[Piece]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(row_len, out=offsets[1:])
     data = np.empty(int(offsets[-1]), dtype=np.uint8)
-    varying = [k for k, ln in enumerate(lengths) if isinstance(ln, np.ndarray)]
+    varying_lengths = {k: ln for k, ln in enumerate(lengths) if isinstance(ln, np.ndarray)}
+    varying = list(varying_lengths)
     change = np.zeros(n - 1, dtype=bool)
     for k in varying:
-        change |= lengths[k][1:] != lengths[k][:-1]
+        change |= varying_lengths[k][1:] != varying_lengths[k][:-1]
     bounds = [0, *(np.flatnonzero(change) + 1).tolist(), n]
-    layouts: dict[tuple, tuple[np.ndarray, list]] = {}  # lengths of the varying pieces -> (template, fills)
+    # lengths of the varying pieces -> (template, fills: (piece index, column, width))
+    layouts: dict[tuple[int, ...], tuple[np.ndarray, list[tuple[int, int, int]]]] = {}
     for s, e in zip(bounds[:-1], bounds[1:]):
-        key = tuple(int(lengths[k][s]) for k in varying)
+        key = tuple(int(varying_lengths[k][s]) for k in varying)
         if key not in layouts:
-            template, fills, at = [], [], 0
+            parts: list[np.ndarray] = []
+            run_fills: list[tuple[int, int, int]] = []
+            at = 0
             for k, piece in enumerate(pieces):
-                w = int(lengths[k][s]) if k in varying else int(lengths[k])
+                w = int(varying_lengths[k][s]) if k in varying_lengths else int(lengths[k])
                 if isinstance(piece, bytes):
-                    template.append(np.frombuffer(piece, dtype=np.uint8))
+                    parts.append(np.frombuffer(piece, dtype=np.uint8))
                 elif isinstance(piece, Rows) and piece.run_constant:
-                    template.append(piece.matrix[s, :w])
+                    parts.append(piece.matrix[s, :w])
                 else:
-                    template.append(np.zeros(w, dtype=np.uint8))
-                    fills.append((k, at, w))
+                    parts.append(np.zeros(w, dtype=np.uint8))
+                    run_fills.append((k, at, w))
                 at += w
-            layouts[key] = (np.concatenate(template) if template else np.zeros(0, np.uint8), fills)
+            layouts[key] = (np.concatenate(parts) if parts else np.zeros(0, np.uint8), run_fills)
         template, fills = layouts[key]
         block = data[offsets[s] : offsets[e]].reshape(e - s, len(template))
         block[:] = template
@@ -100,7 +105,9 @@ def pack(n: int, pieces: list[Piece]) -> tuple[np.ndarray, np.ndarray]:
                 off, chars = strings[k]
                 block[:, at : at + w] = chars[off[s] : off[e]].reshape(e - s, w)
             else:
-                block[:, at : at + w] = pieces[k].matrix[s:e, :w]
+                rows = pieces[k]
+                assert isinstance(rows, Rows)  # a fill is a Strings (handled above) or a per-row Rows piece
+                block[:, at : at + w] = rows.matrix[s:e, :w]
     return data, offsets
 
 
@@ -132,6 +139,12 @@ _TABLE_MAX = 1 << 20  # values below this come from a cached table (8 MB at most
 _table = Rows(np.zeros((0, 8), np.uint8), np.zeros(0, np.int64))
 
 
+def _row_lengths(rows: Rows) -> np.ndarray:
+    """``rows.lengths`` of a Rows that has one length per row (as the cached table always has)."""
+    assert isinstance(rows.lengths, np.ndarray)
+    return rows.lengths
+
+
 def dash_decimals(values: np.ndarray) -> Rows:
     """ "-<v>" for each non-negative int v."""
     global _table
@@ -142,10 +155,10 @@ def dash_decimals(values: np.ndarray) -> Rows:
     top = int(values.max())
     if top >= _TABLE_MAX:
         return _dash_decimals(values)
-    if top >= len(_table.lengths):
-        _table = _dash_decimals(np.arange(min(max(top + 1, 2 * len(_table.lengths), 1 << 16), _TABLE_MAX)))
+    if top >= len(_row_lengths(_table)):
+        _table = _dash_decimals(np.arange(min(max(top + 1, 2 * len(_row_lengths(_table)), 1 << 16), _TABLE_MAX)))
     words = _table.matrix.view(np.uint64)  # (size, 1): a gather moves one word per row
-    return Rows(words[values].view(np.uint8), _table.lengths[values])
+    return Rows(words[values].view(np.uint8), _row_lengths(_table)[values])
 
 
 # --- BSON documents -------------------------------------------------------------------------------
@@ -209,7 +222,7 @@ def raw_bson_documents(batch: pa.RecordBatch, id_column: str) -> list:
     return [RawBSONDocument(data[a:b]) for a, b in zip(o[:-1], o[1:])]
 
 
-def _piece_len(p: Piece):
+def _piece_len(p: Piece) -> np.ndarray | int:
     if isinstance(p, bytes):
         return len(p)
     if isinstance(p, Rows):

@@ -72,10 +72,11 @@ Trend point (``<ns>:trend`` element): ``run_id``, ``computed_at``, ``data_as_of`
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from redis.exceptions import WatchError
@@ -147,7 +148,13 @@ def trend_point(snapshot: dict) -> dict:
     }
 
 
-_UNCONDITIONAL = object()
+class _Unconditional(enum.Enum):
+    """Sentinel type for ``write_snapshot(expect_head=...)`` left out (an enum, so mypy can narrow it)."""
+
+    TOKEN = enum.auto()
+
+
+_UNCONDITIONAL: Final = _Unconditional.TOKEN
 
 
 def _superseded(current: dict | None, expected: dict | None, data_as_of: str) -> bool:
@@ -166,7 +173,7 @@ def write_snapshot(
     trend_max_points: int,
     alert_state: dict | None = None,
     inventory_state: dict | None = None,
-    expect_head: dict | None | object = _UNCONDITIONAL,
+    expect_head: dict | None | _Unconditional = _UNCONDITIONAL,
     app_started_at: float | None = None,
 ) -> int | None:
     """Write one run in a single MULTI/EXEC; returns the snapshot size in bytes.

@@ -177,7 +177,7 @@ class Settings(BaseSettings):
         if self.mongo_uri is not None:
             return self.mongo_uri.get_secret_value()
         user = quote_plus(self.mongo_user)
-        pw = quote_plus(_required(self.mongo_password, "FLASHSALE_MONGO_PASSWORD"))
+        pw = quote_plus(required_secret(self.mongo_password, "FLASHSALE_MONGO_PASSWORD"))
         return (
             f"mongodb://{user}:{pw}@{self.bind_host}:{self.mongo_port}/{self.mongo_db}"
             f"?authMechanism=SCRAM-SHA-256&authSource={self.mongo_auth_source or self.mongo_db}"
@@ -185,7 +185,7 @@ class Settings(BaseSettings):
 
     @property
     def redis_url(self) -> str:
-        pw = quote_plus(_required(self.redis_password, "FLASHSALE_REDIS_PASSWORD"))
+        pw = quote_plus(required_secret(self.redis_password, "FLASHSALE_REDIS_PASSWORD"))
         return f"redis://:{pw}@{self.redis_host or self.bind_host}:{self.redis_port}/0"
 
     @property
@@ -261,7 +261,7 @@ def hadoop_property(name: str, key: str) -> str:
     return hadoop_properties(name)[key]
 
 
-def _required(secret: SecretStr | None, env_name: str) -> str:
+def required_secret(secret: SecretStr | None, env_name: str) -> str:
     if secret is None:
         raise MissingSecretError(
             f"{env_name} is not set: run `flashsale stack up` (it generates secrets into "

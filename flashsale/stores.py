@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from flashsale.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pymongo
 
 
 @contextmanager
 def mongo_client(
     settings: Settings | None = None, timeout_ms: int = 5000, socket_timeout_ms: int | None = None
-) -> Iterator[pymongo.MongoClient]:  # noqa: F821
+) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
     import pymongo
 
     s = settings or get_settings()
     # tz_aware: timestamps come back as UTC-aware datetimes, which the contracts require.
     # socket_timeout_ms: long-running writers set it so a hung (not refusing) server cannot block forever.
-    client = pymongo.MongoClient(
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         s.mongo_url,
         tz_aware=True,
         serverSelectionTimeoutMS=timeout_ms,

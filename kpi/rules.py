@@ -59,8 +59,10 @@ Definitions
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,7 +180,7 @@ def risk_level(p, params: KpiParams) -> np.ndarray:
 LIFT_PSEUDO_UNITS = 20.0  # evidence (units) the lift needs before it moves far from 1
 
 
-def sale_lift(minutes: pd.DataFrame, baseline: pd.DataFrame, params: KpiParams) -> float:
+def sale_lift(minutes: pd.DataFrame, baseline: pd.DataFrame | None, params: KpiParams) -> float:
     """The sale-wide demand multiplier g of this run (module doc).
 
     ``minutes``: the window's product_id, warehouse_id, minute_idx (0 = oldest), units. ``baseline``:
@@ -290,9 +292,13 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
     for j in np.flatnonzero(donor_ok):
         donors.setdefault((product[j], province[j]), []).append(j)
     actions, reasons, src, sur = [], [], [], []
-    for i, r in enumerate(df.itertuples(index=False)):
-        a = reason = None
-        s_from = s_units = None
+    # pandas-stubs types every namedtuple field as the Scalar union; here each has its column's type
+    rows: Iterator[Any] = df.itertuples(index=False)
+    for i, r in enumerate(rows):
+        a: str | None = None
+        reason: str | None = None
+        s_from: int | None = None
+        s_units: int | None = None
         if r.risk == "watch":
             a = "monitor"
             reason = (
@@ -326,6 +332,7 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
                     f"time {L:g} min: a restock of {int(suggested[i])} units arrives in time"
                 )
         if a in ("pause_ads", "restock") and r.inbound_units > 0:
+            assert reason is not None  # both actions come with a reason
             reason += f"; {int(r.inbound_units)} units already inbound, landing in {r.inbound_in_min:.0f} min"
         actions.append(a)
         reasons.append(reason)

@@ -148,11 +148,13 @@ def bucketed(docs: dict[str, list[dict]], bucket_minutes: int) -> dict[str, list
             out[name] = rows
             continue
         c = CONTRACTS[name]
-        fallback = None
-        for r in rows:
-            ts = r.get(c.time_column)
+        stamps = [r.get(c.time_column) for r in rows]
+        first = next((ts for ts in stamps if isinstance(ts, datetime) and ts.tzinfo), None)
+        fallback = collection_for(c, first, bucket_minutes) if first is not None else None
+        for r, ts in zip(rows, stamps):
             coll = collection_for(c, ts, bucket_minutes) if isinstance(ts, datetime) and ts.tzinfo else fallback
-            fallback = fallback or coll
+            if coll is None:
+                raise ValueError(f"{name}: no document of the batch has a usable {c.time_column}")
             out.setdefault(coll, []).append(r)
     return out
 

@@ -231,11 +231,13 @@ def discard_data(s: Settings) -> None:
     with mongo_client(s) as c:
         c.drop_database(s.mongo_db)
     redis_client(s).delete(*keys_for(s).all())
-    if s.archive_root.startswith("file://"):
-        shutil.rmtree(s.archive_root.removeprefix("file://"), ignore_errors=True)
+    archive_root = s.archive_root
+    assert archive_root is not None  # Settings fills archive_root from the profile
+    if archive_root.startswith("file://"):
+        shutil.rmtree(archive_root.removeprefix("file://"), ignore_errors=True)
         return
     try:
-        hdfs_client(s).delete(s.archive_root.removeprefix(s.hdfs_url), True)
+        hdfs_client(s).delete(archive_root.removeprefix(s.hdfs_url), True)
     except FileNotFoundError:
         pass
 

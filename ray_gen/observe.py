@@ -19,7 +19,7 @@ from ray_gen.sinks import WriteCounts
 class MemorySink:
     """Keeps each batch until the driver takes it (the driver takes every minute, so memory stays one minute)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.batches: dict[str, list[pa.RecordBatch]] = {}
         self.counts: dict[str, WriteCounts] = {}
 
@@ -37,7 +37,7 @@ class MemorySink:
 class ObservedBackend(LocalBackend):
     """LocalBackend whose shards write to MemorySinks and stay reachable from the driver."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.cities: list = []
         self.warehouses: list = []
 

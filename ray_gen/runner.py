@@ -170,6 +170,7 @@ def stored_counts(p: SimParams, sink: SinkSpec, settings: Settings) -> dict[str,
     if sink.kind == "parquet":
         import pyarrow.parquet as pq
 
+        assert sink.path is not None  # SinkSpec refuses a parquet sink without a path
         return {
             c.name: sum(
                 pq.ParquetFile(f).metadata.num_rows for f in sorted((Path(sink.path) / c.name).glob("*.parquet"))

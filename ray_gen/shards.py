@@ -39,6 +39,8 @@ def _book(book: dict, minute: int, idx: np.ndarray, units: np.ndarray) -> None:
 class _Buffered:
     """What both shard kinds do with their ShardWriter (``self.writer``)."""
 
+    writer: ShardWriter
+
     def flush(self) -> dict:
         """Write what is buffered. Real-time runs call it after every minute: a minute's records must reach
         the store when the minute is simulated, not when batch_size records have piled up."""
@@ -113,7 +115,9 @@ class CityShard(_Buffered):
         if self._pending_minute != minute:
             raise RuntimeError(f"commit for minute {minute} but minute {self._pending_minute} is pending")
         o = self._pending
-        served = np.zeros(len(o), dtype=bool)
+        if o is None:
+            raise RuntimeError(f"commit for minute {minute}: it is already committed")
+        served = np.zeros(len(o), dtype=np.bool_)
         for m in served_maps:
             if self.shard in m:
                 served |= m[self.shard]

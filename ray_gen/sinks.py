@@ -13,10 +13,14 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from flashsale.contracts import CONTRACTS, validate
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
@@ -60,8 +64,10 @@ class ParquetSink:
     """One file per shard and collection: <path>/<collection>/<shard>.parquet, one row group per batch."""
 
     def __init__(self, spec: SinkSpec, shard: str):
+        if spec.path is None:
+            raise ValueError("sink.path: the parquet sink needs an output directory")
         self.root, self.shard = Path(spec.path), shard
-        self.writers: dict[str, pq.ParquetWriter] = {}  # noqa: F821
+        self.writers: dict[str, pq.ParquetWriter] = {}
         self.counts: dict[str, WriteCounts] = {}
 
     def write(self, collection: str, batch: pa.RecordBatch) -> None:

@@ -429,6 +429,7 @@ def main(argv=None) -> int:
     crash_if("plan", a.crash_at, batches[0].batch_id)
     t1 = time.monotonic()
     spark = SparkSession.builder.appName("flashsale-archive").getOrCreate()
+    assert s.archive_root is not None  # Settings fills archive_root from the profile
     fs = archive_fs(s.archive_root)
     t2 = time.monotonic()
     # Batch N is committed and dropped (after its exact count) on ``finisher`` while Spark writes
@@ -442,6 +443,7 @@ def main(argv=None) -> int:
                 if finishing is not None:
                     result["batches"].append(finishing.result())
                 finishing = finisher.submit(commit_and_drop, s, batch, fs, a.crash_at, done)
+            assert finishing is not None  # batches is not empty (checked above)
             result["batches"].append(finishing.result())
         result["seconds"].update(spark_start=round(t2 - t1, 2), batches=round(time.monotonic() - t2, 2))
     finally:

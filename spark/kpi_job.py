@@ -21,6 +21,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -153,6 +154,7 @@ def _read_inputs(
     if reuse is None:
         dq: dict[str, dict] = {}
         dims: dict[str, pa.Table] = {}
+        assert dims_raw is not None  # read above whenever reuse is None
         for d in (PRODUCTS_DIM, WAREHOUSES_DIM, CITIES_DIM):
             checked = validate_batch(d, dims_raw[d.name])
             dims[d.name], dq[d.name] = checked.valid, checked.quality(dims_raw[d.name])
@@ -205,7 +207,7 @@ def _carried_inventory_table(inv_state: dict):
 
     from flashsale.contracts import INVENTORY_FACT, arrow_schema
 
-    rows = {c: [] for c in INVENTORY_FACT.column_names}
+    rows: dict[str, list[Any]] = {c: [] for c in INVENTORY_FACT.column_names}
     for key, v in inv_state.items():
         p, w = (int(x) for x in key.split(":"))
         rows["inventory_event_id"].append(f"carried:{key}")
@@ -368,6 +370,8 @@ def assemble(
     alerts, alert_state = R.update_alerts(skus, inputs.alert_state, now_iso, params)
     quarantined = sum(v["quarantined"] for v in inputs.dq.values())
     kpis = R.headline(skus, series, wh, alerts, quarantined, out.pairs_without_inventory)
+    # pandas-stubs types every namedtuple field as the Scalar union; here each has its column's type
+    latest_inventory: Iterator[Any] = out.latest_inventory.itertuples(index=False)
     inv_state = {
         f"{int(r.product_id)}:{int(r.warehouse_id)}": {
             "on_hand": int(r.inventory_on_hand),
@@ -377,7 +381,7 @@ def assemble(
             "inbound": int(r.inbound_units),
             "inbound_due": float(r.inbound_due_minutes),
         }
-        for r in out.latest_inventory.itertuples(index=False)
+        for r in latest_inventory
     }
     sku_cols = [
         "product_id",
@@ -463,7 +467,9 @@ def run_cycle(
     snapshot, alert_state, inv_state = assemble(s, params, inputs, out, as_of, run_id, master, timings)
     timings["assemble_s"] = time.perf_counter() - t3
     t4 = time.perf_counter()
-    cas = {} if app_started_at is None else {"expect_head": inputs.head, "app_started_at": app_started_at}
+    cas: dict[str, Any] = (
+        {} if app_started_at is None else {"expect_head": inputs.head, "app_started_at": app_started_at}
+    )
     size = write_snapshot(
         redis_client(s),
         keys_for(s),
@@ -515,6 +521,7 @@ def main(argv=None) -> int:
     result["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     print(KPI_RESULT_PREFIX + json.dumps(result, default=str), flush=True)
     if a.refresh and not a.as_of:
+        assert app_started_at is not None  # set whenever a.refresh
         _refresh(spark, s, params, inputs, app_started_at, time.time() - t_cycle, use_archive=not a.no_archive)
     spark.stop()
     return 0
@@ -543,7 +550,7 @@ def _refresh(
             )
             return
         c0 = time.time()
-        t = {}
+        t: dict[str, float] = {}
         refresh_as_of = _default_as_of(s)
         inputs = _read_inputs(s, refresh_as_of, params, use_archive, reuse=inputs)
         res = run_cycle(spark, s, params, refresh_as_of, inputs, t, app_started_at)
