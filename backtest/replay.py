@@ -6,7 +6,7 @@ the job's own functions and the same KpiParams (kpi/rules.py: ``sku_kpis``,
 ``product_group_kpis``, ``update_alerts``). Only two trivial steps of the job's Spark SQL are mirrored
 here (`Replay.ingest`, `Replay.inbound_in`): units per product x warehouse x minute (`HAVING units > 0`)
 and the latest inventory event per pair (`GREATEST(on_hand - reserved, 0)`, its inbound aged to the
-as-of). tests/test_backtest.py runs
+as-of). tests/unit/test_backtest.py runs
 spark.kpi_job.compute() on a replayed window and checks the per-SKU KPIs are the same.
 
 Archive baseline: in steady state the job reads the archive of earlier days. The backtest gives it

@@ -2,7 +2,7 @@
 
 The Streamlit page (dashboard/app.py) only renders what :func:`resolve` returns. Everything a manager
 reads (tile values, alert rows and their order, freshness text, stale/down banners, what is greyed out)
-is decided here, so it is tested without a browser (tests/test_dashboard_view_model.py).
+is decided here, so it is tested without a browser (tests/unit/test_dashboard_view_model.py).
 
 Snapshot fields are those of the Redis contract (flashsale/redis_keys.py). Missing optional fields
 degrade to "—" / empty tables instead of raising: an older or partial snapshot must never put a

@@ -208,7 +208,7 @@ def partition_valid(contract: Contract | str, records: Iterable[dict]) -> tuple[
 # by column: each column's Python values are classified by their *type* once per distinct type (a
 # column holds one or two), then bounds, lengths, finiteness, dimension ids and future times are
 # checked on the Arrow/numpy array. It applies the same rules as the pydantic model above, derived
-# from the same Column list; tests/test_contracts.py runs every bad case through both.
+# from the same Column list; tests/unit/test_contracts.py runs every bad case through both.
 REASONS = ("missing", "wrong_type", "out_of_bounds", "unknown_id", "future_ts")
 WHOLE_DOCUMENT_REASONS = ("key_mismatch", "unexpected_field")  # only when whole Mongo documents are checked
 _CODE = {r: i + 1 for i, r in enumerate(REASONS + WHOLE_DOCUMENT_REASONS)}  # 0 = valid

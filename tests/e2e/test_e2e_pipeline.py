@@ -25,7 +25,7 @@ from radar import pipeline
 
 START = datetime(2025, 11, 11, 23, 45, tzinfo=UTC)  # the spike lands near midnight; hour 23 becomes archivable
 MINUTES = 36  # the data clock ends at 00:21, so hour 23 is older than archive_min_age_minutes=16
-pytestmark = [pytest.mark.services, pytest.mark.timeout(1500)]
+pytestmark = pytest.mark.timeout(1500)
 
 
 @pytest.fixture()

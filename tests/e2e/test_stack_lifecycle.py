@@ -13,8 +13,7 @@ import pytest
 
 from cluster import process
 from cluster.services import BIN
-
-pytestmark = pytest.mark.services
+from flashsale.settings import PROJECT_ROOT
 
 SHIFT = 300  # every port moved, so this stack never touches the main one
 PORT_ENV = {
@@ -33,7 +32,7 @@ PORT_ENV = {
 @pytest.fixture(scope="module")
 def second_stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("stack2")
-    tools = Path(os.environ.get("FLASHSALE_RUN_DIR", Path(__file__).resolve().parents[1] / ".run")) / "tools"
+    tools = Path(os.environ.get("FLASHSALE_RUN_DIR", PROJECT_ROOT / ".run")) / "tools"
     (run_dir / "tools").symlink_to(tools)  # reuse the installed FerretDB / Hadoop jars
     env = {
         **os.environ,

@@ -1,4 +1,6 @@
-"""DAG integrity in the style of Airflow's example-DAG tests, and the DAGs run against the stack."""
+"""DAG integrity in the style of Airflow's example-DAG tests (DagBag in a fresh interpreter, every I/O entry
+point trapped) and the Spark operator's timeout guard: Airflow imported, no services. The DAGs run
+against the stack in tests/services/test_dags_run.py."""
 
 from __future__ import annotations
 
@@ -6,14 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from cluster.services import airflow_env
+from flashsale.settings import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT_ROOT
 DAG_IDS = {"flashsale_seed_dimensions", "flashsale_kpi_minute", "flashsale_archive"}
 
 # Parse dags/ in a fresh interpreter with every network and database entry point booby-trapped.
@@ -98,115 +98,6 @@ def test_dags_import_cleanly_without_io(tmp_path, profile, conn):
     assert dags["flashsale_seed_dimensions"]["schedule"] is None
 
 
-# ---------------------------------------------------------------- against the stack (cluster)
-def airflow(stack, *args, timeout=600):
-    env = {**os.environ, **airflow_env(stack), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-@pytest.mark.services
-def test_seed_dag_runs_and_is_idempotent(stack):
-    from flashsale.stores import mongo_client
-
-    for _ in range(2):
-        out = airflow(stack, "dags", "test", "flashsale_seed_dimensions")
-        assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
-    with mongo_client(stack) as client:
-        db = client[stack.mongo_db]
-        counts = {c: db[c].count_documents({}) for c in ("products_dim", "warehouses_dim", "cities_dim")}
-    assert all(v > 0 for v in counts.values()), counts
-
-
-@pytest.mark.services
-def test_kpi_dag_on_yarn_leaves_a_fresh_snapshot(stack):
-    from datetime import datetime
-
-    from flashsale.redis_keys import keys_for, read_snapshot
-    from flashsale.stores import redis_client
-
-    started = time.time()
-    out = airflow(stack, "dags", "test", "flashsale_kpi_minute")
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-4000:]
-    assert "to yarn (YARN tag" in log
-    snap = read_snapshot(redis_client(stack), keys_for(stack))
-    assert snap is not None
-    assert datetime.fromisoformat(snap["computed_at"]).timestamp() >= started - 1
-
-
-@pytest.mark.services
-def test_archive_dag_runs(stack):
-    out = airflow(stack, "dags", "test", "flashsale_archive")
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-4000:]
-    assert "ARCHIVE_RESULT" in log
-
-
-OPERATOR_RUN = r"""
-import json, os, sys, threading, time
-from types import SimpleNamespace
-from cluster.airflow_spark import FlashsaleSparkSubmitOperator
-from cluster.yarn import apps_with_tag
-from flashsale.settings import get_settings
-seconds, code, kill = float(sys.argv[2]), sys.argv[3], sys.argv[4] == "kill"
-op = FlashsaleSparkSubmitOperator(task_id="t", application=sys.argv[1], name="flashsale-sleepy",
-                                  application_args=[str(seconds), code], profile="cluster")
-ti = SimpleNamespace(dag_id="zombie_test", run_id=f"run-{time.time_ns()}", try_number=1)
-error = []
-def run():
-    try:
-        op.execute({"ti": ti})
-    except BaseException as exc:
-        error.append(type(exc).__name__)
-t = threading.Thread(target=run); t.start()
-s = get_settings()
-deadline = time.time() + 180
-def running(tag):
-    return [a for a in apps_with_tag(s, tag) if a["state"] == "RUNNING"]
-while time.time() < deadline and not (op.yarn_tag and running(op.yarn_tag)):
-    time.sleep(1)
-running_before = [a["id"] for a in apps_with_tag(s, op.yarn_tag)] if op.yarn_tag else []
-if kill:
-    op.on_kill()
-t.join(240)
-time.sleep(2)
-left = apps_with_tag(s, op.yarn_tag)
-final = apps_with_tag(s, op.yarn_tag, states="FINISHED,FAILED,KILLED")
-import psutil  # the client-mode driver (spark-submit JVM + the job's Python) must be gone too
-drivers = [p.pid for p in psutil.process_iter(["cmdline"]) if sys.argv[1] in " ".join(p.info["cmdline"] or [])
-           and p.pid != os.getpid() and p.status() != psutil.STATUS_ZOMBIE]  # (this script names the job too)
-print(json.dumps({"running_before": running_before, "left": [a["id"] for a in left],
-                  "final": {a["id"]: a["state"] for a in final}, "error": error, "drivers_left": drivers}))
-"""
-
-
-@pytest.mark.services
-@pytest.mark.parametrize("mode", ["kill", "crash"])
-def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
-    """on_kill (timeout / marked failed) and a crashing driver both end with no active application and no
-    local driver process."""
-    env = {**os.environ, **airflow_env(stack), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    args = ["120", "0", "kill"] if mode == "kill" else ["3", "1", "nokill"]
-    out = subprocess.run(
-        [sys.executable, "-c", OPERATOR_RUN, str(ROOT / "tests" / "jobs" / "sleepy_job.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(result["running_before"]) == 1, result
-    assert result["left"] == [] and result["drivers_left"] == [], result
-    assert result["error"], result  # the task failed
-    if mode == "kill":
-        # Either we kill the application by its tag, or the SIGKILLed client-mode driver disconnects first
-        # and Spark's ExecutorLauncher unregisters it as FINISHED: a race, and both end it.
-        assert result["final"] and set(result["final"].values()) <= {"KILLED", "FINISHED"}, result
-
-
 GUARD = r"""
 import json, subprocess, time, types
 import psutil
@@ -248,7 +139,7 @@ def test_timeout_fails_for_good_only_when_asked_and_always_kills_the_apps_and_th
         capture_output=True,
         text=True,
         timeout=180,
-        cwd=str(Path(__file__).resolve().parents[1]),
+        cwd=str(ROOT),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

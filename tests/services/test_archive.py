@@ -1,6 +1,6 @@
 """Archival against the real hot store and Spark: thresholds, compaction, quarantine, lineage, and
 crash injection at every step (randomized trials), each reconciled exactly: every record is in the
-archive or in the hot store, once."""
+archive or in the hot store, once. (The pure planning is tests/unit/test_archive_plan.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bson import json_util
 
 from cluster.spark_apps import run_archive
 from flashsale import hot_layout
-from flashsale.archive_layout import STEPS, plan, should_archive
+from flashsale.archive_layout import STEPS
 from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT, arrow_schema, to_document
 from flashsale.settings import load_settings
 from flashsale.stores import mongo_client
@@ -24,38 +24,7 @@ from flashsale.stores import mongo_client
 T0 = datetime(2026, 11, 11, 0, 0, tzinfo=UTC)
 
 
-# ---------------------------------------------------------------- pure planning
-def _rows(hours):
-    return [
-        (
-            T0 + timedelta(hours=h, minutes=m),
-            hot_layout.bucket_name(ORDERS_FACT, T0 + timedelta(hours=h, minutes=m)),
-            10,
-        )
-        for h in hours
-        for m in range(0, 60, 5)
-    ]
-
-
-def test_plan_takes_only_hours_older_than_the_minimum_age():
-    now = T0 + timedelta(hours=3, minutes=30)
-    batches = plan(ORDERS_FACT, _rows(range(4)), now, min_age_minutes=60)
-    assert [b.hour for b in batches] == [T0, T0 + timedelta(hours=1)]  # 02:00-03:00 ends 30 min ago: too young
-    assert batches[0].rows == 120 and len(batches[0].buckets) == 12
-    assert batches[0].batch_id == "orders_fact-20261111T00"
-    assert batches[0].partition("hdfs://nn/a") == "hdfs://nn/a/orders_fact/date=2026-11-11/hour=00"
-
-
-def test_trigger_on_count_or_age():
-    now = T0 + timedelta(hours=5)
-    assert should_archive(11, None, now, max_hot_records=10, max_age_minutes=60)[0]
-    assert should_archive(5, T0, now, max_hot_records=10, max_age_minutes=60)[0]
-    assert not should_archive(5, now - timedelta(minutes=30), now, max_hot_records=10, max_age_minutes=60)[0]
-
-
 # ---------------------------------------------------------------- against the stack
-
-
 def _orders(hours: int, per_bucket: int) -> list[dict]:
     out = []
     for b in range(hours * 12):
@@ -174,7 +143,6 @@ def archive_settings(stack, tmp_path):
         client.drop_database(s.mongo_db)
 
 
-@pytest.mark.services
 def test_archive_moves_old_hours_exactly_once(archive_settings):
     s = archive_settings
     orders, inventory = _orders(hours=3, per_bucket=20), _inventory(hours=3)
@@ -211,7 +179,6 @@ def test_archive_moves_old_hours_exactly_once(archive_settings):
     _reconcile(s, ids)
 
 
-@pytest.mark.services
 @pytest.mark.timeout(2400)  # 40 Spark runs: ~15 min on 2 loaded cores
 def test_crash_at_every_step_then_rerun_reconciles(archive_settings):
     s = archive_settings
@@ -235,7 +202,6 @@ def test_crash_at_every_step_then_rerun_reconciles(archive_settings):
         print(f"trial {trial:2d} crash after {step:<7} -> archived {where['archived']}, hot {where['hot']}")
 
 
-@pytest.mark.services
 def test_committed_batch_whose_bucket_came_back_empty_still_finishes(archive_settings):
     """A bucket dropped after its commit and re-created empty (a reader's index build once did this)
     must not block the batch forever: the re-run drops it and the hour leaves the hot store."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from dashboard_services import free_port
@@ -12,15 +11,14 @@ from dashboard_snapshots import snapshot, write
 from streamlit.testing.v1 import AppTest
 
 from flashsale.redis_keys import keys_for
-from flashsale.settings import load_settings
+from flashsale.settings import PROJECT_ROOT, load_settings
 from flashsale.stores import redis_client
 
-pytestmark = pytest.mark.services
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(PROJECT_ROOT / "dashboard" / "app.py")
 
 
 @pytest.fixture
-def ns_redis(monkeypatch):
+def ns_redis(stack, monkeypatch):  # the stack's Redis: started here, not by whichever test ran before
     ns = f"fsr:test:dash:{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("FLASHSALE_KPI_REDIS_NAMESPACE", ns)
     s = load_settings(kpi_redis_namespace=ns)

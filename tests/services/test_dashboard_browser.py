@@ -1,7 +1,8 @@
 """The real page in headless Chromium: a private redis-server and streamlit server, both stopped at the end.
 
 Needs Debian's chromium at /usr/bin/chromium (scripts/install.sh installs it); fails, never skips, without it.
-Screenshots: test-artifacts/dashboard.png (live) and test-artifacts/dashboard-stale.png (Redis stopped).
+Screenshots: test-artifacts/dashboard.png (live) and test-artifacts/dashboard-stale.png (Redis stopped); the
+live one, 1440x900, is also saved as docs/img/dashboard.png, the README's "what you see" image.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from dashboard_services import ARTIFACTS, DashboardServer, PrivateRedis, launch_
 from dashboard_snapshots import snapshot, write
 
 from flashsale.redis_keys import keys_for
-from flashsale.settings import load_settings
+from flashsale.settings import PROJECT_ROOT, load_settings
 from flashsale.stores import redis_client
 
-pytestmark = pytest.mark.services
 NS = "fsr:test:dash:browser"
+README_IMAGE = PROJECT_ROOT / "docs" / "img" / "dashboard.png"
 WAIT_MS = 30_000
 TILE = """(label) => Array.from(document.querySelectorAll('[data-testid="stMetric"]'))
                        .map(e => e.innerText).find(t => t.startsWith(label)) || ''"""
@@ -95,7 +96,11 @@ def test_page_shows_snapshot_updates_live_and_survives_redis_stop(live_dashboard
             page.wait_for_function(f"({TILE})('Orders / min').includes('4,321')", timeout=WAIT_MS)
             assert "9" in tile(page, "High-risk SKUs") and page.evaluate("window.__not_reloaded === true")
             page.wait_for_timeout(300)  # let the charts finish drawing before the artifact screenshot
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+            shot = page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+            # the same live page is the README's "what you see" image: one 1440x900 screen (PNG IHDR: width, height)
+            assert (int.from_bytes(shot[16:20], "big"), int.from_bytes(shot[20:24], "big")) == (1440, 900)
+            README_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+            README_IMAGE.write_bytes(shot)
 
             # stopping Redis: stale banner, last good data greyed, no traceback
             rd.stop()

@@ -19,7 +19,6 @@ from flashsale.stores import mongo_client, redis_client
 from kpi import scenarios as synthetic
 from kpi.rules import KpiParams
 
-pytestmark = pytest.mark.services
 TEST_DB = "flashsale_test_kpi"
 
 
@@ -33,7 +32,7 @@ def _settings(**kw):
 
 
 @pytest.fixture(scope="module")
-def as_of():
+def as_of(stack):  # the stack's hot store and Redis: started here, not by whichever test ran before
     t = datetime.now(UTC).replace(second=0, microsecond=0)
     with mongo_client(_settings()) as c:
         synthetic.load(c.get_default_database(), synthetic.scenario(t), _settings().hot_bucket_minutes)

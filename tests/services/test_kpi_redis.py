@@ -20,11 +20,9 @@ from flashsale.redis_keys import (
 from flashsale.settings import load_settings
 from flashsale.stores import redis_client
 
-pytestmark = pytest.mark.services
-
 
 @pytest.fixture
-def rc_keys():
+def rc_keys(stack):  # the stack's Redis: started here, not by whichever test ran before
     r = redis_client(load_settings())
     keys = Keys(f"fsr:test:{uuid.uuid4().hex[:8]}")
     yield r, keys

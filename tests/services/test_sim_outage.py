@@ -12,7 +12,7 @@ import time
 
 import pyarrow.dataset as ds
 import pytest
-from conftest_sim import PrivateHotStore  # tests/ is on sys.path (pytest rootdir-relative import)
+from conftest_sim import PrivateHotStore  # tests/ is on sys.path (pythonpath in pyproject.toml)
 
 from flashsale.contracts import FACTS
 from flashsale.stores import mongo_client
@@ -21,7 +21,6 @@ from ray_gen.params import make_params
 from ray_gen.runner import Target, fact_collections, generate
 from ray_gen.sinks import SinkSpec
 
-pytestmark = pytest.mark.services
 OUTAGE_SECONDS = 30
 
 

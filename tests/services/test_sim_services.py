@@ -1,13 +1,11 @@
-"""The simulator against the real services: the stack's Ray head, a local Ray, the shared hot store.
+"""The simulator against the real services: the stack's Ray head and the shared hot store. (A local Ray is
+tests/integration/test_sim_local_ray.py; the `generate` command's JSON summary and bad input
+tests/unit/test_sim_cli.py.)
 
 Uses its own databases (flashsale_sim_it_*) and drops them afterwards.
 """
 
 from __future__ import annotations
-
-import json
-import subprocess
-import sys
 
 import pyarrow.dataset as ds
 import pytest
@@ -21,7 +19,6 @@ from ray_gen.params import make_params
 from ray_gen.runner import Target, fact_collections, generate, seed_dimensions
 from ray_gen.sinks import SinkSpec
 
-pytestmark = pytest.mark.services
 SMALL = dict(n_products=1_500, minutes=15, batch_size=5_000)
 
 
@@ -104,95 +101,3 @@ def test_generate_into_the_hot_store_then_rerun_duplicates_nothing(stack, scratc
             for order in db[name].find({}).limit(50):
                 validate("orders_fact", order)
                 assert collection_for(ORDERS_FACT, order["order_ts"], stack.hot_bucket_minutes) == name
-
-
-def test_local_ray_runs_the_same_simulation(stack, tmp_path):
-    """`flashsale generate --ray local` (its own Ray, 2+2 shards) gives the records of the in-process run.
-
-    Run as the CLI in a fresh process, as users run it: starting a local Ray head forks its daemons
-    with a preexec_fn, which can deadlock in a process that already holds other threads (this pytest
-    process has py4j's and gRPC's from earlier tests).
-    """
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "radar.cli",
-            "generate",
-            "--fast",
-            "--ray",
-            "local",
-            "--sink",
-            "parquet",
-            "--out",
-            str(tmp_path / "local"),
-            "--minutes",
-            str(SMALL["minutes"]),
-            "--products",
-            str(SMALL["n_products"]),
-            "--batch-size",
-            str(SMALL["batch_size"]),
-            "--city-shards",
-            "2",
-            "--warehouse-shards",
-            "2",
-            "--seed",
-            "1111",
-            "--run-id",
-            "lr",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout)["consistent"]
-    run(
-        make_params(**SMALL, city_shards=1, warehouse_shards=1, seed=1111, run_id="lr"),
-        SinkSpec("parquet", path=str(tmp_path / "ref")),
-    )
-    for name, key in (("orders_fact", "order_id"), ("inventory_fact", "inventory_event_id")):
-        local, ref = read_parquet(tmp_path / "local", name, key), read_parquet(tmp_path / "ref", name, key)
-        assert ref.num_rows > 0 and local.equals(ref), name
-
-
-def test_cli_generate_prints_a_json_summary_and_rejects_bad_input(stack, tmp_path):
-    cli = [sys.executable, "-m", "radar.cli"]
-    out = subprocess.run(
-        cli
-        + [
-            "generate",
-            "--fast",
-            "--minutes",
-            "5",
-            "--products",
-            "500",
-            "--sink",
-            "parquet",
-            "--out",
-            str(tmp_path),
-            "--ray",
-            "inline",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    summary = json.loads(out.stdout)
-    assert summary["simulated_minutes"] == 5 and summary["consistent"]
-    assert summary["collections"]["orders_fact"]["stored"] == summary["orders"] > 0
-
-    bad = subprocess.run(
-        cli + ["generate", "--fast", "--minutes", "0", "--sink", "null", "--ray", "inline"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode == 2 and "minutes" in bad.stderr
-    both = subprocess.run(
-        cli + ["generate", "--fast", "--speed", "5", "--sink", "null"], capture_output=True, text=True, timeout=120
-    )
-    assert both.returncode == 2 and "--fast or --speed" in both.stderr

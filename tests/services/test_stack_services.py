@@ -20,10 +20,10 @@ import redis
 from cluster import stack as stack_mod
 from cluster.services import BIN, airflow_env, airflow_password_file, http_json, http_status
 from cluster.spark_submit import submit_command
+from flashsale.settings import PROJECT_ROOT
 from flashsale.stores import hdfs_client, hdfs_filesystem, mongo_client, redis_client
 
-pytestmark = pytest.mark.services
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT_ROOT
 
 
 def test_status_json_reports_every_service_healthy(stack):

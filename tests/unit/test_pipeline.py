@@ -1,17 +1,12 @@
-"""`flashsale run`'s pieces that need no running pipeline: its settings file, the generator command, the
-data clock. (tests/test_e2e_pipeline.py runs the whole pipeline.)"""
+"""`flashsale run`'s pieces that need no running pipeline: its settings file and the generator command.
+(The data clock, read from the hot store, is tests/services/test_pipeline_clock.py;
+tests/e2e/test_e2e_pipeline.py runs the whole pipeline.)"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import pytest
-
-from flashsale import hot_layout
-from flashsale.contracts import ORDERS_FACT
-from flashsale.hot_store import newest_event_time
 from flashsale.settings import load_settings, pipeline_file
-from flashsale.stores import mongo_client
 from radar import pipeline
 
 
@@ -41,23 +36,3 @@ def test_generator_command_paces_and_names_the_run():
     assert "--no-verify-store" in fast and "--no-verify-store" in realtime
     scaled = pipeline.generator_command(s, pipeline.RunOptions(speed=None, rate=700.0), start)
     assert scaled[scaled.index("--rate") + 1] == "700.0"
-
-
-@pytest.mark.services
-def test_data_clock_is_the_newest_event_and_the_next_run_starts_after_it(stack):
-    s = load_settings(profile=stack.profile, mongo_db="flashsale_test_clock", mongo_auth_source=stack.mongo_db)
-    future = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)  # accelerated runs write ahead of the wall
-    with mongo_client(s) as c:
-        c.drop_database(s.mongo_db)
-        db = c.get_default_database()
-        try:
-            assert newest_event_time(db, ORDERS_FACT) is None
-            for ts in (future - timedelta(minutes=7), future, future - timedelta(minutes=1)):
-                db[hot_layout.collection_for(ORDERS_FACT, ts, s.hot_bucket_minutes)].insert_one(
-                    {"_id": ts.isoformat(), "order_ts": ts}
-                )
-            assert newest_event_time(db, ORDERS_FACT) == future
-            start = pipeline.simulated_start(s, pipeline.RunOptions())
-            assert start == (future + timedelta(minutes=1)).replace(second=0)
-        finally:
-            c.drop_database(s.mongo_db)
