@@ -11,30 +11,14 @@ from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
+from backtest_sale import SETTINGS_PARAMS, SMALL, run_tables
 
 from backtest import replay as B
 from flashsale.contracts import arrow_schema
-from flashsale.settings import load_settings
-from kpi.rules import SKU_COLUMNS, KpiParams
+from kpi.rules import SKU_COLUMNS
 from ray_gen.catalogue import build_catalogue, dimension_records
-from ray_gen.engine import run
 from ray_gen.params import make_params
-from ray_gen.sinks import SinkSpec
-
-# the sale of tests/unit/test_backtest.py: the spike at minute 120 empties shelves from ~minute 130 on
-SMALL = dict(n_products=150, n_warehouses=8, minutes=170, city_shards=1, warehouse_shards=1, batch_size=50_000)
-SETTINGS_PARAMS = KpiParams.from_settings(load_settings())  # what the KPI job runs with
-
-
-def _run_tables(tmp_path, name, p, interventions=None):
-    out = tmp_path / name
-    progress, _, _ = run(p, SinkSpec("parquet", path=str(out)), interventions=interventions)
-    return progress, {
-        c: ds.dataset(out / c, format="parquet").to_table().sort_by(k)
-        for c, k in (("orders_fact", "order_id"), ("inventory_fact", "inventory_event_id"))
-    }
 
 
 # ---------------------------------------------------------------- the replay is the Spark job
@@ -61,7 +45,7 @@ def test_replayed_window_equals_spark_compute(tmp_path, spark, lift_minutes):
     sale = B.simulate(p, params, baseline=baseline, snapshot_minutes=frozenset({t}))
     replayed = sale.snapshots[t]
     # the same sale's records, written by the ordinary Parquet sink, are what the job would read
-    _, tables = _run_tables(tmp_path, "records", p)
+    _, tables = run_tables(tmp_path, "records", p)
     as_of = p.start + timedelta(minutes=t + 1)
     dims = {
         name: pa.Table.from_pylist(rows, schema=arrow_schema(name))

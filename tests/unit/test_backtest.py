@@ -14,22 +14,16 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pytest
+from backtest_sale import SETTINGS_PARAMS, SMALL, run_tables
 
 from backtest import replay as B
-from flashsale.settings import load_settings
 from kpi.rules import KpiParams
 from ray_gen import actions
 from ray_gen.catalogue import build_catalogue
-from ray_gen.engine import run
 from ray_gen.params import make_params
 from ray_gen.shards import WarehouseShard
 from ray_gen.sinks import SinkSpec
-
-# a small sale: the spike at minute 120 empties shelves from ~minute 130 on
-SMALL = dict(n_products=150, n_warehouses=8, minutes=170, city_shards=1, warehouse_shards=1, batch_size=50_000)
-SETTINGS_PARAMS = KpiParams.from_settings(load_settings())  # what the KPI job runs with
 
 
 def _eps(rows):
@@ -200,19 +194,10 @@ def test_radar_restock_lands_after_the_action_lead_time():
     assert (acted.on_hand != plain.on_hand).sum() == 1
 
 
-def _run_tables(tmp_path, name, p, interventions=None):
-    out = tmp_path / name
-    progress, _, _ = run(p, SinkSpec("parquet", path=str(out)), interventions=interventions)
-    return progress, {
-        c: ds.dataset(out / c, format="parquet").to_table().sort_by(k)
-        for c, k in (("orders_fact", "order_id"), ("inventory_fact", "inventory_event_id"))
-    }
-
-
 def test_empty_interventions_change_nothing(tmp_path):
     p = make_params(**{**SMALL, "minutes": 40})
-    _, plain = _run_tables(tmp_path, "plain", p)
-    _, neutral = _run_tables(tmp_path, "neutral", p, interventions=lambda m: actions.Interventions())
+    _, plain = run_tables(tmp_path, "plain", p)
+    _, neutral = run_tables(tmp_path, "neutral", p, interventions=lambda m: actions.Interventions())
     for name in plain:
         assert plain[name].num_rows > 0 and plain[name].equals(neutral[name]), name
 
@@ -226,9 +211,9 @@ def test_reroute_pause_and_restock_act_in_the_world_whatever_the_shards(tmp_path
     top = int(np.argmax(cat.baseline_rate[w]))
     second = int(np.argsort(cat.baseline_rate[w])[-2])
     iv = actions.Interventions(restocks=[[w, top, 500]], reroutes=[[w, top, d]], pauses=[[w, second]])
-    plain_pr, plain = _run_tables(tmp_path, "plain", p)
-    acted_pr, one = _run_tables(tmp_path, "one", p, interventions=lambda m: iv if m == 0 else None)
-    _, four = _run_tables(
+    plain_pr, plain = run_tables(tmp_path, "plain", p)
+    acted_pr, one = run_tables(tmp_path, "one", p, interventions=lambda m: iv if m == 0 else None)
+    _, four = run_tables(
         tmp_path, "four", p.replace(city_shards=4, warehouse_shards=4), interventions=lambda m: iv if m == 0 else None
     )
     for name in one:  # the tick protocol sends rerouted requests to the donor's shard
@@ -253,7 +238,7 @@ def test_reroute_pause_and_restock_act_in_the_world_whatever_the_shards(tmp_path
 
 def test_progress_counts_revenue_and_stockout_minutes(tmp_path):
     p = make_params(**SMALL)
-    progress, tables = _run_tables(tmp_path, "sale", p)
+    progress, tables = run_tables(tmp_path, "sale", p)
     orders = tables["orders_fact"]
     assert progress.revenue == pytest.approx(pc.sum(orders["order_value"]).as_py(), rel=1e-9)
     assert progress.lost_orders > 0 and progress.lost_revenue > 0
