@@ -88,11 +88,15 @@ def _signed(n: float) -> str:
 # ------------------------------------------------------------------ display models
 @dataclass(frozen=True)
 class Freshness:
-    as_of: datetime | None
-    age_s: float | None
-    clock: str  # "12:03:10" in the display time zone
-    ago: str  # "14 s ago"
-    text: str  # "as of 12:03:10, 14 s ago"
+    """How fresh the snapshot is. Stale is judged by when the KPI job *computed* it (wall clock), never by
+    its data time: under the data clock (an accelerated or replayed sale) data time runs ahead of the
+    wall clock, and a dead KPI job would otherwise look fresh until the snapshot expires."""
+
+    as_of: datetime | None  # data time (the window end)
+    age_s: float | None  # seconds since the KPI job computed the snapshot
+    clock: str  # the data time, "12:03:10" in the display time zone
+    ago: str  # "14 s ago": since it was computed
+    text: str  # "data as of 12:03:10, updated 14 s ago"
     stale: bool
 
 
@@ -195,12 +199,13 @@ class Screen:
 # ------------------------------------------------------------------ builders
 def freshness(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo | None = None) -> Freshness:
     as_of = parse_ts(snapshot.get("data_as_of"))
-    if as_of is None:
-        return Freshness(None, None, "—", "unknown age", "as of unknown time", True)
-    age = (now - as_of).total_seconds()
+    computed = parse_ts(snapshot.get("computed_at"))
+    if as_of is None or computed is None:
+        return Freshness(as_of, None, "—", "unknown age", "unknown data time or update time", True)
+    age = (now - computed).total_seconds()
     clock = as_of.astimezone(tz).strftime("%H:%M:%S") if tz else as_of.astimezone().strftime("%H:%M:%S")
     ago = format_age(age)
-    return Freshness(as_of, age, clock, ago, f"as of {clock}, {ago}", age > stale_seconds)
+    return Freshness(as_of, age, clock, ago, f"data as of {clock}, updated {ago}", age > stale_seconds)
 
 
 def _action_label(action: str, numbers: dict) -> str:
@@ -309,7 +314,7 @@ def tiles(snapshot: dict, fresh: Freshness) -> tuple[Tile, ...]:
             "freshness",
             "Data freshness",
             fresh.ago,
-            f"as of {fresh.clock}",
+            f"data as of {fresh.clock}",
             "off",
             f"{fresh.text}; KPI run {snapshot.get('run_id', '?')}",
             arrow=False,
@@ -422,8 +427,9 @@ def resolve(
             view,
             Banner(
                 "warning",
-                f"⚠ Stale data: the latest KPI snapshot is {view.freshness.text} "
-                f"(limit {limit}); is the KPI job running? {retry.capitalize()}.",
+                f"⚠ Stale data: the latest KPI snapshot was computed {view.freshness.ago} "
+                f"(limit {limit}; data as of {view.freshness.clock}); is the KPI job running? "
+                f"{retry.capitalize()}.",
             ),
             True,
             newest,

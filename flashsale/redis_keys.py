@@ -72,11 +72,10 @@ Trend point (``<ns>:trend`` element): ``run_id``, ``computed_at``, ``data_as_of`
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from redis.exceptions import WatchError
@@ -148,19 +147,11 @@ def trend_point(snapshot: dict) -> dict:
     }
 
 
-class _Unconditional(enum.Enum):
-    """Sentinel type for ``write_snapshot(expect_head=...)`` left out (an enum, so mypy can narrow it)."""
-
-    TOKEN = enum.auto()
+WRITE_ATTEMPTS = 5  # compare-and-set retries when another run publishes between our check and EXEC
 
 
-_UNCONDITIONAL: Final = _Unconditional.TOKEN
-
-
-def _superseded(current: dict | None, expected: dict | None, data_as_of: str) -> bool:
-    """True when another run published since ``expected`` was read, or published newer data."""
-    if (current or {}).get("run_id") != (expected or {}).get("run_id"):
-        return True
+def _holds_newer_data(current: dict | None, data_as_of: str) -> bool:
+    """True when the published head's data is newer than ``data_as_of``: that run must change nothing."""
     return current is not None and datetime.fromisoformat(current["data_as_of"]) > datetime.fromisoformat(data_as_of)
 
 
@@ -173,15 +164,15 @@ def write_snapshot(
     trend_max_points: int,
     alert_state: dict | None = None,
     inventory_state: dict | None = None,
-    expect_head: dict | None | _Unconditional = _UNCONDITIONAL,
     app_started_at: float | None = None,
 ) -> int | None:
     """Write one run in a single MULTI/EXEC; returns the snapshot size in bytes.
 
-    ``expect_head``: the head read with the carried state (:func:`read_state`). Given, the write is a
-    compare-and-set (WATCH on the head): None is returned, and nothing written, when another run
-    published in between or holds newer data. ``app_started_at`` identifies the writing app for the
-    hand-over (None: a one-off run, which never makes a scheduled app stop).
+    Newest data wins, always: the write is a compare-and-set on the head (WATCH), and a run whose data is
+    older than the published snapshot's changes nothing and gets None (overlapping minute apps, a manual
+    `flashsale kpi --as-of` in the past). A run with newer data replaces the snapshot whoever published
+    before it. ``app_started_at`` identifies the writing app for the hand-over (None: a one-off run, which
+    never makes a scheduled app stop).
     """
     if snapshot.get("schema") != SNAPSHOT_SCHEMA:
         raise ValueError(f"snapshot schema must be {SNAPSHOT_SCHEMA}")
@@ -189,28 +180,29 @@ def write_snapshot(
     if len(blob) > MAX_SNAPSHOT_BYTES:
         raise SnapshotTooLarge(f"snapshot is {len(blob)} bytes > {MAX_SNAPSHOT_BYTES}")
     head = {"run_id": snapshot["run_id"], "data_as_of": snapshot["data_as_of"], "app_started_at": app_started_at}
-    with client.pipeline(transaction=True) as pipe:
-        if expect_head is not _UNCONDITIONAL:
+    for _ in range(WRITE_ATTEMPTS):
+        with client.pipeline(transaction=True) as pipe:
             pipe.watch(keys.head)
             raw = pipe.get(keys.head)
-            if _superseded(json.loads(raw) if raw else None, expect_head, snapshot["data_as_of"]):
+            if _holds_newer_data(json.loads(raw) if raw else None, snapshot["data_as_of"]):
                 pipe.unwatch()
                 return None
             pipe.multi()
-        pipe.set(keys.snapshot, blob, ex=ttl_seconds)
-        pipe.rpush(keys.trend, _dumps(trend_point(snapshot)))
-        pipe.ltrim(keys.trend, -trend_max_points, -1)
-        pipe.expire(keys.trend, max(TREND_TTL_SECONDS, ttl_seconds))
-        if alert_state is not None:
-            pipe.set(keys.alert_state, _dumps(alert_state), ex=STATE_TTL_SECONDS)
-        if inventory_state is not None:
-            pipe.set(keys.inventory_state, _dumps(inventory_state), ex=STATE_TTL_SECONDS)
-        pipe.set(keys.head, _dumps(head), ex=STATE_TTL_SECONDS)
-        try:
-            pipe.execute()
-        except WatchError:  # a run published between our check and EXEC
-            return None
-    return len(blob)
+            pipe.set(keys.snapshot, blob, ex=ttl_seconds)
+            pipe.rpush(keys.trend, _dumps(trend_point(snapshot)))
+            pipe.ltrim(keys.trend, -trend_max_points, -1)
+            pipe.expire(keys.trend, max(TREND_TTL_SECONDS, ttl_seconds))
+            if alert_state is not None:
+                pipe.set(keys.alert_state, _dumps(alert_state), ex=STATE_TTL_SECONDS)
+            if inventory_state is not None:
+                pipe.set(keys.inventory_state, _dumps(inventory_state), ex=STATE_TTL_SECONDS)
+            pipe.set(keys.head, _dumps(head), ex=STATE_TTL_SECONDS)
+            try:
+                pipe.execute()
+            except WatchError:  # a run published between our check and EXEC: check its data again
+                continue
+        return len(blob)
+    return None  # the head kept changing under us: this run did not publish
 
 
 def read_snapshot(client, keys: Keys, trend_points: int | None = None) -> dict | None:

@@ -144,6 +144,11 @@ def kpi(
         typer.echo(json.dumps(res, indent=2))
         return
     k = res["kpis"]
+    if res["superseded"]:
+        typer.secho(
+            f"not published: the snapshot in Redis holds newer data than {res['data_as_of']}; nothing changed",
+            fg="yellow",
+        )
     typer.echo(
         f"run {res['run_id']} on {res['master']}: data as of {res['data_as_of']}, "
         f"{res['rows']['orders']} orders / {res['rows']['inventory']} inventory events read, "

@@ -60,7 +60,7 @@ class KpiInputs:
     window_start: datetime
     inv_state: dict[str, dict] = field(default_factory=dict)  # carried latest inventory per "product:warehouse"
     alert_state: dict[str, dict] = field(default_factory=dict)  # carried alert hysteresis
-    head: dict | None = None  # the published snapshot's head (compare-and-set of overlapping apps)
+    head: dict | None = None  # the published head the carried state belongs to (its data_as_of)
     known_ids: dict[str, set[int]] = field(default_factory=dict)
     dq: dict[str, dict] = field(default_factory=dict)  # per contract: valid / quarantined counts and reasons
     baseline_info: dict = field(default_factory=dict)
@@ -125,9 +125,7 @@ def _read_inputs(
     r = redis_client(s)
     alert_state, inv_state, head = read_state(r, keys_for(s))
     start = as_of - timedelta(minutes=params.window_minutes)
-    inv_start = (
-        start if inv_state else as_of - timedelta(minutes=max(s.kpi_inventory_bootstrap_minutes, params.window_minutes))
-    )
+    inv_start = inventory_read_start(s, params, as_of, inv_state, head)
     with mongo_client(s) as c:
         db = c.get_default_database()
         dims_raw = hot_store.read_dims(db) if reuse is None else None
@@ -199,6 +197,22 @@ def _read_inputs(
         collections_read=cols,
         window_docs=window_docs,
     )
+
+
+def inventory_read_start(
+    s: Settings, params: KpiParams, as_of: datetime, inv_state: dict, head: dict | None
+) -> datetime:
+    """Where this cycle reads inventory events from.
+
+    With carried state (the latest inventory per pair as of the last published run), from the older
+    of the window start and that run's data time: after a gap longer than the window (failed runs
+    under load), the events of the gap still reach the pairs they drained. Without state, a bootstrap
+    look-back."""
+    start = as_of - timedelta(minutes=params.window_minutes)
+    if not inv_state:
+        return as_of - timedelta(minutes=max(s.kpi_inventory_bootstrap_minutes, params.window_minutes))
+    carried_as_of = datetime.fromisoformat(head["data_as_of"]).astimezone(UTC) if head else start
+    return min(start, carried_as_of)
 
 
 def _carried_inventory_table(inv_state: dict):
@@ -451,8 +465,9 @@ def run_cycle(
 ) -> dict:
     """One KPI cycle on a running SparkSession from inputs already read: compute, assemble, write Redis.
 
-    ``app_started_at`` (scheduled apps, which overlap): write only if no other run published since
-    the inputs were read and the data is not older (compare-and-set); else ``superseded`` is True.
+    Newest data wins (flashsale.redis_keys.write_snapshot): when the published snapshot holds newer data
+    this cycle changes nothing and ``superseded`` is True. ``app_started_at``: the scheduled app's start,
+    for the hand-over between overlapping apps.
     """
     from flashsale.redis_keys import keys_for, write_snapshot
     from flashsale.stores import redis_client
@@ -467,9 +482,6 @@ def run_cycle(
     snapshot, alert_state, inv_state = assemble(s, params, inputs, out, as_of, run_id, master, timings)
     timings["assemble_s"] = time.perf_counter() - t3
     t4 = time.perf_counter()
-    cas: dict[str, Any] = (
-        {} if app_started_at is None else {"expect_head": inputs.head, "app_started_at": app_started_at}
-    )
     size = write_snapshot(
         redis_client(s),
         keys_for(s),
@@ -478,7 +490,7 @@ def run_cycle(
         trend_max_points=s.kpi_trend_max_points,
         alert_state=alert_state,
         inventory_state=inv_state,
-        **cas,
+        app_started_at=app_started_at,
     )
     timings["redis_write_s"] = time.perf_counter() - t4
     return {

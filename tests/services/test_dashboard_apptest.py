@@ -57,7 +57,7 @@ def test_values_shown_match_the_snapshot(ns_redis):
     assert m["Orders / min"] == ("4,321", f"+{4321 - 1160:,} vs prev. min")
     assert m["High-risk SKUs"] == ("9", "+5 vs last run")
     assert m["Open alerts"][0] == "5" and m["Overloaded warehouses"][0] == "2 / 3"
-    assert m["Data freshness"][0].endswith("s ago") and m["Data freshness"][1].startswith("as of ")
+    assert m["Data freshness"][0].endswith("s ago") and m["Data freshness"][1].startswith("data as of ")
     alerts = at.table[0].value
     assert list(alerts["Product"]) == ["#42 Phones", "#99", "#7 Sneakers", "#11", "#5"]
     assert list(alerts["Action"]) == ["PAUSE ADS", "REROUTE 35 u from W3", "RESTOCK +120 u", "monitor", "RESTOCK"]

@@ -109,36 +109,30 @@ def _at(minute: int) -> dict:
     return snap
 
 
-def test_overlapping_apps_hand_over_without_going_back_in_time(rc_keys):
-    """Two scheduled apps overlap: a write is a compare-and-set on the head the writer read its state from."""
+def test_newest_data_wins_whoever_publishes_and_older_data_changes_nothing(rc_keys):
+    """Overlapping apps and manual runs: a write is a compare-and-set on the head's data time."""
     r, keys = rc_keys
     put = dict(ttl_seconds=60, trend_max_points=50)
-    *_, head = read_state(r, keys)
-    assert head is None
-    assert write_snapshot(r, keys, _at(1), alert_state={"by": "old"}, expect_head=head, app_started_at=100.0, **put)
-    *_, old_seen_by_new = read_state(r, keys)  # the next minute's app starts: reads state written by run-1
-    _, _, head = read_state(r, keys)
-    assert write_snapshot(r, keys, _at(2), alert_state={"by": "old"}, expect_head=head, app_started_at=100.0, **put)
-    # the new app's first cycle: its state is stale (run-2 published meanwhile) -> superseded, nothing written
-    assert (
-        write_snapshot(
-            r, keys, _at(3), alert_state={"by": "new"}, expect_head=old_seen_by_new, app_started_at=160.0, **put
-        )
-        is None
-    )
-    assert read_snapshot(r, keys)["run_id"] == "run-2"
-    # its refresh reads the current head and publishes; older data than the head is refused
-    _, _, head = read_state(r, keys)
-    assert write_snapshot(r, keys, _at(1), expect_head=head, app_started_at=160.0, **put) is None
-    assert write_snapshot(r, keys, _at(4), alert_state={"by": "new"}, expect_head=head, app_started_at=160.0, **put)
+    assert read_state(r, keys)[2] is None
+    # the old app publishes minutes 1 and 2; the next minute's app read its state after minute 1
+    assert write_snapshot(r, keys, _at(1), alert_state={"by": "old"}, app_started_at=100.0, **put)
+    assert write_snapshot(r, keys, _at(2), alert_state={"by": "old"}, app_started_at=100.0, **put)
+    # the new app's first cycle holds newer data (minute 3): it publishes, although the old app wrote since
+    assert write_snapshot(r, keys, _at(3), alert_state={"by": "new"}, app_started_at=160.0, **put)
+    assert read_snapshot(r, keys)["run_id"] == "run-3"
+    # the old app's next refresh (older data) and a stale run change nothing: snapshot, state, head, trend
+    before = {k: r.get(k) for k in (keys.snapshot, keys.head, keys.alert_state)}
+    assert write_snapshot(r, keys, _at(2), alert_state={"by": "old"}, app_started_at=100.0, **put) is None
+    assert write_snapshot(r, keys, _at(1), **put) is None  # e.g. `flashsale kpi --as-of` in the past
+    assert {k: r.get(k) for k in before} == before
     alerts, _, head = read_state(r, keys)
     assert alerts == {"by": "new"} and head == {
-        "run_id": "run-4",
-        "data_as_of": _at(4)["data_as_of"],
+        "run_id": "run-3",
+        "data_as_of": _at(3)["data_as_of"],
         "app_started_at": 160.0,
     }
     assert read_head(r, keys)["app_started_at"] > 100.0  # what makes the old app stop refreshing
-    assert [p["run_id"] for p in read_snapshot(r, keys)["trend"]] == ["run-1", "run-2", "run-4"]
-    # a one-off run (no expect_head) writes unconditionally and never claims the hand-over
-    assert write_snapshot(r, keys, _at(0), **put)
+    assert [p["run_id"] for p in read_snapshot(r, keys)["trend"]] == ["run-1", "run-2", "run-3"]
+    # a one-off run with newer data publishes and never claims the hand-over
+    assert write_snapshot(r, keys, _at(4), **put)
     assert read_head(r, keys)["app_started_at"] is None

@@ -54,10 +54,24 @@ def test_format_eta(minutes, text):
 
 def test_freshness_text_and_stale_threshold():
     f = freshness(snapshot(NOW - timedelta(seconds=14)), NOW, 120, tz=UTC)
-    assert f.text == "as of 12:03:10, 14 s ago" and not f.stale
+    assert f.text == "data as of 12:03:10, updated 14 s ago" and not f.stale
     assert freshness(snapshot(NOW - timedelta(seconds=120)), NOW, 120, tz=UTC).stale is False
     assert freshness(snapshot(NOW - timedelta(seconds=121)), NOW, 120, tz=UTC).stale is True
     assert freshness({"data_as_of": "garbage"}, NOW, 120).stale is True
+
+
+def test_stale_is_judged_by_when_the_kpi_job_ran_not_by_the_data_clock():
+    """Under the data clock (accelerated sale) data time runs ahead of the wall clock: a KPI job that
+    stopped 5 minutes ago must read stale even though its data time is "in the future"."""
+    dead = {**snapshot(NOW + timedelta(minutes=30)), "computed_at": (NOW - timedelta(minutes=5)).isoformat()}
+    f = freshness(dead, NOW, 120, tz=UTC)
+    assert f.stale and f.ago == "5 min ago" and f.clock == "12:33:24"
+    screen = resolve(Fetch(snapshot=dead), None, NOW, 120, 5, tz=UTC)
+    assert screen.greyed and "Stale data" in screen.banner.text and "5 min ago" in screen.banner.text
+    # and the other way round: a live job on old data time (replaying a past sale) is not stale
+    live = {**snapshot(NOW - timedelta(hours=3)), "computed_at": (NOW - timedelta(seconds=20)).isoformat()}
+    assert not freshness(live, NOW, 120, tz=UTC).stale
+    assert not freshness({**live, "computed_at": None}, NOW, 120).age_s
 
 
 def test_alerts_sorted_by_urgency_with_names_and_actions():
@@ -104,7 +118,7 @@ def test_tiles_show_the_snapshot_numbers_and_deltas():
     assert t["high_risk"].chart == (4.0, 7.0)
     assert (t["alerts"].value, t["alerts"].delta, t["alerts"].arrow) == ("5", "±0 vs last run", False)
     assert t["overloaded"].value == "2 / 3"
-    assert (t["freshness"].value, t["freshness"].delta) == ("14 s ago", "as of 12:03:10")
+    assert (t["freshness"].value, t["freshness"].delta) == ("14 s ago", "data as of 12:03:10")
     assert view.risk_trend == (3.8, 3.8)
 
 
