@@ -83,11 +83,20 @@ def explain_window(db, collection: str, contract: Contract, start: datetime) -> 
     )
 
 
-def newest_event_time(db, contract: Contract, collection_names=None) -> datetime | None:
-    """The newest event time in the hot store (the "data clock"): one sorted query on the newest bucket."""
+def newest_event_time(
+    db, contract: Contract, collection_names=None, not_after: datetime | None = None
+) -> datetime | None:
+    """The newest event time in the hot store (the "data clock"): one sorted query on the newest bucket.
+
+    ``not_after``: ignore events stamped later (a skewed writer, a pre-created bucket): one record from
+    the future must not move the clock (Settings.data_clock_limit)."""
     names = collection_names if collection_names is not None else db.list_collection_names()
-    for _, name in reversed(existing_buckets(contract, names)):
-        doc = db[name].find_one({}, {"_id": 0, contract.time_column: 1}, sort=[(contract.time_column, -1)])
+    col = contract.time_column
+    flt = {col: {"$lte": not_after}} if not_after is not None else {}
+    for start, name in reversed(existing_buckets(contract, names)):
+        if not_after is not None and start > not_after:
+            continue  # a bucket that starts after the limit holds only future events
+        doc = db[name].find_one(flt, {"_id": 0, col: 1}, sort=[(col, -1)])
         if doc and isinstance(doc.get(contract.time_column), datetime):
             return doc[contract.time_column]
     return None

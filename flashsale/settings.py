@@ -11,6 +11,7 @@ YARN and archives to HDFS. Components read ``get_settings()``; nothing else name
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
@@ -104,6 +105,13 @@ class Settings(BaseSettings):
     # "wall": a KPI run's as-of is now; "data": the newest event time in the hot store, for accelerated
     # (simulated) time, where event times run ahead of the wall clock (`flashsale run` sets it)
     kpi_clock: Literal["wall", "data"] = "wall"
+    # The run's own clock for the data clock (`flashsale run` writes them): simulated time
+    # data_clock_sim_start at wall time data_clock_wall_start, advancing data_clock_speed simulated minutes
+    # per wall minute. The KPI as-of and the archiver's "now" never pass it (+ kpi_future_skew_seconds),
+    # so one record stamped in the future cannot move them. Unset: no bound on the data clock.
+    data_clock_sim_start: datetime | None = None
+    data_clock_wall_start: datetime | None = None
+    data_clock_speed: float = Field(1.0, gt=0)
     # the minute DAG's Spark app keeps refreshing the snapshot until this long after submission (0 = one
     # cycle per run), at most once per kpi_refresh_min_interval_seconds, or until the next minute's app has
     # published (hand-over): two apps overlap, so the next YARN start-up never leaves a gap in snapshots
@@ -150,6 +158,29 @@ class Settings(BaseSettings):
     kpi_max_table_rows: int = Field(200, ge=1)
 
     min_free_memory_mb: int = 3072
+
+    @model_validator(mode="after")
+    def _archive_after_the_window(self) -> Settings:
+        if self.archive_min_age_minutes <= self.kpi_window_minutes:
+            raise ValueError(
+                f"archive_min_age_minutes ({self.archive_min_age_minutes}) must exceed kpi_window_minutes "
+                f"({self.kpi_window_minutes}): archival would remove data the KPI window still reads"
+            )
+        return self
+
+    def data_clock_limit(self, wall_now: datetime | None = None) -> datetime | None:
+        """The latest event time the clocks may take (KPI as-of, the archiver's now), or None: unbounded.
+
+        Wall clock: now + skew. Data clock with the run's anchor: the run's simulated now + skew. Data clock
+        without an anchor (a fast-forward or replayed load): None."""
+        wall_now = wall_now or datetime.now(UTC)
+        skew = timedelta(seconds=self.kpi_future_skew_seconds)
+        if self.kpi_clock == "wall":
+            return wall_now + skew
+        if self.data_clock_sim_start is None or self.data_clock_wall_start is None:
+            return None
+        elapsed = max(wall_now - self.data_clock_wall_start, timedelta(0))
+        return self.data_clock_sim_start + elapsed * self.data_clock_speed + skew
 
     @model_validator(mode="after")
     def _profile_defaults(self) -> Settings:

@@ -139,7 +139,10 @@ def kpi(
     from cluster.spark_apps import run_kpi
 
     as_of = _aware_time(as_of, "--as-of")
-    res = run_kpi(_settings(profile), master=master, as_of=as_of, window_minutes=window_minutes, no_archive=no_archive)
+    s = _settings(profile)
+    if window_minutes and window_minutes >= s.archive_min_age_minutes:
+        _fail(f"--window-minutes {window_minutes}: must be below archive_min_age_minutes ({s.archive_min_age_minutes})")
+    res = run_kpi(s, master=master, as_of=as_of, window_minutes=window_minutes, no_archive=no_archive)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return

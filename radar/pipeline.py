@@ -42,10 +42,19 @@ class RunOptions:
     settings: dict[str, str] = field(default_factory=dict)
 
 
-def write_pipeline_env(s: Settings, opts: RunOptions) -> None:
+def write_pipeline_env(s: Settings, opts: RunOptions, sim_start: datetime | None = None) -> None:
+    """The settings every pipeline process sees: the data clock, and once the generator runs at a known
+    pace, the run's own clock that bounds it (Settings.data_clock_limit)."""
+    values: dict[str, object] = {"kpi_clock": "data", **opts.settings}
+    if sim_start is not None and opts.speed is not None:
+        values.update(
+            data_clock_sim_start=sim_start.isoformat(),
+            data_clock_wall_start=datetime.now(UTC).isoformat(),
+            data_clock_speed=opts.speed,
+        )
     path = pipeline_file(s.run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"FLASHSALE_{k.upper()}={v}\n" for k, v in {"kpi_clock": "data", **opts.settings}.items()))
+    path.write_text("".join(f"FLASHSALE_{k.upper()}={v}\n" for k, v in values.items()))
 
 
 def simulated_start(s: Settings, opts: RunOptions) -> datetime:
@@ -118,6 +127,7 @@ def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, d
     sim_start = None
     if process.live_process(s.run_dir, GENERATOR) is None:
         sim_start = simulated_start(s, opts)
+        write_pipeline_env(s, opts, sim_start)  # the run's clock, read by every KPI and archival run
         process.start(s.run_dir, GENERATOR, generator_command(s, opts, sim_start), env, cwd=s.run_dir)
         pace = "fast-forward" if opts.speed is None else f"{opts.speed:g} simulated min per minute"
         echo(f"  started generator        {pace}, spike at minute {opts.spike_minute}")

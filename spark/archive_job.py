@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flashsale.job_args import ARCHIVE_RESULT_PREFIX as RESULT_PREFIX
 from flashsale.job_args import add_settings_args, settings_from_args
@@ -387,9 +387,20 @@ def estimated_count(db, collection: str) -> int:
         raise
 
 
+def archive_now(s, bucket_starts: list[datetime], wall_now: datetime | None = None) -> datetime:
+    """The archiver's "now": the end of the newest hot bucket, but never past the run's clock
+    (Settings.data_clock_limit): one record stamped a day ahead (a pre-created bucket) must not make
+    hours still inside the KPI window look old enough to archive."""
+    wall_now = wall_now or datetime.now(UTC)
+    if not bucket_starts:
+        return wall_now
+    newest_end = max(bucket_starts) + timedelta(minutes=s.hot_bucket_minutes)
+    limit = s.data_clock_limit(wall_now)
+    return newest_end if limit is None else min(newest_end, limit)
+
+
 def main(argv=None) -> int:
     from concurrent.futures import ThreadPoolExecutor
-    from datetime import timedelta
 
     from pyspark.sql import SparkSession
 
@@ -402,11 +413,7 @@ def main(argv=None) -> int:
     inventory = hot_inventory(s)
     starts = [t for rows in inventory.values() for t, _, _ in rows]
     total = sum(c for rows in inventory.values() for _, _, c in rows)
-    now = (
-        datetime.fromisoformat(a.now)
-        if a.now
-        else (max(starts) + timedelta(minutes=s.hot_bucket_minutes) if starts else datetime.now(UTC))
-    )
+    now = datetime.fromisoformat(a.now) if a.now else archive_now(s, starts)
     go, why = should_archive(
         total, min(starts) if starts else None, now, s.archive_max_hot_records, s.archive_min_age_minutes
     )

@@ -237,14 +237,18 @@ def _carried_inventory_table(inv_state: dict):
 
 
 def _default_as_of(s) -> datetime:
-    """Now, or with the data clock the newest order time (+1 ms so that order is inside the window)."""
+    """Now, or with the data clock the newest order time (+1 ms so that order is inside the window).
+
+    The data clock never passes the run's own clock (Settings.data_clock_limit): an order stamped in the
+    future (a skewed writer) is ignored here and quarantined as ``future_ts`` by the window read."""
     if s.kpi_clock == "data":
         from flashsale.contracts import ORDERS_FACT
         from flashsale.hot_store import newest_event_time
         from flashsale.stores import mongo_client
 
+        limit = s.data_clock_limit()
         with mongo_client(s) as c:
-            newest = newest_event_time(c.get_default_database(), ORDERS_FACT)
+            newest = newest_event_time(c.get_default_database(), ORDERS_FACT, not_after=limit)
         if newest is not None:
             return newest.astimezone(UTC) + timedelta(milliseconds=1)
     return datetime.now(UTC)

@@ -19,6 +19,7 @@ CASES = {
     "--fast and --speed": (["generate", "--fast", "--speed", "5"], "choose exactly one of --fast or --speed"),
     "--max-batches -1": (["archive", "--max-batches", "-1"], "--max-batches"),
     "--window-minutes 0": (["kpi", "--window-minutes", "0"], "--window-minutes"),
+    "window past archival": (["kpi", "--window-minutes", "90"], "must be below archive_min_age_minutes"),
 }
 
 

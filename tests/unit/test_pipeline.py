@@ -4,7 +4,7 @@ tests/e2e/test_e2e_pipeline.py runs the whole pipeline.)"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flashsale.settings import load_settings, pipeline_file
 from radar import pipeline
@@ -19,6 +19,20 @@ def test_pipeline_file_reaches_every_settings_load_and_goes_away(tmp_path):
     assert (seen.kpi_clock, seen.mongo_db, seen.archive_min_age_minutes) == ("data", "flashsale_other", 30)
     pipeline_file(tmp_path).unlink()
     assert load_settings(run_dir=tmp_path).kpi_clock == "wall"
+
+
+def test_a_paced_run_writes_its_own_clock_for_every_process(tmp_path):
+    """The data clock's bound (Settings.data_clock_limit) comes from the run: its simulated start and pace."""
+    s = load_settings(run_dir=tmp_path)
+    sim_start = datetime(2025, 11, 11, 23, 45, tzinfo=UTC)
+    pipeline.write_pipeline_env(s, pipeline.RunOptions(speed=20), sim_start)
+    seen = load_settings(run_dir=tmp_path)
+    assert (seen.data_clock_sim_start, seen.data_clock_speed) == (sim_start, 20)
+    assert seen.data_clock_wall_start is not None
+    limit = seen.data_clock_limit(seen.data_clock_wall_start + timedelta(minutes=3))
+    assert limit == sim_start + timedelta(minutes=60, seconds=seen.kpi_future_skew_seconds)
+    pipeline.write_pipeline_env(s, pipeline.RunOptions(speed=None), sim_start)  # fast-forward: no bound
+    assert load_settings(run_dir=tmp_path).data_clock_limit() is None
 
 
 def test_generator_command_paces_and_names_the_run():

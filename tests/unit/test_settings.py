@@ -47,3 +47,44 @@ def test_mongo_uri_points_at_an_external_server(monkeypatch, tmp_path):
 def test_bounds_are_validated(tmp_path):
     with pytest.raises(ValueError, match="archive_min_age_minutes"):
         load_settings(run_dir=tmp_path, archive_min_age_minutes=5)
+
+
+def test_archival_must_not_reach_into_the_kpi_window(tmp_path):
+    with pytest.raises(ValueError, match="must exceed kpi_window_minutes"):
+        load_settings(run_dir=tmp_path, kpi_window_minutes=30, archive_min_age_minutes=30)
+    assert load_settings(run_dir=tmp_path, kpi_window_minutes=30, archive_min_age_minutes=31)
+
+
+def test_the_data_clock_is_bounded_by_the_runs_own_clock(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    wall = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    skew = timedelta(seconds=load_settings(run_dir=tmp_path).kpi_future_skew_seconds)
+    assert load_settings(run_dir=tmp_path, kpi_clock="wall").data_clock_limit(wall) == wall + skew
+    assert load_settings(run_dir=tmp_path, kpi_clock="data").data_clock_limit(wall) is None  # no anchor: unbounded
+    sim0 = datetime(2025, 11, 11, 0, 0, tzinfo=UTC)
+    s = load_settings(
+        run_dir=tmp_path,
+        kpi_clock="data",
+        data_clock_sim_start=sim0.isoformat(),
+        data_clock_wall_start=(wall - timedelta(minutes=10)).isoformat(),
+        data_clock_speed=5,
+    )
+    # 10 wall minutes at 5 simulated minutes per minute
+    assert s.data_clock_limit(wall) == sim0 + timedelta(minutes=50) + skew
+
+
+def test_the_archivers_now_never_passes_the_clock(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from spark.archive_job import archive_now
+
+    wall = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    s = load_settings(run_dir=tmp_path, kpi_clock="wall")
+    buckets = [wall - timedelta(minutes=30), wall - timedelta(minutes=5)]
+    assert archive_now(s, buckets, wall) == wall  # the newest bucket's end
+    # a bucket pre-created a day ahead would have made every hour before it "old enough"
+    assert archive_now(s, [*buckets, wall + timedelta(days=1)], wall) == wall + timedelta(
+        seconds=s.kpi_future_skew_seconds
+    )
+    assert archive_now(s, [], wall) == wall
