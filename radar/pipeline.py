@@ -45,7 +45,9 @@ class RunOptions:
 def write_pipeline_env(s: Settings, opts: RunOptions, sim_start: datetime | None = None) -> None:
     """The settings every pipeline process sees: the data clock, and once the generator runs at a known
     pace, the run's own clock that bounds it (Settings.data_clock_limit)."""
-    values: dict[str, object] = {"kpi_clock": "data", **opts.settings}
+    # the profile too: a process started without --profile (the dashboard, whose header links to the YARN
+    # and HDFS UIs of the cluster profile) must see the run's, not the default
+    values: dict[str, object] = {"profile": s.profile, "kpi_clock": "data", **opts.settings}
     if sim_start is not None and opts.speed is not None:
         values.update(
             data_clock_sim_start=sim_start.isoformat(),

@@ -35,6 +35,15 @@ def test_a_paced_run_writes_its_own_clock_for_every_process(tmp_path):
     assert load_settings(run_dir=tmp_path).data_clock_limit() is None
 
 
+def test_every_pipeline_process_sees_the_runs_profile(tmp_path, monkeypatch):
+    """The dashboard is started without --profile: under `make run` (cluster) it must link YARN and HDFS."""
+    monkeypatch.delenv("FLASHSALE_PROFILE", raising=False)
+    assert load_settings(run_dir=tmp_path).profile == "local"
+    pipeline.write_pipeline_env(load_settings(run_dir=tmp_path, profile="cluster"), pipeline.RunOptions())
+    seen = load_settings(run_dir=tmp_path)
+    assert seen.profile == "cluster" and {"yarn_resourcemanager", "hdfs_namenode"} <= set(seen.ui_urls())
+
+
 def test_generator_command_paces_and_names_the_run():
     s = load_settings()
     start = datetime(2025, 11, 11, 23, 45, tzinfo=UTC)
