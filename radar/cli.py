@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from datetime import UTC
 from pathlib import Path
@@ -185,6 +186,22 @@ def dashboard(
     os.execvpe(cmd[0], cmd, env)  # become the streamlit server: signals and exit code are its own
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, `make stop`'s peers) and SIGHUP (the terminal went away)
+
+
+def _quiet_echo(message: str = "") -> None:
+    """Echo that never fails: at shutdown the terminal or the pipe (`make run | tee run.log`) may be gone,
+    and a failed write must not stop the shutdown half way."""
+    try:
+        typer.echo(message)
+    except (OSError, ValueError):  # BrokenPipeError, EIO from a hung-up terminal, a closed stream
+        pass
+
+
 @app.command("run")
 @friendly_errors
 def run(
@@ -211,6 +228,7 @@ def run(
     opts = pipeline.RunOptions(
         speed=speed, minutes=minutes, spike_minute=spike_minute, products=products, seed=seed, stock_cover=stock_cover
     )
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
     try:
         s, sim_start = pipeline.start(s, opts, echo=typer.echo)
         typer.echo("\nUIs (127.0.0.1 only):")
@@ -236,10 +254,17 @@ def run(
             typer.echo(f"  [{time.strftime('%H:%M:%S')}] {pipeline.status_line(s)}")
             time.sleep(30)
         typer.echo("the stack was stopped elsewhere")
-    except KeyboardInterrupt:
-        typer.echo("\nstopping ...")
+    except (KeyboardInterrupt, BrokenPipeError):
+        _quiet_echo("\nstopping ...")
     finally:
-        pipeline.stop(s, echo=typer.echo)
+        # the shutdown runs to its end: further signals are ignored and output errors swallowed
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            pipeline.stop(s, echo=_quiet_echo)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _add_bench_commands() -> None:
