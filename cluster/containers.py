@@ -17,6 +17,7 @@ import shlex
 import sys
 from collections.abc import Mapping
 
+from cluster.services import airflow_password_file
 from flashsale.settings import Settings, load_settings
 
 
@@ -51,8 +52,8 @@ def main(argv: list[str]) -> None:
             print(f"export {key}={shlex.quote(value)}")
     elif cmd == "airflow-password":
         password = airflow_password(s)
-        if password:  # printed once, like `flashsale stack up`: `docker compose logs airflow-init`
-            print(f"Airflow admin login: {s.airflow_admin_user} / {password}")
+        if password:  # never printed: container logs outlive the container and are read by many
+            print(f"Airflow admin login: {s.airflow_admin_user}; its password is in {airflow_password_file(s)}")
         else:
             print("Airflow admin password file already exists (kept)")
     elif cmd == "ray-token":

@@ -20,7 +20,7 @@ import psutil
 
 from cluster import process
 from cluster.services import BIN, SERVICES, PrerequisiteError, Service, airflow_password_file
-from flashsale.settings import Settings, load_settings, secrets_file
+from flashsale.settings import Settings, load_settings, private_dir, secrets_file
 
 
 @dataclass
@@ -36,6 +36,7 @@ class ServiceStatus:
 # ---------------------------------------------------------------- secrets
 def ensure_secrets(s: Settings) -> Settings:
     """Generate the credentials nobody has set yet into <run>/secrets.env (0600); reload settings."""
+    private_dir(s.run_dir)
     path = secrets_file(s.run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     wanted = {}

@@ -38,6 +38,15 @@ def secrets_file(run_dir: Path | None = None) -> Path:
     return (run_dir or default_run_dir()) / "secrets.env"
 
 
+def private_dir(path: Path) -> Path:
+    """Create (or tighten) a directory only its owner may read: the run directory holds the hot store's
+    files, the logs and the generated secrets."""
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
 def pipeline_file(run_dir: Path | None = None) -> Path:
     """Settings of the running `flashsale run` pipeline (e.g. its data clock), removed when it stops."""
     return (run_dir or default_run_dir()) / "pipeline.env"

@@ -21,7 +21,7 @@ import psutil
 
 from cluster import process, stack
 from cluster.services import BIN
-from flashsale.settings import Settings, load_settings, pipeline_file
+from flashsale.settings import Settings, load_settings, pipeline_file, private_dir
 
 KPI_DAG = "flashsale_kpi_minute"
 PIPELINE_DAGS = (KPI_DAG, "flashsale_archive")
@@ -54,8 +54,7 @@ def write_pipeline_env(s: Settings, opts: RunOptions, sim_start: datetime | None
             data_clock_wall_start=datetime.now(UTC).isoformat(),
             data_clock_speed=opts.speed,
         )
-    path = pipeline_file(s.run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = pipeline_file(private_dir(s.run_dir))
     path.write_text("".join(f"FLASHSALE_{k.upper()}={v}\n" for k, v in values.items()))
 
 

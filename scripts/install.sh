@@ -9,6 +9,7 @@ ROOT=$(pwd)
 RUN_DIR=${FLASHSALE_RUN_DIR:-$ROOT/.run}
 TOOLS=$RUN_DIR/tools
 mkdir -p "$TOOLS"
+chmod 700 "$RUN_DIR"  # the hot store's files, logs and generated secrets live here
 say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 stamp_ok() { [ -f "$TOOLS/$1.stamp" ] && [ "$(cat "$TOOLS/$1.stamp")" = "$2" ]; }
 stamp_set() { echo "$2" > "$TOOLS/$1.stamp"; }

@@ -59,3 +59,26 @@ def test_generator_command_paces_and_names_the_run():
     assert "--no-verify-store" in fast and "--no-verify-store" in realtime
     scaled = pipeline.generator_command(s, pipeline.RunOptions(speed=None, rate=700.0), start)
     assert scaled[scaled.index("--rate") + 1] == "700.0"
+
+
+def test_the_run_directory_is_private(tmp_path):
+    """It holds the hot store's files, the logs and the generated secrets: owner only (0700)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    run_dir.chmod(0o755)
+    pipeline.write_pipeline_env(load_settings(run_dir=run_dir), pipeline.RunOptions())
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_airflow_password_never_reaches_container_logs(tmp_path, monkeypatch, capsys):
+    import json
+
+    from cluster import containers
+    from cluster.services import airflow_password_file
+
+    monkeypatch.setenv("FLASHSALE_RUN_DIR", str(tmp_path))
+    containers.main(["airflow-password"])
+    s = load_settings(run_dir=tmp_path)
+    (password,) = json.loads(airflow_password_file(s).read_text()).values()
+    out = capsys.readouterr().out
+    assert "Airflow admin login" in out and str(airflow_password_file(s)) in out and password not in out
