@@ -85,3 +85,26 @@ def pytest_collection_modifyitems(config, items):
     # so each module's tests stay together and in their order
     rank = {tier: i for i, tier in enumerate(TIERS)}
     items.sort(key=lambda item: rank.get(tier_of(item.path) or "", len(TIERS)))
+
+
+# ---------------------------------------------------------------- tiers: where the time went
+_TIER_SECONDS: dict[str, float] = {}
+_TIER_TESTS: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report):
+    tier = tier_of(Path(str(report.fspath))) or "other"
+    _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + report.duration  # setup + call + teardown
+    if report.when == "call":
+        _TIER_TESTS[tier] = _TIER_TESTS.get(tier, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per tier: tests run and seconds spent (fixtures included), so each tier's cost is on record."""
+    if _TIER_SECONDS:
+        parts = [
+            f"{t} {_TIER_TESTS.get(t, 0)} tests {_TIER_SECONDS[t]:.0f} s"
+            for t in (*TIERS, "other")
+            if t in _TIER_SECONDS
+        ]
+        terminalreporter.write_line("tier times: " + "; ".join(parts))
