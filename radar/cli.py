@@ -79,6 +79,33 @@ def _aware_time(value: str | None, option: str) -> str | None:
     return value
 
 
+def _require_hot_store(s) -> None:
+    """Fail within seconds, in one line, when nothing answers at the hot store. (The writers' long retry is
+    for a server that goes away mid-run, not for one that was never started.)"""
+    from pymongo.errors import PyMongoError
+
+    from flashsale.stores import mongo_client
+
+    where = "MONGO_URI" if s.external_mongo else f"{s.bind_host}:{s.mongo_port}"
+    try:
+        with mongo_client(s, timeout_ms=3000) as c:
+            c.admin.command("ping")
+    except PyMongoError as exc:
+        _fail(f"the hot store at {where} does not answer ({type(exc).__name__}): start it with `flashsale stack up`")
+
+
+def _require_ray_head(s) -> None:
+    import socket
+
+    host, port = s.ray_address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as exc:
+        _fail(
+            f"--ray stack: no Ray head at {s.ray_address} ({exc.strerror or exc}): start it with `flashsale stack up`"
+        )
+
+
 def _choice(value: str, option: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         _fail(f"{option}: unknown value {value!r} (choose from {', '.join(allowed)})")
@@ -339,6 +366,7 @@ def seed(
     p = _sim_params(
         seed=seed, n_products=products, n_cities=cities, n_warehouses=warehouses, city_shards=1, warehouse_shards=1
     )
+    _require_hot_store(s)
     for name, c in seed_dimensions(p, s, database=db).items():
         typer.echo(
             f"{name}: {c['documents']:,} documents ({c['inserted']:,} inserted, "
@@ -419,6 +447,10 @@ def generate(
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
+    if sink == "mongo":
+        _require_hot_store(s)
+    if ray == "stack":
+        _require_ray_head(s)
     summary = run_generate(p, spec, s, Target(ray), speed=speed, show_progress=not as_json, verify_store=verify_store)
     print_summary(summary, as_json)
     if not summary["consistent"]:

@@ -32,3 +32,27 @@ def test_bad_input_is_one_clear_error_and_a_nonzero_exit(argv, expected, monkeyp
     assert expected in text, result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+
+
+NOTHING_LISTENS = {"FLASHSALE_MONGO_PORT": "1", "FLASHSALE_RAY_PORT": "1"}  # port 1: connection refused at once
+
+DOWN = {
+    "seed, hot store down": (["seed", "--products", "10"], "the hot store at 127.0.0.1:1 does not answer"),
+    "generate, hot store down": (["generate", "--fast", "--ray", "inline"], "the hot store at 127.0.0.1:1"),
+    "--ray stack, Ray down": (["generate", "--fast", "--ray", "stack", "--sink", "null"], "no Ray head at 127.0.0.1:1"),
+}
+
+
+@pytest.mark.parametrize("argv,expected", DOWN.values(), ids=DOWN.keys())
+def test_a_missing_service_is_named_within_seconds(argv, expected, monkeypatch):
+    """Nothing listening: one line naming the service and the fix, within seconds (no 600 s writer retry)."""
+    import time
+
+    for key, value in NOTHING_LISTENS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FLASHSALE_MONGO_PASSWORD", "unused")  # a fresh machine has no generated secret yet
+    t0 = time.monotonic()
+    result = CliRunner().invoke(app, argv)
+    assert time.monotonic() - t0 < 10
+    assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
+    assert "start it with `flashsale stack up`" in result.output and "Traceback" not in result.output
