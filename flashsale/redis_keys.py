@@ -151,8 +151,13 @@ WRITE_ATTEMPTS = 5  # compare-and-set retries when another run publishes between
 
 
 def _holds_newer_data(current: dict | None, data_as_of: str) -> bool:
-    """True when the published head's data is newer than ``data_as_of``: that run must change nothing."""
-    return current is not None and datetime.fromisoformat(current["data_as_of"]) > datetime.fromisoformat(data_as_of)
+    """True when the published head's data is newer than ``data_as_of``: that run must change nothing.
+    A head whose time cannot be read (a damaged key) holds nothing newer: the next run repairs it."""
+    try:
+        published = datetime.fromisoformat(str((current or {})["data_as_of"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return published > datetime.fromisoformat(data_as_of)
 
 
 def write_snapshot(
@@ -176,6 +181,10 @@ def write_snapshot(
     """
     if snapshot.get("schema") != SNAPSHOT_SCHEMA:
         raise ValueError(f"snapshot schema must be {SNAPSHOT_SCHEMA}")
+    try:
+        datetime.fromisoformat(snapshot["data_as_of"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"snapshot data_as_of must be an ISO 8601 time, got {snapshot.get('data_as_of')!r}") from None
     blob = _dumps(snapshot)
     if len(blob) > MAX_SNAPSHOT_BYTES:
         raise SnapshotTooLarge(f"snapshot is {len(blob)} bytes > {MAX_SNAPSHOT_BYTES}")

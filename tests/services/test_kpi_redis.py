@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -29,12 +30,16 @@ def rc_keys(stack):  # the stack's Redis: started here, not by whichever test ra
     r.delete(*keys.all())
 
 
+SALE_START = datetime(2025, 11, 11, tzinfo=UTC)
+
+
 def _snap(i: int, rows: int = 50) -> dict:
     return {
         "schema": SNAPSHOT_SCHEMA,
         "run_id": f"run-{i}",
-        "computed_at": f"c{i}",
-        "data_as_of": f"d{i}",
+        # run i's data is minute i of the sale: later runs hold newer data (writes compare data times)
+        "computed_at": (SALE_START + timedelta(minutes=i)).isoformat(),
+        "data_as_of": (SALE_START + timedelta(minutes=i)).isoformat(),
         "kpis": {
             "high_risk_sku_count": i,
             "high_risk_pairs": i,
