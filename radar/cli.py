@@ -7,6 +7,7 @@ import signal
 import sys
 from datetime import UTC
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -19,10 +20,10 @@ app.add_typer(stack_app, name="stack")
 ProfileOpt = typer.Option(None, "--profile", "-p", help="local or cluster (default: FLASHSALE_PROFILE or local)")
 
 
-def _fail(message: str, code: int = 2):
+def _fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr naming the problem (and the fix), then a non-zero exit."""
     typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
+    raise typer.Exit(code) from None
 
 
 def _settings_error(exc) -> str:
@@ -51,11 +52,9 @@ def friendly_errors(fn):
         except ValidationError as exc:  # e.g. --profile staging: the settings name the field and the choices
             _fail(_settings_error(exc))
         except (PrerequisiteError, MissingSecretError) as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc))
         except RuntimeError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from None
+            _fail(str(exc), code=1)
 
     return wrapper
 
@@ -82,28 +81,25 @@ def _aware_time(value: str | None, option: str) -> str | None:
 def _require_hot_store(s) -> None:
     """Fail within seconds, in one line, when nothing answers at the hot store. (The writers' long retry is
     for a server that goes away mid-run, not for one that was never started.)"""
-    from pymongo.errors import PyMongoError
+    from pymongo.errors import ConnectionFailure, PyMongoError
 
-    from flashsale.stores import mongo_client
+    from cluster.services import SERVICES
 
     where = "MONGO_URI" if s.external_mongo else f"{s.bind_host}:{s.mongo_port}"
     try:
-        with mongo_client(s, timeout_ms=3000) as c:
-            c.admin.command("ping")
-    except PyMongoError as exc:
+        SERVICES["hotstore"].health(s)  # the stack's own health probe of the hot store
+    except ConnectionFailure as exc:
         _fail(f"the hot store at {where} does not answer ({type(exc).__name__}): start it with `flashsale stack up`")
+    except PyMongoError as exc:  # it answers but refuses: credentials, permissions
+        _fail(f"the hot store at {where} refused the check ({exc}): check the FLASHSALE_MONGO_* settings")
 
 
 def _require_ray_head(s) -> None:
-    import socket
+    from cluster.process import port_open
 
     host, port = s.ray_address.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as exc:
-        _fail(
-            f"--ray stack: no Ray head at {s.ray_address} ({exc.strerror or exc}): start it with `flashsale stack up`"
-        )
+    if not port_open(host, int(port), timeout=3):
+        _fail(f"--ray stack: no Ray head at {s.ray_address}: start it with `flashsale stack up`")
 
 
 def _choice(value: str, option: str, allowed: tuple[str, ...]) -> str:
@@ -345,8 +341,7 @@ def _sim_params(**values):
     try:
         return make_params(**{k: v for k, v in values.items() if v is not None})
     except ParamsError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        _fail(str(exc))
 
 
 @app.command("seed")
@@ -445,8 +440,7 @@ def generate(
     try:
         spec = SinkSpec(kind=sink, path=out, database=db, settings_overrides=overrides)
     except ValueError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     if sink == "mongo":
         _require_hot_store(s)
     if ray == "stack":
@@ -525,8 +519,7 @@ def backtest(
     from ray_gen.runner import _progress_bar
 
     if history_hours < 0 or min_lead < 1:
-        typer.secho("error: --history-hours must be >= 0 and --min-lead >= 1", fg="red", err=True)
-        raise typer.Exit(2)
+        _fail("--history-hours must be >= 0 and --min-lead >= 1")
     p = _sim_params(
         minutes=minutes,
         seed=seed,
@@ -545,8 +538,7 @@ def backtest(
         if not os.access(out, os.W_OK):
             raise PermissionError(f"{out} is not writable")
     except OSError as exc:
-        typer.secho(f"error: --out: cannot write the results: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        _fail(f"--out: cannot write the results: {exc}")
     con = Console(stderr=as_json)
 
     def bar(label: str):
