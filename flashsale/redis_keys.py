@@ -150,14 +150,14 @@ def trend_point(snapshot: dict) -> dict:
 WRITE_ATTEMPTS = 5  # compare-and-set retries when another run publishes between our check and EXEC
 
 
-def _holds_newer_data(current: dict | None, data_as_of: str) -> bool:
-    """True when the published head's data is newer than ``data_as_of``: that run must change nothing.
+def _holds_newer_data(current: dict | None, data_time: datetime) -> bool:
+    """True when the published head's data is newer than ``data_time``: that run must change nothing.
     A head whose time cannot be read (a damaged key) holds nothing newer: the next run repairs it."""
     try:
         published = datetime.fromisoformat(str((current or {})["data_as_of"]))
     except (KeyError, TypeError, ValueError):
         return False
-    return published > datetime.fromisoformat(data_as_of)
+    return published > data_time
 
 
 def write_snapshot(
@@ -182,7 +182,7 @@ def write_snapshot(
     if snapshot.get("schema") != SNAPSHOT_SCHEMA:
         raise ValueError(f"snapshot schema must be {SNAPSHOT_SCHEMA}")
     try:
-        datetime.fromisoformat(snapshot["data_as_of"])
+        data_time = datetime.fromisoformat(snapshot["data_as_of"])
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"snapshot data_as_of must be an ISO 8601 time, got {snapshot.get('data_as_of')!r}") from None
     blob = _dumps(snapshot)
@@ -193,7 +193,7 @@ def write_snapshot(
         with client.pipeline(transaction=True) as pipe:
             pipe.watch(keys.head)
             raw = pipe.get(keys.head)
-            if _holds_newer_data(json.loads(raw) if raw else None, snapshot["data_as_of"]):
+            if _holds_newer_data(json.loads(raw) if raw else None, data_time):
                 pipe.unwatch()
                 return None
             pipe.multi()

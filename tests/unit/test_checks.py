@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
+from cluster.services import BIN  # the project virtualenv's bin: the dev tools live there
 from flashsale.settings import PROJECT_ROOT
 
-BIN = Path(sys.executable).parent
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
 
 
