@@ -12,7 +12,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from ray_gen.params import SimParams
-from ray_gen.streams import CATALOGUE, rng_for
+from ray_gen.streams import CAPACITY, CATALOGUE, MARGIN, rng_for
 
 # 27 cities in the 7 provinces of Nepal (Daraz Nepal's 11.11 covered 27 cities)
 CITY_NAMES: tuple[tuple[str, str], ...] = (
@@ -70,6 +70,7 @@ class Catalogue:
     # warehouses
     warehouse_city: np.ndarray
     warehouse_capacity: np.ndarray  # orders per minute it can pick and ship
+    warehouse_orders: np.ndarray  # expected orders per minute at intensity 1 (the cities it serves)
     # products
     category: np.ndarray  # category index per product
     category_name: tuple[str, ...]
@@ -80,6 +81,7 @@ class Catalogue:
     popularity: np.ndarray  # heavy-tailed (Pareto) weight
     choice_weight: np.ndarray  # popularity x discount multiplier, normalised to sum 1
     discount_effect: float  # sale-wide lambda multiplier from the average discount
+    margin_rate: np.ndarray  # gross margin per unit of revenue, per product (its category's)
     # inventory
     baseline_rate: np.ndarray  # expected units per minute per (warehouse, product) at intensity 1
     initial_stock: np.ndarray  # (warehouse, product)
@@ -163,6 +165,8 @@ def build_catalogue(p: SimParams) -> Catalogue:
     city_name, city_province, demand = _cities(p, rng)
     wh_city, city_wh = _warehouses(p, city_province, demand)
     category, cat_names, cat_sigma, base_price, discount, seller, popularity = _products(p, rng)
+    if not p.sale_discounts:  # a normal day: list prices (drawn all the same, so nothing else shifts)
+        discount = np.zeros_like(discount)
 
     weight = popularity * (1.0 - discount) ** (-p.discount_elasticity)
     weight = weight / weight.sum()
@@ -173,7 +177,12 @@ def build_catalogue(p: SimParams) -> Catalogue:
     wh_orders = np.bincount(city_wh, weights=city_rate, minlength=p.n_warehouses)
     units_per_order = 1.0 + p.extra_units_mean
     baseline_rate = wh_orders[:, None] * weight[None, :] * units_per_order
-    capacity = np.maximum(1, np.ceil(p.capacity_headroom * wh_orders)).astype(np.int64)
+    # sized for a busy day, not all alike (own stream: the catalogue's other draws do not shift)
+    headroom = p.capacity_headroom * np.exp(
+        p.capacity_headroom_sigma * rng_for(p.seed, CAPACITY).standard_normal(p.n_warehouses)
+    )
+    capacity = np.maximum(1, np.ceil(headroom * wh_orders)).astype(np.int64)
+    cat_margin = rng_for(p.seed, MARGIN).uniform(p.margin_rate_min, p.margin_rate_max, p.n_categories)
 
     noise = rng.lognormal(0.0, 0.3, baseline_rate.shape)
     cover = baseline_rate * p.stock_cover_minutes
@@ -186,6 +195,7 @@ def build_catalogue(p: SimParams) -> Catalogue:
         city_warehouse=city_wh,
         warehouse_city=wh_city,
         warehouse_capacity=capacity,
+        warehouse_orders=wh_orders,
         category=category,
         category_name=cat_names,
         category_sigma=cat_sigma,
@@ -195,6 +205,7 @@ def build_catalogue(p: SimParams) -> Catalogue:
         popularity=popularity,
         choice_weight=weight,
         discount_effect=discount_effect,
+        margin_rate=cat_margin[category],
         baseline_rate=baseline_rate,
         initial_stock=stock,
     )

@@ -30,12 +30,32 @@ def flash_intensity(curve: FlashCurve, minute: np.ndarray | int) -> np.ndarray:
 
 
 def warehouse_pressure(load: np.ndarray, p: SimParams) -> np.ndarray:
-    """Demand multiplier for a warehouse's cities: overloaded warehouses promise slow delivery, buyers hesitate."""
+    """Demand multiplier for a warehouse's cities: overloaded warehouses promise slow delivery, buyers hesitate.
+
+    ``load`` is the warehouse's SMOOTHED load (``smooth_load``: what the simulator keeps as state and
+    publishes in its snapshot), not last minute's orders / capacity."""
     return 1.0 / (1.0 + p.pressure_sensitivity * np.maximum(0.0, load - 1.0))
 
 
+def smooth_load(smoothed: np.ndarray, load: np.ndarray, p: SimParams) -> np.ndarray:
+    """EWMA of orders / capacity: weight 1 / ``load_smoothing_minutes`` on the newest minute.
+
+    Buyers react to the delivery promise, which follows the backlog over several minutes, not last
+    minute's count: reacting to the raw load makes demand and load chase each other (period-2 ringing
+    after a spike). With weight a and the pressure's slope g, a deviation decays by 1 - a(1 + g) a
+    minute: no sign flip while a(1 + g) < 1."""
+    return smoothed + (load - smoothed) / p.load_smoothing_minutes
+
+
+def initial_load(cat: Catalogue, p: SimParams) -> np.ndarray:
+    """The smoothed load a warehouse starts with: its expected orders at minute 0 over its capacity."""
+    return float(flash_intensity(p.flash, 0)) * cat.warehouse_orders / cat.warehouse_capacity
+
+
 def fulfillment_delay(load: np.ndarray, p: SimParams) -> np.ndarray:
-    """Minutes from reservation to shipping: base delay, growing quadratically once load passes capacity."""
+    """Minutes from reservation to shipping at the smoothed load: base x (1 + load + max(0, load - 1)^2).
+
+    At capacity (load 1) that is 2 x base (30 min by default, the KPI's overload threshold)."""
     over = np.maximum(0.0, load - 1.0)
     return np.minimum(p.base_fulfillment_minutes * (1.0 + load + over**2), p.max_fulfillment_minutes)
 

@@ -64,16 +64,41 @@ class SimParams(BaseModel):
     reorder_cover_minutes: Pos = 90.0  # reorder when available < this many minutes of baseline demand (> lead time)
     restock_cover_minutes: Pos = 120.0  # a restock brings this many minutes of baseline demand
     restock_lead_minutes: Annotated[int, Field(ge=1)] = 45
-    base_fulfillment_minutes: Pos = 30.0
+    # minutes from reservation to shipping at zero load; x (1 + load + max(0, load - 1)^2), so at exactly
+    # capacity (smoothed load 1) the delay is 2 x base = 30 min (the KPI's kpi_overload_delay_minutes)
+    base_fulfillment_minutes: Pos = 15.0
     max_fulfillment_minutes: Pos = 24 * 60.0
-    capacity_headroom: Pos = 2.5  # warehouse capacity = headroom x its baseline orders per minute
-    pressure_sensitivity: NonNeg = 0.5  # demand x 1 / (1 + s * max(0, load - 1)) for overloaded warehouses
+    # warehouse capacity = its baseline orders per minute x headroom x exp(sigma * z), z ~ N(0, 1) per
+    # warehouse (own stream): sized for a busy day, not all alike; only the flash spike overloads some
+    capacity_headroom: Pos = 5.0
+    capacity_headroom_sigma: NonNeg = 0.35
+    # demand x 1 / (1 + s * max(0, smoothed load - 1)) for overloaded warehouses (buyers see slow delivery)
+    pressure_sensitivity: NonNeg = 0.5
+    # the load buyers and the delay react to: EWMA of orders/capacity with weight 1 / this on the newest
+    # minute (1 = last minute's load only, which rings period-2 after a spike)
+    load_smoothing_minutes: Annotated[float, Field(ge=1)] = 10.0
+
+    # economics (ray_gen/actions.py, Progress): NPR; assumptions, not measurements
+    margin_rate_min: Annotated[float, Field(ge=0, le=1)] = 0.08  # per-category gross margin rate drawn in [min, max]
+    margin_rate_max: Annotated[float, Field(ge=0, le=1)] = 0.35
+    sale_discounts: bool = True  # False: a normal day (no discounts: list prices, choice by popularity alone)
 
     # closed loop (flashsale backtest --act, ray_gen/actions.py): how the world answers the radar's actions
     action_restock_lead_minutes: Annotated[int, Field(ge=1)] = 45  # a restock the radar orders lands this much later
+    restock_cost_fixed: NonNeg = 2_000.0  # per restock order the radar places (expedited PO, inbound handling)
+    restock_cost_per_unit: NonNeg = 20.0
+    transfer_minutes: Annotated[int, Field(ge=1)] = 20  # a reroute's units land at the receiver this much later
+    transfer_cost_fixed: NonNeg = 1_500.0  # per dispatched transfer (a van between warehouses)
+    transfer_cost_per_unit: NonNeg = 15.0
     pause_ads_demand_factor: Annotated[float, Field(ge=0, le=1)] = (
         0.5  # share of a SKU's demand left while its ads are paused
     )
+    # share of the paused-away demand that buys a substitute (same category, same warehouse, in stock) instead
+    pause_ads_substitution: Annotated[float, Field(ge=0, le=1)] = 0.5
+    ad_spend_per_sku_minute: NonNeg = 10.0  # ad spend of one (warehouse, product) pair per minute: saved while paused
+
+    # normal-day history (ray_gen/history.py): the archive the KPI baseline reads
+    history_drift_sigma: NonNeg = 0.3  # day-to-day popularity drift: log-normal multiplier per product per day
 
     # distribution and sinks
     city_shards: Annotated[int, Field(ge=1, le=256)] = 2
@@ -84,6 +109,8 @@ class SimParams(BaseModel):
     def _consistent(self) -> SimParams:
         if self.price_sigma_max < self.price_sigma_min:
             raise ValueError("price_sigma_max must be >= price_sigma_min")
+        if self.margin_rate_max < self.margin_rate_min:
+            raise ValueError("margin_rate_max must be >= margin_rate_min")
         if self.city_shards > self.n_cities:
             raise ValueError(f"city_shards ({self.city_shards}) must be <= n_cities ({self.n_cities})")
         if self.warehouse_shards > self.n_warehouses:

@@ -168,17 +168,19 @@ class WarehouseShard(_Buffered):
         self.radar_inbound = np.zeros(self.on_hand.size, dtype=np.int64)  # flat: radar restock units on the way
         self._ordered = np.zeros(0, dtype=np.int64)  # flat pairs the radar ordered for: their inbound changed
         self.capacity = cat.warehouse_capacity[self.warehouses].astype(np.float64)
-        self.load = np.zeros(len(self.warehouses))
-        self.delay = model.fulfillment_delay(self.load, p)
+        self.load = np.zeros(len(self.warehouses))  # last minute's served orders / capacity
+        # what buyers (pressure) and the fulfilment delay react to: an EWMA of the load (model.smooth_load)
+        self.smoothed_load = model.initial_load(cat, p)[self.warehouses]
+        self.delay = model.fulfillment_delay(self.smoothed_load, p)
         self.n_products = n_p
         self.writer = ShardWriter(sink, f"warehouse-{shard:03d}", p.batch_size)
 
     def snapshot(self) -> dict:
-        """What cities see when they choose: available stock and last minute's load per warehouse."""
+        """What cities see when they choose: available stock and the smoothed load per warehouse."""
         available = self.on_hand - self.reserved
         return {
             "warehouses": self.warehouses,
-            "load": self.load.copy(),
+            "load": self.smoothed_load.copy(),
             "available": {int(w): available[i] for i, w in enumerate(self.warehouses)},
         }
 
@@ -232,9 +234,10 @@ class WarehouseShard(_Buffered):
         np.add.at(reserved, key[served], qty[served])
         changed.append(key[served])
 
-        # load and delay: orders served this minute against capacity
+        # load and delay: orders served this minute against capacity, smoothed over several minutes
         self.load = np.bincount(lookup[wh[served]], minlength=len(self.warehouses)) / self.capacity
-        self.delay = model.fulfillment_delay(self.load, self.p)
+        self.smoothed_load = model.smooth_load(self.smoothed_load, self.load, self.p)
+        self.delay = model.fulfillment_delay(self.smoothed_load, self.p)
         ship_at = minute + np.ceil(self.delay[lookup[wh[served]]]).astype(np.int64)
         for due_minute in np.unique(ship_at):
             sel = ship_at == due_minute
