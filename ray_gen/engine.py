@@ -18,43 +18,106 @@ from ray_gen.params import SimParams
 from ray_gen.shards import CityShard, WarehouseShard, split
 from ray_gen.sinks import SinkSpec
 
+SUMMED = (
+    "orders",
+    "inventory_events",
+    "requests",
+    "lost_orders",
+    "lost_units",
+    "stockouts",
+    "revenue",
+    "margin",
+    "lost_revenue",
+    "suppressed_requests",
+    "suppressed_units",
+    "suppressed_revenue",
+    "substituted_requests",
+    "substituted_units",
+    "substituted_revenue",
+    "paused_sku_minutes",
+    "ad_spend_saved",
+    "restock_orders",
+    "restock_units",
+    "restock_cost",
+    "transfers",
+    "transfer_units",
+    "transfer_cost",
+)
+
 
 @dataclass
 class Progress:
+    """What the run did so far: records, demand served / lost / suppressed, and the closed loop's economics.
+
+    Money in NPR at the drawn prices. Unserved demand = lost (met an empty shelf) + suppressed (never
+    happened because ads were paused and no substitute was bought); net margin = served revenue x each
+    product's margin rate - restock and transfer costs + ad spend saved (``net_margin``)."""
+
     minute: int = -1  # last simulated minute fully committed
     orders: int = 0
     inventory_events: int = 0
-    requests: int = 0
+    requests: int = 0  # order requests that reached a warehouse (after paused ads thinned them)
     lost_orders: int = 0
     lost_units: int = 0
     stockouts: int = 0  # SKU x warehouse transitions to zero available
     stockout_minutes: int = 0  # sum over minutes of the SKU x warehouse pairs with zero available
     revenue: float = 0.0  # value of served orders
+    margin: float = 0.0  # gross margin of served orders: value x the product's margin rate
     lost_revenue: float = 0.0  # value of requests that met an empty shelf
-    suppressed_requests: int = 0  # closed loop: requests that did not happen because ads were paused
+    # closed loop, paused ads: demand that did not happen (no substitute), demand that moved to a substitute
+    suppressed_requests: int = 0
+    suppressed_units: int = 0
     suppressed_revenue: float = 0.0
+    substituted_requests: int = 0  # requests that moved to a substitute (served or not)
+    substituted_units: int = 0  # of those, units served
+    substituted_revenue: float = 0.0  # of those, value served (also in revenue)
+    paused_sku_minutes: int = 0  # (warehouse, product) pairs with paused ads, summed over minutes
+    ad_spend_saved: float = 0.0
+    # closed loop, restocks the radar ordered and transfers it dispatched (units really sent)
+    restock_orders: int = 0
+    restock_units: int = 0
+    restock_cost: float = 0.0
+    transfers: int = 0
+    transfer_units: int = 0
+    transfer_cost: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
     @property
     def records(self) -> int:
         return self.orders + self.inventory_events
 
+    @property
+    def unserved_units(self) -> int:
+        return self.lost_units + self.suppressed_units
+
+    @property
+    def unserved_revenue(self) -> float:
+        return self.lost_revenue + self.suppressed_revenue
+
+    @property
+    def action_cost(self) -> float:
+        return self.restock_cost + self.transfer_cost
+
+    @property
+    def net_margin(self) -> float:
+        return self.margin - self.action_cost + self.ad_spend_saved
+
     def add(self, tick_stats: list[dict]) -> None:
         for s in tick_stats:
-            for k in (
-                "orders",
-                "inventory_events",
-                "requests",
-                "lost_orders",
-                "lost_units",
-                "stockouts",
-                "revenue",
-                "lost_revenue",
-                "suppressed_requests",
-                "suppressed_revenue",
-            ):
+            for k in SUMMED:
                 setattr(self, k, getattr(self, k) + s.get(k, 0))
             self.stockout_minutes += s.get("stocked_out_skus", 0)
+
+    def as_dict(self) -> dict:
+        """Every counter and the derived totals (unserved, action cost, net margin), for reports."""
+        out = {k: getattr(self, k) for k in ("minute", "stockout_minutes", *SUMMED)}
+        out.update(
+            unserved_units=self.unserved_units,
+            unserved_revenue=self.unserved_revenue,
+            action_cost=self.action_cost,
+            net_margin=self.net_margin,
+        )
+        return out
 
 
 class LocalBackend:
@@ -169,8 +232,12 @@ def run(
                     time.sleep(delay)
             iv = interventions(minute) if interventions else None
             if iv is not None:  # actor calls run in submission order: in force before this minute's draws
-                for s in cities + warehouses:
+                for s in cities:
                     backend.call(s, "intervene", minute, iv)
+                sent = [backend.call(w, "intervene", minute, iv) for w in warehouses]
+                if len(iv.transfers):  # units leave the donors now; every receiver books its arrivals
+                    for w in warehouses:
+                        backend.call(w, "receive", minute, *sent)
             proposals = [
                 backend.call(c, "propose", minute, *[snapshots[w] for w in deps[k]]) for k, c in enumerate(cities)
             ]

@@ -67,7 +67,13 @@ class ObservedBackend(LocalBackend):
         return np.concatenate([w.on_hand - w.reserved for w in self.warehouses])
 
     def load(self) -> np.ndarray:
-        """Each warehouse's last-minute orders / capacity: what sets the pressure its cities see next minute."""
+        """Each warehouse's smoothed load (EWMA of orders / capacity, ray_gen.model.smooth_load): what sets
+        the pressure its cities see next minute (``ray_gen.model.warehouse_pressure(load, p)``) and its
+        fulfilment delay."""
+        return np.concatenate([w.smoothed_load for w in self.warehouses])
+
+    def last_minute_load(self) -> np.ndarray:
+        """Each warehouse's served orders / capacity in the last minute (unsmoothed)."""
         return np.concatenate([w.load for w in self.warehouses])
 
 

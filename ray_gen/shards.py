@@ -18,7 +18,7 @@ from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
 from ray_gen.records import inventory_batch, orders_batch
 from ray_gen.sinks import ShardWriter, SinkSpec
-from ray_gen.streams import ADS_PAUSE, CITY_ORDERS, WAREHOUSE_RESTOCK, rng_for
+from ray_gen.streams import ADS_PAUSE, CITY_ORDERS, SUBSTITUTE, WAREHOUSE_RESTOCK, rng_for
 
 
 def split(ids: int, shards: int) -> list[np.ndarray]:
@@ -60,7 +60,8 @@ class CityShard(_Buffered):
         self._pending: model.Orders | None = None
         self._pending_warehouse = np.zeros(0, dtype=np.int64)  # fulfilling warehouse per pending request
         self._pending_minute = -1
-        self._suppressed = {"suppressed_requests": 0, "suppressed_revenue": 0.0}
+        self._pending_substitute = np.zeros(0, dtype=bool)  # pending requests that moved to a substitute
+        self._paused_stats: dict = {}
         self.iv: actions.Interventions | None = None  # only closed-loop runs set it (see intervene)
 
     def intervene(self, minute: int, iv: actions.Interventions) -> None:
@@ -76,31 +77,29 @@ class CityShard(_Buffered):
         lam = model.city_lambda(self.p, self.cat, minute, model.warehouse_pressure(load, self.p))
         iv = self.iv
         cdfs: dict[int, np.ndarray] = {}
-        parts = []
-        suppressed, suppressed_value = 0, 0.0
+        shelves: dict[int, np.ndarray] = {}
+        parts, substitute = [], []
+        stats: dict[str, float] = dict.fromkeys(("suppressed_requests", "suppressed_units", "substituted_requests"), 0)
+        stats["suppressed_revenue"] = 0.0
         for c in self.cities:
             w = int(self.cat.city_warehouse[c])
             if w not in cdfs:
-                shelf = available[w] if iv is None else actions.storefront(available, w, iv.reroutes)
-                cdfs[w] = model.choice_cdf(self.cat, self.p, shelf)
+                shelves[w] = available[w] if iv is None else actions.storefront(available, w, iv.routing)
+                cdfs[w] = model.choice_cdf(self.cat, self.p, shelves[w])
             rng = rng_for(self.p.seed, CITY_ORDERS, int(c), minute)
             o = model.draw_orders(rng, int(c), float(lam[c]), cdfs[w], self.cat, self.p)
+            moved = np.zeros(len(o), dtype=bool)
             if iv is not None and len(iv.pauses):
-                # its own stream: thinning one SKU never shifts the other requests' draws
-                u = rng_for(self.p.seed, ADS_PAUSE, int(c), minute).random(len(o))
-                keep = actions.kept_after_pause(
-                    u, np.full(len(o), w), o.product, iv.pauses, self.p.pause_ads_demand_factor, self.cat.n_products
-                )
-                suppressed += int((~keep).sum())
-                suppressed_value += float(np.round(o.qty * o.unit_price, 2)[~keep].sum())
-                o = o.take(np.flatnonzero(keep))
+                o, moved = self._pause(o, int(c), w, minute, iv.pauses, shelves[w], stats)
             parts.append(o)
+            substitute.append(moved)
         orders = model.Orders.concat(parts)
         warehouse = self.cat.city_warehouse[orders.city]
         if iv is not None:
-            warehouse = actions.route(warehouse, orders.product, iv.reroutes, self.cat.n_products)
+            warehouse = actions.route(warehouse, orders.product, iv.routing, self.cat.n_products)
         self._pending, self._pending_warehouse, self._pending_minute = orders, warehouse, minute
-        self._suppressed = {"suppressed_requests": suppressed, "suppressed_revenue": suppressed_value}
+        self._pending_substitute = np.concatenate(substitute) if substitute else np.zeros(0, dtype=bool)
+        self._paused_stats = stats
         return {
             "shard": self.shard,
             "city": orders.city,
@@ -109,6 +108,48 @@ class CityShard(_Buffered):
             "qty": orders.qty,
             "warehouse": warehouse,
         }
+
+    def _pause(
+        self, o: model.Orders, city: int, w: int, minute: int, pauses: np.ndarray, shelf: np.ndarray, stats: dict
+    ) -> tuple[model.Orders, np.ndarray]:
+        """Paused ads at warehouse w: thin the paused SKUs' requests (stream ADS_PAUSE); a share of the
+        thinned ones buys a substitute (stream SUBSTITUTE: its own, so no other draw shifts), the rest is
+        suppressed. Returns the requests that happen, in (city, seq) order, and which are substitutes."""
+        p, cat = self.p, self.cat
+        u = rng_for(p.seed, ADS_PAUSE, city, minute).random(len(o))
+        keep = actions.kept_after_pause(
+            u, np.full(len(o), w), o.product, pauses, p.pause_ads_demand_factor, cat.n_products
+        )
+        gone = np.flatnonzero(~keep)
+        rng = rng_for(p.seed, SUBSTITUTE, city, minute)  # a fixed number of draws per thinned request
+        moves, pick, z = rng.random(len(gone)), rng.random(len(gone)), rng.standard_normal(len(gone))
+        blocked = np.zeros(cat.n_products, dtype=bool)
+        blocked[pauses[pauses[:, 0] == w, 1]] = True
+        sub = np.full(len(gone), -1, dtype=np.int64)
+        wants = moves < p.pause_ads_substitution
+        sub[wants] = actions.pick_substitutes(
+            pick[wants], o.product[gone[wants]], cat.category, cat.choice_weight, shelf, blocked
+        )
+        moved = sub >= 0
+        lost = gone[~moved]
+        value = np.round(o.qty[lost] * o.unit_price[lost], 2)
+        stats["suppressed_requests"] += len(lost)
+        stats["suppressed_units"] += int(o.qty[lost].sum())
+        stats["suppressed_revenue"] += float(value.sum())
+        stats["substituted_requests"] += int(moved.sum())
+        product, unit_price = o.product.copy(), o.unit_price.copy()
+        to = gone[moved]
+        product[to] = sub[moved]
+        unit_price[to] = np.round(
+            cat.discounted_price()[sub[moved]] * np.exp(cat.price_sigma[sub[moved]] * z[moved]), 2
+        )
+        happens = keep.copy()
+        happens[to] = True
+        is_sub = np.zeros(len(o), dtype=bool)
+        is_sub[to] = True
+        idx = np.flatnonzero(happens)
+        o = model.Orders(o.city, o.seq, product, o.qty, unit_price, o.offset_ms).take(idx)
+        return o, is_sub[idx]
 
     def commit(self, minute: int, *served_maps: dict) -> dict:
         """Emit orders_fact for the requests the warehouses served."""
@@ -140,12 +181,16 @@ class CityShard(_Buffered):
         self.writer.add("orders_fact", batch)
         self._pending = None
         # revenue lost = the value of requests that met an empty shelf
+        sub = self._pending_substitute & served
         return {
             "orders": len(idx),
             "requests": len(o),
             "revenue": float(value[idx].sum()),
+            "margin": float((value[idx] * self.cat.margin_rate[product]).sum()),
             "lost_revenue": float(value[~served].sum()),
-            **self._suppressed,
+            "substituted_units": int(o.qty[sub].sum()),
+            "substituted_revenue": float(value[sub].sum()),
+            **self._paused_stats,
         }
 
 
@@ -164,9 +209,12 @@ class WarehouseShard(_Buffered):
         self.restock_size = np.ceil(rate * p.restock_cover_minutes).astype(np.int64) + p.min_initial_stock
         self.restock_due = np.full(self.on_hand.shape, -1, dtype=np.int64)  # minute a pending restock lands
         self.shipments: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # due minute -> (flat index, units)
-        self.radar_restocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # closed loop: due minute -> (flat, units)
-        self.radar_inbound = np.zeros(self.on_hand.size, dtype=np.int64)  # flat: radar restock units on the way
-        self._ordered = np.zeros(0, dtype=np.int64)  # flat pairs the radar ordered for: their inbound changed
+        # closed loop: due minute -> (flat, units) of the radar's restocks and the transfers coming in
+        self.radar_restocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.radar_inbound = np.zeros(self.on_hand.size, dtype=np.int64)  # flat: those units on the way
+        self._ordered = np.zeros(0, dtype=np.int64)  # flat pairs the radar acted on: an inventory event this minute
+        self._action_stats: dict = {}  # the radar's action costs since the last reserve
+        self.paused = 0  # (warehouse, product) pairs of ours whose ads are paused (the table in force)
         self.capacity = cat.warehouse_capacity[self.warehouses].astype(np.float64)
         self.load = np.zeros(len(self.warehouses))  # last minute's served orders / capacity
         # what buyers (pressure) and the fulfilment delay react to: an EWMA of the load (model.smooth_load)
@@ -184,15 +232,64 @@ class WarehouseShard(_Buffered):
             "available": {int(w): available[i] for i, w in enumerate(self.warehouses)},
         }
 
-    def intervene(self, minute: int, iv: actions.Interventions) -> None:
-        """Restocks the radar ordered at `minute` for our warehouses land after the action lead time."""
+    def intervene(self, minute: int, iv: actions.Interventions) -> np.ndarray:
+        """The radar's orders at `minute` for our warehouses: restocks land after the action lead time;
+        transfers leave our donor warehouses now (what they can give); paused ads save spend while the
+        table holds. Returns the transfers dispatched, rows (receiver, product, units, landing minute),
+        for every warehouse shard's ``receive``. Costs are tallied with this minute's ``reserve``."""
+        p = self.p
         mine = iv.restocks[np.isin(iv.restocks[:, 0], self.warehouses)]
         if len(mine):
-            local = np.array([self.local[int(w)] for w in mine[:, 0]], dtype=np.int64)
-            flat = local * self.n_products + mine[:, 1]
-            _book(self.radar_restocks, minute + self.p.action_restock_lead_minutes, flat, mine[:, 2])
+            flat = self._flat(mine[:, 0], mine[:, 1])
+            _book(self.radar_restocks, minute + p.action_restock_lead_minutes, flat, mine[:, 2])
             np.add.at(self.radar_inbound, flat, mine[:, 2])
             self._ordered = np.r_[self._ordered, flat]
+            units = int(mine[:, 2].sum())
+            self._add_stats(
+                restock_orders=len(mine),
+                restock_units=units,
+                restock_cost=len(mine) * p.restock_cost_fixed + units * p.restock_cost_per_unit,
+            )
+        self.paused = int(np.isin(np.unique(iv.pauses, axis=0)[:, 0], self.warehouses).sum())
+        out = iv.transfers[np.isin(iv.transfers[:, 2], self.warehouses)]
+        if len(out) == 0:
+            return np.zeros((0, 4), dtype=np.int64)
+        flat = self._flat(out[:, 2], out[:, 1])
+        on_hand = self.on_hand.reshape(-1)
+        sent = actions.dispatch(on_hand - self.reserved.reshape(-1), flat, out[:, 3])
+        np.subtract.at(on_hand, flat, sent)  # the units leave the donor now
+        self._ordered = np.r_[self._ordered, flat[sent > 0]]
+        n, units = int((sent > 0).sum()), int(sent.sum())
+        self._add_stats(
+            transfers=n,
+            transfer_units=units,
+            transfer_cost=n * p.transfer_cost_fixed + units * p.transfer_cost_per_unit,
+        )
+        go = sent > 0
+        landing = np.full(int(go.sum()), minute + p.transfer_minutes, dtype=np.int64)
+        return np.column_stack([out[go, 0], out[go, 1], sent[go], landing]).astype(np.int64)
+
+    def receive(self, minute: int, *dispatched: np.ndarray) -> None:
+        """Transfers on their way to our warehouses (from any shard's ``intervene`` at `minute`): announced
+        as inbound now, sellable from their landing minute like a restock."""
+        rows = np.concatenate(
+            [np.zeros((0, 4), dtype=np.int64)] + [np.asarray(d, np.int64).reshape(-1, 4) for d in dispatched]
+        )
+        rows = rows[np.isin(rows[:, 0], self.warehouses)]
+        for due in np.unique(rows[:, 3]):
+            sel = rows[rows[:, 3] == due]
+            flat = self._flat(sel[:, 0], sel[:, 1])
+            _book(self.radar_restocks, int(due), flat, sel[:, 2])
+            np.add.at(self.radar_inbound, flat, sel[:, 2])
+            self._ordered = np.r_[self._ordered, flat]
+
+    def _flat(self, warehouse: np.ndarray, product: np.ndarray) -> np.ndarray:
+        local = np.array([self.local[int(w)] for w in warehouse], dtype=np.int64)
+        return local * self.n_products + np.asarray(product, dtype=np.int64)
+
+    def _add_stats(self, **stats) -> None:
+        for k, v in stats.items():
+            self._action_stats[k] = self._action_stats.get(k, 0) + v
 
     def reserve(self, minute: int, *proposals: dict) -> tuple[dict, dict, dict]:
         on_hand, reserved = self.on_hand.reshape(-1), self.reserved.reshape(-1)  # flat views
@@ -254,7 +351,11 @@ class WarehouseShard(_Buffered):
             lost_units=int(qty[~served].sum()),
             stockouts=int(((avail_before > 0) & (available <= 0)).sum()),
             stocked_out_skus=int((available <= 0).sum()),
+            paused_sku_minutes=self.paused,
+            ad_spend_saved=self.paused * self.p.ad_spend_per_sku_minute,
+            **self._action_stats,
         )
+        self._action_stats = {}
         offsets = np.cumsum([0] + [len(i) for _, i in mine])
         served_by_shard = {}
         for k, (pr, i) in enumerate(mine):
