@@ -97,6 +97,10 @@ class SimParams(BaseModel):
     pause_ads_substitution: Annotated[float, Field(ge=0, le=1)] = 0.5
     ad_spend_per_sku_minute: NonNeg = 10.0  # ad spend of one (warehouse, product) pair per minute: saved while paused
 
+    # the planned sale calendar (ray_gen/sale_plan.py): the planner's forecast of each event's lift and decay
+    # is off by a log-normal factor with this sigma (own stream), then rounded; 0: the true numbers, rounded
+    plan_error_sigma: NonNeg = 0.2
+
     # normal-day history (ray_gen/history.py): the archive the KPI baseline reads
     history_drift_sigma: NonNeg = 0.3  # day-to-day popularity drift: log-normal multiplier per product per day
 
