@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import source
-from dashboard.view_model import ACTIONS, ALERT_COLUMNS, DashboardView, Screen, resolve, ui_links
+from dashboard.view_model import ACTIONS, QUEUE_COLUMNS, DashboardView, Screen, resolve, ui_links
 from flashsale.redis_keys import keys_for
 from flashsale.settings import load_settings
 from flashsale.stores import redis_client
@@ -91,19 +91,25 @@ def _style_action(label: object) -> str:
 
 
 def _alerts(view: DashboardView, height: int) -> None:
-    st.markdown(f"##### Alerts — most urgent first ({len(view.alerts)} shown of {view.alerts_total} open)")
-    if not view.alerts:
-        st.success("No open alerts: no product is at stockout risk within the horizon.")
-        return
-    df = pd.DataFrame([a.cells() for a in view.alerts], columns=list(ALERT_COLUMNS))
-    styled = (
-        df.style.map(_style_action, subset=["Action"])
-        .bar(subset=["P(stockout)"], vmin=0.0, vmax=1.0, color="#f4a3a3")
-        .format({"P(stockout)": "{:.0%}"})
-        .hide(axis="index")
+    st.markdown(
+        f"##### Action queue — by expected loss ({len(view.queue)} to act on, of {view.alerts_total:,} open alerts)",
+        help="Each row: one action for one product at one warehouse, ranked by the margin lost within the horizon "
+        "if nobody acts (P(stockout) x units short x margin). Everything else is counted below, not listed.",
     )
-    # st.table: plain HTML (readable by screen readers and browser tests), scrolls inside its fixed height
-    st.table(styled, height=height, hide_index=True)
+    if not view.queue:
+        st.success("Nothing to act on: no product needs a restock, reroute or ad pause within the horizon.")
+    else:
+        df = pd.DataFrame([a.cells() for a in view.queue], columns=list(QUEUE_COLUMNS))
+        styled = (
+            df.style.map(_style_action, subset=["Action"])
+            .bar(subset=["P(stockout)"], vmin=0.0, vmax=1.0, color="#f4a3a3")
+            .format({"P(stockout)": "{:.0%}"})
+            .hide(axis="index")
+        )
+        # st.table: plain HTML (readable by screen readers and browser tests), scrolls inside its fixed height
+        st.table(styled, height=height - 26 * len(view.summary), hide_index=True)
+    for line in view.summary:
+        st.caption(line)
 
 
 def _where(view: DashboardView, compact: bool) -> None:

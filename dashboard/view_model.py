@@ -8,12 +8,11 @@ Snapshot fields are those of the Redis contract (flashsale/redis_keys.py). Missi
 degrade to "—" / empty tables instead of raising: an older or partial snapshot must never put a
 traceback on screen.
 
-Urgency order of the alerts table (most urgent first):
-  1. alerts that are ``clearing`` (P below the exit threshold, about to close) go last;
-  2. higher P(stockout within the horizon) first;
-  3. then the earlier pessimistic ETA (unknown ETA = no demand: last);
-  4. then ``alert_id`` (stable order between refreshes).
-This matches the KPI job's own order except that clearing alerts never sit among open ones.
+The first table is the operator's action queue (the snapshot's ``queue``, kpi/rules.py ``action_queue``):
+at most ``kpi_queue_size`` open alerts with an action to take, ranked by expected loss (what doing
+nothing costs within the horizon). Everything else (monitor, clearing, actionable beyond the queue) is
+summarized in counts by action, city and category, never listed by the thousand; restocks in the queue
+are grouped into one order per warehouse.
 """
 
 from __future__ import annotations
@@ -33,7 +32,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "monitor": ("monitor", "#ececec"),
 }
 UI_LABELS = {"airflow": "Airflow", "yarn_resourcemanager": "YARN", "hdfs_namenode": "HDFS", "ray_dashboard": "Ray"}
-ALERT_COLUMNS = ("Product", "Warehouse", "City", "ETA median", "ETA pessim.", "P(stockout)", "Action", "Reason")
+QUEUE_COLUMNS = ("#", "Product", "Warehouse", "City", "ETA pessim.", "P(stockout)", "Exp. loss", "Action", "Reason")
+DEFAULT_QUEUE_SIZE = 20  # an older snapshot without its own queue: rank its alerts the job's way
 
 
 # ------------------------------------------------------------------ formatting
@@ -117,6 +117,7 @@ class Tile:
 
 @dataclass(frozen=True)
 class AlertRow:
+    rank: int
     alert_id: str
     product: str
     warehouse: str
@@ -128,15 +129,17 @@ class AlertRow:
     action_label: str  # "RESTOCK +120"
     reason: str
     status: str
+    expected_loss: str  # "12,400" (margin lost within the horizon if nobody acts)
 
     def cells(self) -> tuple:
         return (
+            self.rank,
             self.product,
             self.warehouse,
             self.city,
-            self.eta_median,
             self.eta_pessimistic,
             self.p_stockout,
+            self.expected_loss,
             self.action_label,
             self.reason,
         )
@@ -164,8 +167,9 @@ class DashboardView:
     run_id: str
     freshness: Freshness
     tiles: tuple[Tile, ...]
-    alerts: tuple[AlertRow, ...]
-    alerts_total: int
+    queue: tuple[AlertRow, ...]  # the action queue, by expected loss
+    alerts_total: int  # open alerts of every kind
+    summary: tuple[str, ...]  # what is not in the queue, counted; restock orders grouped by warehouse
     geo_level: str  # "city" or "province"
     geo: tuple[GeoRow, ...]
     overloaded: tuple[WarehouseRow, ...]
@@ -219,39 +223,75 @@ def _action_label(action: str, numbers: dict) -> str:
     return label
 
 
-def urgency_key(alert: dict) -> tuple:
-    n = alert.get("numbers") or {}
-    eta = n.get("eta_pessimistic_min")
-    eta_key = _num(eta, math.inf) if eta is not None else math.inf
-    return (alert.get("status") == "clearing", -_num(n.get("p_stockout")), eta_key, str(alert.get("alert_id", "")))
+def _queue(snapshot: dict) -> tuple[list[dict], dict]:
+    from kpi.rules import action_queue
+
+    if snapshot.get("queue") is not None:
+        return list(snapshot["queue"]), dict(snapshot.get("queue_summary") or {})
+    return action_queue(list(snapshot.get("alerts") or []), DEFAULT_QUEUE_SIZE)
 
 
-def alert_rows(snapshot: dict) -> tuple[AlertRow, ...]:
+def queue_rows(snapshot: dict) -> tuple[AlertRow, ...]:
     warehouses = {w.get("warehouse_id"): w for w in snapshot.get("warehouses") or []}
     skus = {(s.get("product_id"), s.get("warehouse_id")): s for s in snapshot.get("sku_risk") or []}
     rows = []
-    for a in sorted(snapshot.get("alerts") or [], key=urgency_key):
+    for i, a in enumerate(_queue(snapshot)[0]):
         pid, wid = a.get("product_id"), a.get("warehouse_id")
         n = a.get("numbers") or {}
         sku = skus.get((pid, wid), {})
         wh = warehouses.get(wid) or sku
-        category = sku.get("category")
+        category = a.get("category") or sku.get("category")
+        loss = n.get("expected_loss")
         rows.append(
             AlertRow(
+                rank=_int(a.get("rank", i + 1)),
                 alert_id=str(a.get("alert_id", f"{pid}:{wid}")),
                 product=f"#{pid} {category}" if category else f"#{pid}",
                 warehouse=wh.get("warehouse_name") or f"W{wid}",
-                city=wh.get("city") or "—",
+                city=wh.get("city") or a.get("city") or "—",
                 eta_median=format_eta(n.get("eta_median_min")),
                 eta_pessimistic=format_eta(n.get("eta_pessimistic_min")),
                 p_stockout=round(_num(n.get("p_stockout")), 4),
                 action=str(a.get("action", "")),
                 action_label=_action_label(str(a.get("action", "")), n),
-                reason=str(a.get("reason", "")) + (" (clearing)" if a.get("status") == "clearing" else ""),
+                reason=str(a.get("reason", "")),
                 status=str(a.get("status", "")),
+                expected_loss=f"{_num(loss):,.0f}" if loss is not None else "—",
             )
         )
     return tuple(rows)
+
+
+def _top(counts: dict | None, k: int = 3) -> str:
+    items = sorted(((str(a), _int(b)) for a, b in (counts or {}).items()), key=lambda kv: (-kv[1], kv[0]))
+    more = f", +{len(items) - k} more" if len(items) > k else ""
+    return ", ".join(f"{a} {b:,}" for a, b in items[:k]) + more
+
+
+def summary_lines(snapshot: dict) -> tuple[str, ...]:
+    """The rest of the alerts, counted (never listed), and the queue's restocks as one order per warehouse."""
+    _, summary = _queue(snapshot)
+    names = {w.get("warehouse_id"): w.get("warehouse_name") for w in snapshot.get("warehouses") or []}
+    lines = []
+    rest = _int(summary.get("not_in_queue"))
+    if rest:
+        lines.append(
+            f"Not in the queue: {rest:,} alerts ({_int(summary.get('actionable_not_in_queue')):,} actionable, "
+            f"expected loss {_num(summary.get('expected_loss_not_in_queue')):,.0f}). "
+            f"By action: {_top(summary.get('by_action'), 4)}. By city: {_top(summary.get('by_city'))}. "
+            f"By category: {_top(summary.get('by_category'))}."
+        )
+    orders = summary.get("restock_orders") or []
+    if orders:
+        lines.append(
+            "Restock orders: "
+            + "; ".join(
+                f"{names.get(o.get('warehouse_id')) or 'W' + str(o.get('warehouse_id'))}: "
+                f"{len(o.get('lines') or [])} lines, {_int(o.get('units')):,} u"
+                for o in orders
+            )
+        )
+    return tuple(lines)
 
 
 def tiles(snapshot: dict, fresh: Freshness) -> tuple[Tile, ...]:
@@ -364,13 +404,14 @@ def build_view(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo |
     fresh = freshness(snapshot, now, stale_seconds, tz)
     level, geo = geo_rows(snapshot)
     trend = snapshot.get("trend") or []
-    alerts = alert_rows(snapshot)
+    alerts = snapshot.get("alerts") or []
     return DashboardView(
         run_id=str(snapshot.get("run_id", "?")),
         freshness=fresh,
         tiles=tiles(snapshot, fresh),
-        alerts=alerts,
+        queue=queue_rows(snapshot),
         alerts_total=_int(snapshot.get("alerts_total", len(alerts))),
+        summary=summary_lines(snapshot),
         geo_level=level,
         geo=geo,
         overloaded=overloaded_rows(snapshot),
@@ -448,7 +489,7 @@ def ui_links(urls: dict[str, str]) -> tuple[tuple[str, str | None], ...]:
 
 __all__ = [
     "ACTIONS",
-    "ALERT_COLUMNS",
+    "QUEUE_COLUMNS",
     "AlertRow",
     "Banner",
     "DashboardView",
@@ -458,7 +499,7 @@ __all__ = [
     "Screen",
     "Tile",
     "WarehouseRow",
-    "alert_rows",
+    "queue_rows",
     "build_view",
     "format_age",
     "format_eta",
@@ -469,5 +510,5 @@ __all__ = [
     "resolve",
     "tiles",
     "ui_links",
-    "urgency_key",
+    "summary_lines",
 ]

@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     data_clock_sim_start: datetime | None = None
     data_clock_wall_start: datetime | None = None
     data_clock_speed: float = Field(1.0, gt=0)
+    # The simulator's catalogue the dimension tables hold (ray_gen/catalogue.py: seed and sizes pick every
+    # product, warehouse and city; the rate sets warehouse capacity). `flashsale run` writes its own into
+    # pipeline.env, so `flashsale seed` and the seeding DAG seed exactly the running pipeline's catalogue.
+    # Defaults: the simulator's (ray_gen/params.py SimParams).
+    catalogue_seed: int = Field(1111, ge=0)
+    catalogue_products: int = Field(20_000, ge=1)
+    catalogue_cities: int = Field(27, ge=1)
+    catalogue_warehouses: int = Field(20, ge=1)
+    catalogue_rate: float | None = Field(None, gt=0)  # base orders per city-minute; None: the simulator's
     # the minute DAG's Spark app keeps refreshing the snapshot until this long after submission (0 = one
     # cycle per run), at most once per kpi_refresh_min_interval_seconds, or until the next minute's app has
     # published (hand-over): two apps overlap, so the next YARN start-up never leaves a gap in snapshots
@@ -144,18 +153,20 @@ class Settings(BaseSettings):
     kpi_high_risk_p: float = Field(0.5, gt=0, le=1)  # P(stockout within horizon) that is "high" risk: act
     kpi_watch_p: float = Field(0.2, gt=0, le=1)  # "watch" risk: an alert opens (action monitor)
     kpi_alert_exit_p: float = Field(0.1, gt=0, le=1)  # below this an open alert starts clearing (hysteresis)
-    # consecutive runs below exit_p before an alert closes; 6 (was 2): an alert that dips for a few minutes
-    # stays one episode, so the lead before a stockout is not reset (backtest: recall at 15 min +0.03-0.05
-    # at the same precision, spark/README.md "Settings sweep")
-    kpi_alert_clear_runs: int = Field(6, ge=1)
-    kpi_action_confirm_runs: int = Field(2, ge=1)  # runs a new action must persist before it replaces the old
+    # hysteresis in minutes of DATA (not runs: a 15 s refresh must not close an alert in 90 s)
+    kpi_alert_clear_minutes: float = Field(6.0, gt=0)  # minutes below exit_p before an alert closes
+    kpi_action_confirm_minutes: float = Field(2.0, ge=0)  # minutes a new action must persist to replace the old
     kpi_reroute_min_units: int = Field(1, ge=1)  # smallest surplus worth rerouting
-    # count inbound restocks in p_stockout (they always reduce the suggested restock). Off: in the backtest
-    # it lowers recall at equal precision, because the velocity lags a spike (spark/README.md)
-    kpi_inbound_in_risk: bool = False
-    # minutes of sales, summed over all pairs, that measure the sale-wide demand lift scaling every pair's
-    # archive baseline (kpi/rules.py "Sale-wide lift"); 0: off
-    kpi_sale_lift_minutes: int = Field(0, ge=0, le=60)
+    # count inbound restocks in p_stockout (a calibrated probability must: the stock is on its way)
+    kpi_inbound_in_risk: bool = True
+    # minutes of sales, summed over all pairs, that measure the sale's demand over the baselines x the
+    # planned calendar (kpi/rules.py "measured_lift"); 0: off
+    kpi_sale_lift_minutes: int = Field(10, ge=0, le=60)
+    kpi_margin_rate: float = Field(0.2, gt=0, le=1)  # margin share of the selling price: the loss per unit short
+    kpi_queue_size: int = Field(20, ge=1, le=500)  # actionable items in the operator's queue
+    # the planned sale calendar the business publishes: JSON list of {"start", "lift", "decay_minutes"} or the
+    # path of a file holding it (kpi/forecast.py); empty: every minute is planned like a normal day
+    kpi_sale_calendar: str = ""
     kpi_overload_load_ratio: float = Field(1.0, gt=0)  # orders/min over capacity that counts as overloaded
     kpi_overload_delay_minutes: float = Field(30.0, gt=0)  # fulfillment delay that counts as overloaded
     kpi_future_skew_seconds: int = Field(120, ge=0)  # event times later than as-of + skew are quarantined
@@ -167,6 +178,16 @@ class Settings(BaseSettings):
     kpi_max_table_rows: int = Field(200, ge=1)
 
     min_free_memory_mb: int = 3072
+
+    @model_validator(mode="after")
+    def _calendar_parses(self) -> Settings:
+        from flashsale.calendar import parse_calendar
+
+        try:
+            parse_calendar(self.kpi_sale_calendar)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"kpi_sale_calendar: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _archive_after_the_window(self) -> Settings:

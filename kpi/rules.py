@@ -60,13 +60,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammainc, gammaincinv
+
+from flashsale.calendar import SaleEvent, parse_calendar
+from kpi.forecast import forecast, window_exposure
 
 ACTIONS = ("reroute", "pause_ads", "restock", "monitor")
 
@@ -82,15 +84,22 @@ class KpiParams:
     high_p: float = 0.5
     watch_p: float = 0.2
     exit_p: float = 0.1
-    clear_runs: int = 6
-    action_confirm_runs: int = 2
+    clear_minutes: float = 6.0  # minutes of data below exit_p before an alert closes
+    action_confirm_minutes: float = 2.0  # minutes of data a changed action must persist
     reroute_min_units: int = 1
     overload_ratio: float = 1.0
     overload_delay: float = 30.0
     future_skew_seconds: int = 120
-    inbound_in_risk: bool = False
-    lift_minutes: int = 0
-    sale_lift: float = 1.0  # per run: set by the job (and the backtest) from sale_lift(), never a setting
+    inbound_in_risk: bool = True
+    lift_minutes: int = 10
+    margin_rate: float = 0.2  # share of the selling price that is margin: loss per unit not sold
+    queue_size: int = 20  # actionable items the operator's queue shows
+    calendar: tuple[SaleEvent, ...] = ()  # the planned sale calendar (kpi/forecast.py)
+    # per run, set by the job (and the backtest) from the data, never settings:
+    sale_lift: float = 1.0  # sale-wide demand over what the baselines and the plan expect
+    category_lift: tuple[tuple[str, float], ...] = ()  # the same per category, pooled toward sale_lift
+    units_per_order: float = 1.0  # the window's units / orders
+    as_of_s: float = 0.0  # the run's as-of, epoch seconds
 
     @classmethod
     def from_settings(cls, s, window_minutes: int | None = None) -> KpiParams:
@@ -104,103 +113,82 @@ class KpiParams:
             high_p=s.kpi_high_risk_p,
             watch_p=s.kpi_watch_p,
             exit_p=s.kpi_alert_exit_p,
-            clear_runs=s.kpi_alert_clear_runs,
-            action_confirm_runs=s.kpi_action_confirm_runs,
+            clear_minutes=s.kpi_alert_clear_minutes,
+            action_confirm_minutes=s.kpi_action_confirm_minutes,
             reroute_min_units=s.kpi_reroute_min_units,
             overload_ratio=s.kpi_overload_load_ratio,
             overload_delay=s.kpi_overload_delay_minutes,
             future_skew_seconds=s.kpi_future_skew_seconds,
             inbound_in_risk=s.kpi_inbound_in_risk,
             lift_minutes=s.kpi_sale_lift_minutes,
+            margin_rate=s.kpi_margin_rate,
+            queue_size=s.kpi_queue_size,
+            calendar=parse_calendar(s.kpi_sale_calendar),
         )
+
+    def for_run(self, as_of: datetime, **measured) -> KpiParams:
+        """These params with the run's as-of and its measured lifts / units per order."""
+        return replace(self, as_of_s=as_of.timestamp(), **measured)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-# ------------------------------------------------------------------ velocity and ETA
-def ewma_weights(n: int, alpha: float) -> np.ndarray:
-    """Weights of minutes 0..n-1 (oldest to newest); the newest weighs 1."""
-    return (1.0 - alpha) ** np.arange(n - 1, -1, -1, dtype=float)
-
-
-def smoothed_velocity(
-    units_by_minute: np.ndarray, alpha: float, baseline: float | None = None, prior_minutes: float = 0.0
-) -> float:
-    """Units/min: EWMA of the per-minute series, shrunk towards the archive baseline when given."""
-    u = np.asarray(units_by_minute, dtype=float)
-    w = ewma_weights(len(u), alpha)
-    v = float((w * u).sum() / w.sum()) if len(u) else 0.0
-    if baseline is None or not np.isfinite(baseline) or prior_minutes <= 0:
-        return v
-    n_eff = 1.0 / alpha
-    return (v * n_eff + prior_minutes * baseline) / (n_eff + prior_minutes)
-
-
-def p_out_with_inbound(
-    Q: np.ndarray, I: np.ndarray, demand_until_inbound: np.ndarray, demand_horizon: np.ndarray
-) -> np.ndarray:
-    """P(the shelf empties within the horizon) for Q > 0 units on the shelf and I inbound (the module
-    doc's rule): the Q go before the inbound lands, or Q + I go within the horizon. Demand arguments are
-    Poisson means (expected units). Without inbound: P(Poisson(demand_horizon) >= Q)."""
-    before = gammainc(Q, demand_until_inbound)  # P(Poisson >= Q) is the regularized lower gamma
-    after = gammainc(Q + I, demand_horizon)
-    return np.where(I > 0, np.maximum(before, after), gammainc(Q, demand_horizon))
-
-
-def stockout_eta(available, rate, horizon: float, q: float, inbound=0, inbound_in=0.0):
-    """Vectorized (eta_median, eta_pessimistic, p_stockout) for Gamma(available, rate) time-to-sell,
-    with ``inbound`` units landing ``inbound_in`` minutes from now (see the module doc).
-
-    NaN ETA means "no demand, no stockout foreseeable"."""
-    Q, lam, I, d = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (available, rate, inbound, inbound_in)))
-    med = np.full(Q.shape, np.nan)
-    pes = np.full(Q.shape, np.nan)
-    p = np.zeros(Q.shape)
-    out = Q <= 0
-    med[out], pes[out], p[out] = 0.0, 0.0, 1.0
-    sel = (~out) & (lam > 0)
-    if sel.any():
-        Qs, ls, Is, ds = Q[sel], lam[sel], I[sel], d[sel]
-        has_in = Is > 0
-        p[sel] = p_out_with_inbound(Qs, Is, ls * np.minimum(ds, horizon), ls * horizon)
-        for out_arr, level in ((med, 0.5), (pes, q)):
-            eta = gammaincinv(Qs, level) / ls
-            late = has_in & (eta > ds)  # the inbound lands first: the shelf holds Q + I
-            eta[late] = gammaincinv(Qs[late] + Is[late], level) / ls[late]
-            out_arr[sel] = eta
-    return med, pes, p
-
-
+# ------------------------------------------------------------------ risk
 def risk_level(p, params: KpiParams) -> np.ndarray:
     p = np.asarray(p, dtype=float)
     return np.where(p >= params.high_p, "high", np.where(p >= params.watch_p, "watch", "low"))
 
 
-LIFT_PSEUDO_UNITS = 20.0  # evidence (units) the lift needs before it moves far from 1
+LIFT_PSEUDO_UNITS = 20.0  # evidence (units) the lift needs before it moves far from 1 (or from the sale's)
 
 
-def sale_lift(minutes: pd.DataFrame, baseline: pd.DataFrame | None, params: KpiParams) -> float:
-    """The sale-wide demand multiplier g of this run (module doc).
+def measured_lift(
+    minutes: pd.DataFrame, baseline: pd.DataFrame | None, params: KpiParams, product_category: pd.Series | None = None
+) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """(sale-wide lift g, per-category lifts) of this run (module doc): units the archive's pairs sold in the
+    window's last ``lift_minutes`` over what their baselines x the planned intensity expect. A category's
+    lift is pooled toward g with LIFT_PSEUDO_UNITS of evidence.
 
     ``minutes``: the window's product_id, warehouse_id, minute_idx (0 = oldest), units. ``baseline``:
-    product_id, warehouse_id, baseline_velocity (the archive's units/min per pair)."""
-    k = min(params.lift_minutes, params.window_minutes)
+    product_id, warehouse_id, baseline_velocity (units/min of a normal day). ``product_category``:
+    category by product_id."""
+    W = params.window_minutes
+    k = min(params.lift_minutes, W)
     if k <= 0 or baseline is None or baseline.empty:
-        return 1.0
-    recent = minutes[minutes["minute_idx"] >= params.window_minutes - k]
+        return 1.0, ()
+    plan = float(window_exposure(params.calendar, params.as_of_s, W)[W - k :].sum())
+    recent = minutes[minutes["minute_idx"] >= W - k]
     known = recent.merge(baseline[["product_id", "warehouse_id"]], on=["product_id", "warehouse_id"], how="inner")
-    sold = float(known["units"].sum())
-    expected = float(np.nansum(baseline["baseline_velocity"].to_numpy(dtype=float))) * k
-    return (sold + LIFT_PSEUDO_UNITS) / (expected + LIFT_PSEUDO_UNITS)
+    b = baseline["baseline_velocity"].to_numpy(dtype=float)
+    sold, expected = float(known["units"].sum()), float(np.nansum(b)) * plan
+    g = (sold + LIFT_PSEUDO_UNITS) / (expected + LIFT_PSEUDO_UNITS)
+    if product_category is None or product_category.empty:
+        return g, ()
+    sold_c = known.groupby(known["product_id"].map(product_category))["units"].sum()
+    exp_c = baseline.groupby(baseline["product_id"].map(product_category))["baseline_velocity"].sum() * plan
+    cats = exp_c.index.union(sold_c.index)
+    sold_c, exp_c = sold_c.reindex(cats, fill_value=0.0), exp_c.reindex(cats, fill_value=0.0)
+    lifts = (sold_c + LIFT_PSEUDO_UNITS * g) / (exp_c + LIFT_PSEUDO_UNITS)
+    return g, tuple((str(c), float(v)) for c, v in lifts.items())
+
+
+def units_per_order(minutes: pd.DataFrame) -> float:
+    """The window's units / orders (1 without orders)."""
+    if "orders" not in minutes or minutes.empty:
+        return 1.0
+    orders = float(minutes["orders"].sum())
+    return max(float(minutes["units"].sum()) / orders, 1.0) if orders else 1.0
 
 
 # ------------------------------------------------------------------ per (product, warehouse)
 SKU_COLUMNS = {  # output of sku_kpis + choose_actions: name -> Spark type (the job builds its schema here)
     "product_id": "BIGINT",
     "warehouse_id": "BIGINT",
+    "category": "STRING",
     "city": "STRING",
     "province": "STRING",
+    "unit_price": "DOUBLE",
     "available": "BIGINT",
     "inbound_units": "BIGINT",
     "inbound_in_min": "DOUBLE",
@@ -210,6 +198,8 @@ SKU_COLUMNS = {  # output of sku_kpis + choose_actions: name -> Spark type (the 
     "eta_median_min": "DOUBLE",
     "eta_pessimistic_min": "DOUBLE",
     "p_stockout": "DOUBLE",
+    "expected_short_units": "DOUBLE",
+    "expected_loss": "DOUBLE",
     "risk": "STRING",
     "action": "STRING",
     "reason": "STRING",
@@ -217,6 +207,18 @@ SKU_COLUMNS = {  # output of sku_kpis + choose_actions: name -> Spark type (the 
     "reroute_from_warehouse_id": "BIGINT",
     "surplus_units": "BIGINT",
 }
+STATE_COLUMNS = [  # what sku_kpis needs of each pair's inventory state (the job's state query builds these)
+    "product_id",
+    "warehouse_id",
+    "available",
+    "inbound_units",
+    "inbound_in_min",
+    "category",
+    "city",
+    "province",
+    "unit_price",
+    "baseline_velocity",
+]
 
 
 def sku_spark_schema() -> str:
@@ -224,52 +226,60 @@ def sku_spark_schema() -> str:
 
 
 def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
-    """Velocity, ETA, p_stockout and risk for every (product, warehouse) with a known inventory state.
+    """Velocity, ETA, p_stockout, expected shortfall and risk for every (product, warehouse) with a known
+    inventory state (the forecaster of kpi/forecast.py).
 
-    ``minutes``: product_id, warehouse_id, minute_idx (0 = oldest window minute), units.
-    ``state``: product_id, warehouse_id, available, inbound_units, inbound_in_min (minutes from the as-of
-    until it lands), city, province, baseline_velocity (NaN if none).
+    ``minutes``: product_id, warehouse_id, minute_idx (0 = oldest window minute), units, orders (optional:
+    units / units_per_order without it). ``state``: STATE_COLUMNS (baseline_velocity NaN if none;
+    inbound_in_min = minutes from the as-of until the inbound lands).
     """
     W = params.window_minutes
-    st = state[
-        [
-            "product_id",
-            "warehouse_id",
-            "available",
-            "inbound_units",
-            "inbound_in_min",
-            "city",
-            "province",
-            "baseline_velocity",
-        ]
-    ].copy()
-    st = st.reset_index(drop=True)
+    upo = params.units_per_order
+    st = state[STATE_COLUMNS].copy().reset_index(drop=True)
     n = len(st)
-    series = np.zeros((n, W))
+    units = np.zeros((n, W))
+    orders = np.zeros((n, W))
     if len(minutes) and n:
         idx = pd.MultiIndex.from_frame(st[["product_id", "warehouse_id"]])
         m = minutes[(minutes["minute_idx"] >= 0) & (minutes["minute_idx"] < W)]
         pos = idx.get_indexer(pd.MultiIndex.from_frame(m[["product_id", "warehouse_id"]]))
         ok = pos >= 0
-        np.add.at(series, (pos[ok], m["minute_idx"].to_numpy()[ok].astype(int)), m["units"].to_numpy()[ok])
-    w = ewma_weights(W, params.alpha)
-    v = (series * w).sum(axis=1) / w.sum()
-    b = st["baseline_velocity"].to_numpy(dtype=float)
-    has_b = np.isfinite(b) & (params.prior_minutes > 0)
-    n_eff = 1.0 / params.alpha
-    prior = params.sale_lift * np.nan_to_num(b)
-    lam = np.where(has_b, (v * n_eff + params.prior_minutes * prior) / (n_eff + params.prior_minutes), v)
+        col = m["minute_idx"].to_numpy()[ok].astype(int)
+        u = m["units"].to_numpy(dtype=float)[ok]
+        np.add.at(units, (pos[ok], col), u)
+        o = m["orders"].to_numpy(dtype=float)[ok] if "orders" in m else u / upo
+        np.add.at(orders, (pos[ok], col), o)
+    lifts = dict(params.category_lift)
+    lift = st["category"].map(lifts).fillna(params.sale_lift).to_numpy(dtype=float) if lifts else params.sale_lift
+    prior = lift * st["baseline_velocity"].to_numpy(dtype=float) / upo  # orders per unit of planned intensity
+    if params.prior_minutes <= 0:
+        prior = np.full(n, np.nan)
     avail = st["available"].to_numpy(dtype=float)
-    inbound = st["inbound_units"].to_numpy(dtype=float) if params.inbound_in_risk else 0
-    med, pes, p = stockout_eta(
-        avail, lam, params.horizon_minutes, params.pessimistic_q, inbound, st["inbound_in_min"].to_numpy(dtype=float)
+    inbound = st["inbound_units"].to_numpy(dtype=float) if params.inbound_in_risk else np.zeros(n)
+    fc = forecast(
+        avail,
+        inbound,
+        st["inbound_in_min"].to_numpy(dtype=float),
+        orders,
+        prior,
+        events=params.calendar,
+        as_of_s=params.as_of_s,
+        window_minutes=W,
+        alpha=params.alpha,
+        prior_minutes=params.prior_minutes,
+        horizon=params.horizon_minutes,
+        pessimistic_q=params.pessimistic_q,
+        units_per_order=upo,
+        short_for=None,
     )
-    st["units_in_window"] = series.sum(axis=1).astype("int64")
-    st["velocity"] = lam
-    st["eta_median_min"] = med
-    st["eta_pessimistic_min"] = pes
-    st["p_stockout"] = p
-    st["risk"] = risk_level(p, params)
+    st["units_in_window"] = units.sum(axis=1).astype("int64")
+    st["velocity"] = fc.rate_per_min
+    st["eta_median_min"] = fc.eta_median
+    st["eta_pessimistic_min"] = fc.eta_pessimistic
+    st["p_stockout"] = fc.p_stockout
+    st["expected_short_units"] = fc.expected_short_units
+    st["expected_loss"] = fc.expected_short_units * st["unit_price"].to_numpy(dtype=float) * params.margin_rate
+    st["risk"] = risk_level(fc.p_stockout, params)
     return st
 
 
@@ -331,6 +341,12 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
                     f"high risk (p={r.p_stockout:.2f}); pessimistic ETA {r.eta_pessimistic_min:.1f} min >= lead "
                     f"time {L:g} min: a restock of {int(suggested[i])} units arrives in time"
                 )
+        if a in ACTIONABLE and np.isfinite(r.expected_loss):
+            assert reason is not None
+            reason += (
+                f"; doing nothing loses ~{r.expected_short_units:.0f} units "
+                f"(margin {r.expected_loss:,.0f}) within {H:g} min"
+            )
         if a in ("pause_ads", "restock") and r.inbound_units > 0:
             assert reason is not None  # both actions come with a reason
             reason += f"; {int(r.inbound_units)} units already inbound, landing in {r.inbound_in_min:.0f} min"
@@ -358,14 +374,21 @@ _ESCALATE_FROM = "monitor"
 _INT_NUMBERS = {"available", "inbound_units", "suggested_units", "reroute_from_warehouse_id", "surplus_units"}
 
 
+def _minutes_between(since_iso: str | None, now: datetime) -> float:
+    return (now - datetime.fromisoformat(since_iso)).total_seconds() / 60.0 if since_iso else 0.0
+
+
 def update_alerts(
-    candidates: pd.DataFrame, prev_state: dict, now_iso: str, params: KpiParams
+    candidates: pd.DataFrame, prev_state: dict, data_as_of: str, params: KpiParams
 ) -> tuple[list[dict], dict]:
     """Open/keep/close alerts with hysteresis; returns (open alerts, state to carry to the next run).
 
-    ``candidates``: the output of choose_actions for every pair (any risk). ``prev_state``: the state
-    returned by the previous run ({alert_id: {...}}).
+    Hysteresis and confirmation count minutes of DATA (``data_as_of``, the run's as-of), not runs: a job
+    refreshing every 15 s must not close an alert after 6 refreshes. ``candidates``: the output of
+    choose_actions for every pair (any risk). ``prev_state``: the state returned by the previous run.
+    The alerts come ranked by expected loss (then p, then the pessimistic ETA).
     """
+    now = datetime.fromisoformat(data_as_of)
     rows = {f"{int(r['product_id'])}:{int(r['warehouse_id'])}": r for r in candidates.to_dict("records")}
     new_state: dict = {}
     alerts: list[dict] = []
@@ -377,38 +400,33 @@ def update_alerts(
         if prev is None:
             if r is None or p < params.watch_p or cand is None:
                 continue
-            st = {
-                "action": cand,
-                "first_seen": now_iso,
-                "runs_open": 1,
-                "below_exit_runs": 0,
-                "pending_action": None,
-                "pending_runs": 0,
-            }
+            st = {"action": cand, "first_seen": data_as_of, "runs_open": 1, "below_since": None}
+            st |= {"pending_action": None, "pending_since": None}
             status = "new"
         else:
             st = dict(prev)
             st["runs_open"] = int(prev.get("runs_open", 0)) + 1
             if p < params.exit_p:
-                st["below_exit_runs"] = int(prev.get("below_exit_runs", 0)) + 1
-                st["pending_action"], st["pending_runs"] = None, 0
-                if st["below_exit_runs"] >= params.clear_runs:
+                st["below_since"] = prev.get("below_since") or data_as_of
+                st["pending_action"], st["pending_since"] = None, None
+                if _minutes_between(st["below_since"], now) >= params.clear_minutes:
                     continue  # closed
                 status = "clearing"
             else:
-                st["below_exit_runs"] = 0
+                st["below_since"] = None
                 status = "open"
                 if cand is not None and cand != st["action"]:
                     if st["action"] == _ESCALATE_FROM:
-                        st["action"], st["pending_action"], st["pending_runs"] = cand, None, 0
+                        st["action"], st["pending_action"], st["pending_since"] = cand, None, None
                     else:
-                        runs = int(prev.get("pending_runs", 0)) + 1 if prev.get("pending_action") == cand else 1
-                        if runs >= params.action_confirm_runs:
-                            st["action"], st["pending_action"], st["pending_runs"] = cand, None, 0
+                        since = prev.get("pending_since") if prev.get("pending_action") == cand else None
+                        since = since or data_as_of
+                        if _minutes_between(since, now) >= params.action_confirm_minutes:
+                            st["action"], st["pending_action"], st["pending_since"] = cand, None, None
                         else:
-                            st["pending_action"], st["pending_runs"] = cand, runs
+                            st["pending_action"], st["pending_since"] = cand, since
                 else:
-                    st["pending_action"], st["pending_runs"] = None, 0
+                    st["pending_action"], st["pending_since"] = None, None
         new_state[aid] = st
         pid, wid = (int(x) for x in aid.split(":"))
         numbers = {
@@ -417,17 +435,7 @@ def update_alerts(
             "restock_lead_time_min": params.lead_time_minutes,
         }
         if r is not None:
-            for k in (
-                "available",
-                "inbound_units",
-                "inbound_in_min",
-                "velocity",
-                "eta_median_min",
-                "eta_pessimistic_min",
-                "suggested_units",
-                "reroute_from_warehouse_id",
-                "surplus_units",
-            ):
+            for k in _NUMBERS:
                 v = _jsonable(r.get(k))
                 numbers[k] = int(v) if v is not None and k in _INT_NUMBERS else v
         reason = (
@@ -435,7 +443,7 @@ def update_alerts(
             if (r is not None and r["action"] == st["action"] and r["reason"])
             else (
                 f"kept '{st['action']}' (hysteresis): p={p:.2f}, "
-                f"closes after {params.clear_runs} runs below {params.exit_p:g}"
+                f"closes after {params.clear_minutes:g} min of data below {params.exit_p:g}"
                 if status == "clearing"
                 else f"kept '{st['action']}' (hysteresis): p={p:.2f}"
             )
@@ -445,6 +453,8 @@ def update_alerts(
                 "alert_id": aid,
                 "product_id": pid,
                 "warehouse_id": wid,
+                "category": r.get("category") if r is not None else prev_state.get(aid, {}).get("category"),
+                "city": r.get("city") if r is not None else prev_state.get(aid, {}).get("city"),
                 "action": st["action"],
                 "reason": reason,
                 "numbers": numbers,
@@ -453,10 +463,73 @@ def update_alerts(
                 "runs_open": st["runs_open"],
             }
         )
-    alerts.sort(
-        key=lambda a: (-a["numbers"]["p_stockout"], _nan_last(a["numbers"].get("eta_pessimistic_min")), a["alert_id"])
-    )
+        if r is not None:
+            st["category"], st["city"] = r.get("category"), r.get("city")
+    alerts.sort(key=alert_rank)
     return alerts, new_state
+
+
+_NUMBERS = (
+    "available",
+    "inbound_units",
+    "inbound_in_min",
+    "velocity",
+    "eta_median_min",
+    "eta_pessimistic_min",
+    "expected_short_units",
+    "expected_loss",
+    "unit_price",
+    "suggested_units",
+    "reroute_from_warehouse_id",
+    "surplus_units",
+)
+
+
+def alert_rank(a: dict) -> tuple:
+    """Expected loss first (what doing nothing costs), then p, then the pessimistic ETA, then the id."""
+    n = a["numbers"]
+    return (-(n.get("expected_loss") or 0.0), -n["p_stockout"], _nan_last(n.get("eta_pessimistic_min")), a["alert_id"])
+
+
+ACTIONABLE = ("reroute", "pause_ads", "restock")
+
+
+def action_queue(alerts: list[dict], size: int) -> tuple[list[dict], dict]:
+    """(the operator's queue, the summary of the rest).
+
+    The queue: at most ``size`` open (not clearing) alerts with an action to take, by expected loss.
+    The rest (actionable beyond the queue, monitor, clearing) is only counted: by action, city and
+    category. Restocks in the queue are also grouped into one order per warehouse (``restock_orders``)."""
+    live = [a for a in alerts if a["action"] in ACTIONABLE and a["status"] != "clearing"]
+    queue = sorted(live, key=alert_rank)[:size]
+    queued = {a["alert_id"] for a in queue}
+    rest = [a for a in alerts if a["alert_id"] not in queued]
+
+    def counts(key) -> dict:
+        out: dict = {}
+        for a in rest:
+            k = str(key(a) if key(a) is not None else "unknown")
+            out[k] = out.get(k, 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    orders: dict[int, dict] = {}
+    for a in queue:
+        if a["action"] == "restock" and (a["numbers"].get("suggested_units") or 0) > 0:
+            o = orders.setdefault(a["warehouse_id"], {"warehouse_id": a["warehouse_id"], "lines": [], "units": 0})
+            o["lines"].append({"product_id": a["product_id"], "units": int(a["numbers"]["suggested_units"])})
+            o["units"] += int(a["numbers"]["suggested_units"])
+    summary = {
+        "not_in_queue": len(rest),
+        "actionable_not_in_queue": sum(1 for a in live if a["alert_id"] not in queued),
+        "by_action": counts(lambda a: a["action"] if a["status"] != "clearing" else "clearing"),
+        "by_city": counts(lambda a: a.get("city")),
+        "by_category": counts(lambda a: a.get("category")),
+        "expected_loss_not_in_queue": round(sum(a["numbers"].get("expected_loss") or 0.0 for a in rest), 2),
+    }
+    return [dict(a, rank=i + 1) for i, a in enumerate(queue)], {
+        **summary,
+        "restock_orders": sorted(orders.values(), key=lambda o: -o["units"]),
+    }
 
 
 def _nan_last(x) -> float:

@@ -74,13 +74,13 @@ class KpiInputs:
 class KpiFrames:
     """The Spark part's output: per-SKU KPIs and the small aggregates the driver rolls up."""
 
-    skus: pd.DataFrame  # kpi.rules.SKU_COLUMNS + category, warehouse_name
+    skus: pd.DataFrame  # kpi.rules.SKU_COLUMNS + warehouse_name
     per_minute: pd.DataFrame  # minute_idx, orders, units
     wh_load: pd.DataFrame  # warehouse_id, minute_idx, orders
     warehouses: pd.DataFrame  # warehouse_id, warehouse_name, city, province, capacity, fulfillment_delay
     latest_inventory: pd.DataFrame  # the newest inventory row per pair (carried to the next cycle)
     pairs_without_inventory: int
-    sale_lift: float
+    run_params: KpiParams  # the params with this run's as-of, measured lifts and units per order
 
 
 def _parse_args(argv):
@@ -268,11 +268,10 @@ def build_spark(app_name: str = "flashsale-kpi"):
 
 def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> KpiFrames:
     """Spark part: early aggregation, joins and the per-product KPI functions. Returns pandas frames."""
-    from dataclasses import replace
 
     import pyarrow as pa
 
-    from kpi.rules import product_group_kpis, sale_lift, sku_spark_schema
+    from kpi.rules import measured_lift, product_group_kpis, sku_spark_schema, units_per_order
 
     start = inputs.window_start
     start_ms = int(start.timestamp() * 1000)
@@ -310,31 +309,37 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
                i.inbound_units,
                GREATEST(i.inbound_due_minutes - CAST({end_ms} - unix_millis(i.inventory_ts) AS DOUBLE) / 60000, 0.0)
                  AS inbound_in_min,
-               c.city, c.province, b.baseline_velocity
+               p.category, c.city, c.province, p.base_price * (1 - p.discount_pct / 100.0) AS unit_price,
+               b.baseline_velocity
         FROM latest_inventory i
         JOIN warehouses_dim w ON i.warehouse_id = w.warehouse_id
         JOIN cities_dim c ON w.city_id = c.city_id
+        JOIN products_dim p ON i.product_id = p.product_id
         LEFT JOIN baseline b ON b.product_id = i.product_id AND b.warehouse_id = i.warehouse_id""")
     # 3. the pure KPI functions over whole products (all warehouses of a product: the reroute rule needs
     #    them), a bucket of products per Python call: one call per product costs ~5 ms each, minutes for 20k.
     #    The sale-wide lift is one number over all pairs: the driver computes it from the small minute
     #    aggregate (collected here, used again in 4) and every group gets it in its params.
     minutes_pd = order_minutes.toPandas()
-    run_params = replace(params, sale_lift=sale_lift(minutes_pd, base, params))
+    at = params.for_run(as_of)
+    category = dims["products_dim"].select(["product_id", "category"]).to_pandas().set_index("product_id")["category"]
+    lift, by_category = measured_lift(minutes_pd, base, at, category)
+    run_params = at.for_run(
+        as_of, sale_lift=lift, category_lift=by_category, units_per_order=units_per_order(minutes_pd)
+    )
     fn = lambda m, s: product_group_kpis(m, s, run_params)  # noqa: E731
     bucket = f"pmod(product_id, {PRODUCT_BUCKETS}) AS product_bucket"
     sku = (
         spark.table("order_minutes")
-        .selectExpr("product_id", "warehouse_id", "minute_idx", "units", bucket)
+        .selectExpr("product_id", "warehouse_id", "minute_idx", "units", "orders", bucket)
         .groupBy("product_bucket")
         .cogroup(state.selectExpr("*", bucket).groupBy("product_bucket"))
         .applyInPandas(fn, sku_spark_schema())
     )
     sku.createOrReplaceTempView("sku_kpis")
     skus = spark.sql("""
-        SELECT s.*, p.category, w.warehouse_name
-        FROM sku_kpis s JOIN products_dim p ON s.product_id = p.product_id
-        JOIN warehouses_dim w ON s.warehouse_id = w.warehouse_id""").toPandas()
+        SELECT s.*, w.warehouse_name
+        FROM sku_kpis s JOIN warehouses_dim w ON s.warehouse_id = w.warehouse_id""").toPandas()
     # 4. the rollups come from the two small aggregates the driver collects once: every extra Spark job
     #    costs ~0.5-1.5 s of scheduling on a one-executor YARN app, far more than this pandas work
     latest_pd = latest.toPandas()
@@ -363,7 +368,7 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
         warehouses=warehouses[wh_cols],
         latest_inventory=latest_pd,
         pairs_without_inventory=int(no_inv),
-        sale_lift=run_params.sale_lift,
+        run_params=run_params,
     )
 
 
@@ -382,12 +387,16 @@ def assemble(
     from kpi import rules as R
 
     now_iso = datetime.now(UTC).isoformat()
-    skus = out.skus.sort_values(["p_stockout", "eta_pessimistic_min"], ascending=[False, True]).reset_index(drop=True)
+    skus = out.skus.sort_values(["expected_loss", "p_stockout"], ascending=[False, False]).reset_index(drop=True)
     series = R.orders_series(out.per_minute, inputs.window_start, params.window_minutes)
     wh = R.warehouse_status(out.wh_load, out.warehouses, params).sort_values("warehouse_id")
-    alerts, alert_state = R.update_alerts(skus, inputs.alert_state, now_iso, params)
+    # hysteresis counts minutes of data: the run's as-of, not the wall clock of the computation
+    alerts, alert_state = R.update_alerts(skus, inputs.alert_state, as_of.isoformat(), params)
+    queue, queue_summary = R.action_queue(alerts, params.queue_size)
     quarantined = sum(v["quarantined"] for v in inputs.dq.values())
     kpis = R.headline(skus, series, wh, alerts, quarantined, out.pairs_without_inventory)
+    kpis["queue_items"] = len(queue)
+    kpis["queue_expected_loss"] = round(sum(a["numbers"].get("expected_loss") or 0.0 for a in queue), 2)
     # pandas-stubs types every namedtuple field as the Scalar union; here each has its column's type
     latest_inventory: Iterator[Any] = out.latest_inventory.itertuples(index=False)
     inv_state = {
@@ -415,6 +424,7 @@ def assemble(
         "eta_median_min",
         "eta_pessimistic_min",
         "p_stockout",
+        "expected_loss",
         "risk",
     ]
     snapshot = {
@@ -448,11 +458,13 @@ def assemble(
         ),
         "geo_city": R.records(R.geo_risk(skus, "city"), s.kpi_max_table_rows),
         "geo_province": R.records(R.geo_risk(skus, "province"), s.kpi_max_table_rows),
+        "queue": queue,
+        "queue_summary": queue_summary,
         "alerts": alerts[: s.kpi_max_alert_rows],
         "alerts_total": len(alerts),
         "data_quality": {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in inputs.dq.items()},
         "baseline": inputs.baseline_info,
-        "params": {**params.as_dict(), "sale_lift": out.sale_lift},
+        "params": out.run_params.as_dict(),
         "timings_s": timings,
     }
     return snapshot, alert_state, inv_state

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flashsale.redis_keys import SNAPSHOT_SCHEMA, Keys, write_snapshot
+from kpi.rules import action_queue
 
 WAREHOUSES = [
     {
@@ -90,13 +91,16 @@ def snapshot(
         []
         if empty
         else [
-            _alert(11, 3, "monitor", 0.31, 140.0, 75.0),
-            _alert(42, 1, "pause_ads", 0.97, 22.0, 9.5),
-            _alert(7, 2, "restock", 0.88, 50.0, 47.0, suggested_units=120),
-            _alert(99, 1, "reroute", 0.97, 30.0, 18.0, reroute_from_warehouse_id=3, surplus_units=35),
-            _alert(5, 3, "restock", 0.12, None, None, status="clearing"),
+            _alert(11, 3, "monitor", 0.31, 140.0, 75.0, expected_loss=40.0),
+            _alert(42, 1, "pause_ads", 0.97, 22.0, 9.5, expected_loss=5200.0),
+            _alert(7, 2, "restock", 0.88, 50.0, 47.0, suggested_units=120, expected_loss=9100.0),
+            _alert(
+                99, 1, "reroute", 0.97, 30.0, 18.0, reroute_from_warehouse_id=3, surplus_units=35, expected_loss=3100.0
+            ),
+            _alert(5, 3, "restock", 0.12, None, None, status="clearing", expected_loss=10.0),
         ]
     )
+    queue, queue_summary = action_queue(alerts, 20)  # the KPI job's own ranking (kpi/rules.py)
     sku = (
         []
         if empty
@@ -192,6 +196,8 @@ def snapshot(
         "warehouses": WAREHOUSES,
         "geo_city": geo_city,
         "geo_province": [],
+        "queue": queue,
+        "queue_summary": queue_summary,
         "alerts": alerts,
         "alerts_total": len(alerts),
         "data_quality": {},

@@ -9,6 +9,7 @@ tests/integration/test_backtest_spark.py.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -18,7 +19,6 @@ import pytest
 from backtest_sale import SETTINGS_PARAMS, SMALL, run_tables
 
 from backtest import replay as B
-from kpi.rules import KpiParams
 from ray_gen import actions
 from ray_gen.catalogue import build_catalogue
 from ray_gen.params import make_params
@@ -30,42 +30,6 @@ def _eps(rows):
     return pd.DataFrame(rows, columns=["key", "start", "end"])
 
 
-# ---------------------------------------------------------------- scoring: known answers
-def test_score_known_answers():
-    outs = _eps([(1, 50, 59), (1, 80, 85), (2, 30, 30), (5, 100, 120), (6, 90, 95)])
-    alerts = _eps(
-        [
-            (1, 20, 60),  # open before the first stockout of pair 1: lead 50-20 = 30, TP
-            (1, 70, 90),  # pair 1 back in stock at 60: lead of the 2nd stockout 80-max(70,60) = 10, TP
-            (2, 30, 35),  # opened when the shelf was already empty: reactive, and pair 2's stockout is missed
-            (3, 100, 110),  # never stocks out, 110+60 <= 199: false positive
-            (4, 150, 199),  # never stocks out, still open at the end: pending
-            (5, 10, 12),  # pair 5 stocks out at 100 > 12+60: false positive, and that stockout is missed
-            (6, 0, 100),  # stockout at 90, inside the episode: TP with lead 90; not within 60 of the opening
-        ]
-    )
-    r = B.score(alerts, outs, minutes=200, horizon=60.0, min_lead=15)
-    assert (r["stockouts"], r["detected"]) == (5, 3)
-    assert sorted(r["leads_min"]) == [10, 30, 90]
-    assert r["recall_at_15min"] == 0.4 and r["recall_any_lead"] == 0.6 and r["median_lead_min"] == 30.0
-    assert (
-        r["alert_episodes"],
-        r["reactive_episodes"],
-        r["true_positives"],
-        r["false_positives"],
-        r["pending_episodes"],
-    ) == (7, 1, 3, 2, 1)
-    assert r["precision"] == 0.6
-    assert r["precision_strict"] == 0.4  # TP: pair 1 twice; FP: pairs 3, 5 and 6 (90 > 0+60)
-    assert r["false_alarms_per_hour"] == pytest.approx(2 / (200 / 60), abs=1e-3)
-
-
-def test_score_with_nothing_to_score():
-    r = B.score(_eps([]), _eps([]), minutes=60, horizon=60.0)
-    assert r["stockouts"] == 0 and r["recall_at_15min"] is None and r["precision"] is None
-    assert r["median_lead_min"] is None and r["false_alarms_per_hour"] == 0.0
-
-
 def test_episodes_are_maximal_runs():
     e = B.Episodes(3)
     masks = [[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0], [1, 0, 1]]
@@ -75,23 +39,8 @@ def test_episodes_are_maximal_runs():
     assert f.values.tolist() == [[0, 0, 1], [0, 4, 4], [1, 1, 2], [2, 4, 4]]
 
 
-def test_naive_baseline_is_stock_over_fifteen_minute_velocity():
-    units = np.array([30, 30, 0, 0, 30])  # 2 units/min over 15 min
-    available = np.array([100, 130, 0, 5, 1])
-    known = np.array([True, True, True, True, False])
-    assert B.naive_alerts(units, available, known, horizon=60.0, window=15).tolist() == [
-        True,  # ETA 50 < 60
-        False,  # ETA 65
-        True,  # empty shelf: ETA 0
-        False,  # no sales: no ETA
-        False,  # no inventory known
-    ]
-
-
-def test_oracle_uses_the_expected_demand_of_the_next_horizon():
-    from scipy import stats
-
-    from ray_gen.model import choice_cdf, flash_intensity, warehouse_pressure
+def test_true_rates_are_the_simulators_expected_demand():
+    from ray_gen.model import choice_cdf, warehouse_pressure
 
     p = make_params(**SMALL)
     cat = build_catalogue(p)
@@ -107,15 +56,37 @@ def test_oracle_uses_the_expected_demand_of_the_next_horizon():
         ]
     )
     wh_orders = cat.baseline_rate / cat.choice_weight[None, :]  # baseline = orders x weight x units per order
-    intensity = flash_intensity(p.flash, np.arange(121, 181)).sum()
-    expected = (wh_orders * warehouse_pressure(load, p)[:, None] * share * intensity).reshape(-1)
-    params = KpiParams(high_p=0.5)
-    flat = stock.reshape(-1)
-    got = B.oracle_p(p, params, flat, 120, load=load)
-    want = np.where(flat <= 0, 1.0, stats.poisson.sf(flat - 1, expected))
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-    assert np.array_equal(B.oracle_alerts(p, params, flat, 120, load=load), want >= 0.5)
-    assert B.oracle_alerts(p, params, np.zeros_like(flat), 120).all()  # empty shelves
+    expected = (wh_orders * warehouse_pressure(load, p)[:, None] * share).reshape(-1)
+    np.testing.assert_allclose(B.true_rates(p, cat, stock.reshape(-1), load), expected, rtol=1e-9)
+
+
+def test_oracle_monte_carlo_matches_compound_poisson():
+    """One pair, 2 orders/min x 1 for 10 minutes, units 1 + Poisson(0.25): P(units >= 25) by direct sum."""
+    from scipy import stats
+
+    from backtest import judge as J
+
+    params = replace(SETTINGS_PARAMS, horizon_minutes=10.0)
+    rng = np.random.default_rng(1)
+    n = 4000  # the same pair many times: the Monte Carlo's average must hit the closed form
+    p, _, short, _, _ = J.oracle_numbers(
+        rng, np.full(n, 2.0), np.ones(10), np.full(n, 25), np.zeros(n), np.zeros(n), 0.25, params
+    )
+    # units = N + Poisson(0.25 N), N ~ Poisson(20): P(units >= 25) = sum_N P(N) P(Poisson(0.25 N) >= 25 - N)
+    N = np.arange(0, 80)
+    exact = float((stats.poisson.pmf(N, 20) * stats.poisson.sf(24 - N, 0.25 * N)).sum())
+    assert p.mean() == pytest.approx(exact, abs=0.01)
+    assert short.mean() > 0
+    empty, *_ = J.oracle_numbers(rng, np.ones(2), np.ones(10), np.zeros(2), np.zeros(2), np.zeros(2), 0.25, params)
+    assert empty.tolist() == [1.0, 1.0]
+
+
+def test_labels_look_ahead_exactly_the_horizon():
+    from backtest import judge as J
+
+    starts = pd.DataFrame({"pair": [1, 1, 2], "minute": [10, 50, 5]})
+    y = J.labels(np.array([1, 1, 1, 1, 2, 3]), np.array([0, 9, 10, 45, 5, 0]), starts, horizon=5)
+    assert y.tolist() == [False, True, False, True, False, False]  # (minute, minute + 5]
 
 
 # ---------------------------------------------------------------- the operator following the alerts
@@ -262,26 +233,22 @@ def test_small_backtest_end_to_end_with_closed_loop(tmp_path):
         def __exit__(self, *exc):
             return False
 
-    r = B.backtest(p, SETTINGS_PARAMS, history_hours=24, act=True, progress=Bar)
-    assert [m for label, m in seen if label.startswith("open")] == list(range(p.minutes))
-    assert [m for label, m in seen if label.startswith("closed")] == list(range(p.minutes))
-    radar, naive, oracle = r["radar"], r["naive_baseline"], r["oracle"]
-    assert radar["stockouts"] == naive["stockouts"] == oracle["stockouts"] == r["open_loop"]["stockout_events"] > 10
-    assert radar["detected"] > 0 and radar["true_positives"] > 0
-    # the oracle's frontier: a lower threshold alerts on a superset of minutes, so recall never falls;
-    # its point at the job's high_p is the oracle's own score
-    frontier = r["oracle_frontier"]
-    assert [pt["p_threshold"] for pt in frontier] == sorted(B.ORACLE_FRONTIER_P)
-    recalls = [pt["recall_any_lead"] for pt in frontier]
-    assert recalls == sorted(recalls, reverse=True) and recalls[0] > recalls[-1]
-    at_high = next(pt for pt in frontier if pt["p_threshold"] == SETTINGS_PARAMS.high_p)
-    assert at_high["precision"] == oracle["precision"] and at_high["recall_any_lead"] == oracle["recall_any_lead"]
-    # acting on the radar's alerts keeps shelves fuller than not acting, on the same seed
-    o, c = r["open_loop"], r["closed_loop"]
-    assert c["stockout_minutes"] < o["stockout_minutes"] and c["lost_revenue"] < o["lost_revenue"]
-    assert c["actions"]["restock_orders"] > 0 and c["suppressed_requests"] > 0
+    r, frame = B.backtest(p, SETTINGS_PARAMS, history_hours=24, seeds=[5, 6], progress=Bar)
+    assert [m for label, m in seen if label.startswith("spike")] == list(range(p.minutes))
+    assert [m for label, m in seen if label.startswith("seed 6: acting")] == list(range(p.minutes))
+    assert r["cases"]["stockouts"] > 10 and r["cases"]["positives"] > 0
+    for name in ("radar", "naive", "oracle"):
+        assert 0 <= r[name]["brier"] < 1 and r[name]["queue_episodes"] > 0
+    # the figures come from the predictions frame alone
+    assert B.figures(frame, r["simulated_minutes"], SETTINGS_PARAMS.horizon_minutes)["radar"] == r["radar"]
+    assert r["radar"]["brier_skill"] > 0  # the radar beats the naive rule on this sale
+    cl = r["closed_loop"]
+    assert [s["seed"] for s in cl["seeds"]] == [5, 6] and len(cl["net_margin_change_ci95"]) == 2
+    acted = cl["seeds"][0]["closed_loop"]["actions"]
+    assert acted["restock_orders"] + acted["reroute_minutes"] + acted["pause_minutes"] > 0
+    assert r["normal_day"]["actionable_first_hour"] == 0  # no sale: nothing to act on
     json_path, png_path = save(r, tmp_path / "out")
-    assert json.loads(json_path.read_text())["radar"]["stockouts"] == radar["stockouts"]
+    assert json.loads(json_path.read_text())["radar"]["brier"] == r["radar"]["brier"]
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -303,6 +270,10 @@ def test_cli_writes_json_and_png_and_names_bad_input(tmp_path):
             "30",
             "--history-hours",
             "2",
+            "--loop-seeds",
+            "0",
+            "--predictions",
+            str(tmp_path / "pred.parquet"),
             "--json",
             "--out",
             str(tmp_path),
@@ -311,7 +282,16 @@ def test_cli_writes_json_and_png_and_names_bad_input(tmp_path):
     assert res.exit_code == 0, res.output
     printed = json.loads(res.stdout)
     assert printed["simulated_minutes"] == 30 and printed["pairs"] == 300
+    for key in ("brier_skill", "ece", "pr_auc", "queue_precision", "false_actionable_per_hour", "recall_weighted"):
+        assert key in printed["radar"] and key in printed["naive"] and key in printed["oracle"]
+    assert "actionable_per_hour" in printed["normal_day"]
     assert json.loads((tmp_path / "backtest.json").read_text())["radar"] == printed["radar"]
     assert (tmp_path / "backtest.png").stat().st_size > 10_000
+    # the predictions file alone gives the same figures
+    again = runner.invoke(app, ["backtest", "--predictions", str(tmp_path / "pred.parquet"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["radar"] == printed["radar"]
     bad = runner.invoke(app, ["backtest", "--products", "0", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "n_products" in bad.output
+    shape = runner.invoke(app, ["backtest", "--shape", "tsunami", "--out", str(tmp_path)])
+    assert shape.exit_code != 0 and "--shape" in shape.output

@@ -10,14 +10,15 @@ from dashboard_snapshots import snapshot
 from dashboard.view_model import (
     Fetch,
     _action_label,
-    alert_rows,
     build_view,
     format_age,
     format_eta,
     freshness,
     geo_rows,
     overloaded_rows,
+    queue_rows,
     resolve,
+    summary_lines,
     ui_links,
 )
 from flashsale.redis_keys import trend_point
@@ -74,30 +75,34 @@ def test_stale_is_judged_by_when_the_kpi_job_ran_not_by_the_data_clock():
     assert not freshness({**live, "computed_at": None}, NOW, 120).age_s
 
 
-def test_alerts_sorted_by_urgency_with_names_and_actions():
-    rows = alert_rows(snapshot(NOW))
-    # p desc, then the earlier pessimistic ETA (pause_ads 9.5 min before reroute 18 min), clearing last
-    assert [r.alert_id for r in rows] == ["42:1", "99:1", "7:2", "11:3", "5:3"]
-    top = rows[0]
-    assert top.cells() == (
+def test_queue_ranks_actionable_alerts_by_expected_loss_and_counts_the_rest():
+    rows = queue_rows(snapshot(NOW))
+    # expected loss desc; monitor and clearing alerts are not actions to take: counted, not listed
+    assert [r.alert_id for r in rows] == ["7:2", "42:1", "99:1"]
+    assert [r.rank for r in rows] == [1, 2, 3]
+    assert rows[1].cells() == (
+        2,
         "#42 Phones",
         "Dhaka North DC",
         "Dhaka",
-        "22 min",
         "9.5 min",
         0.97,
+        "5,200",
         "PAUSE ADS",
         "rule for pause_ads fired (p=0.97)",
     )
-    assert [r.action_label for r in rows] == [
-        "PAUSE ADS",
-        "REROUTE 35 u from W3",
-        "RESTOCK +120 u",
-        "monitor",
-        "RESTOCK",
-    ]
-    assert rows[-1].eta_median == "—" and rows[-1].reason.endswith("(clearing)")
-    assert rows[1].product == "#99" and rows[1].city == "Dhaka"  # not in sku_risk: name from the warehouse list
+    assert [r.action_label for r in rows] == ["RESTOCK +120 u", "PAUSE ADS", "REROUTE 35 u from W3"]
+    assert rows[2].product == "#99" and rows[2].city == "Dhaka"  # not in sku_risk: name from the warehouse list
+    summary = summary_lines(snapshot(NOW))
+    assert summary[0].startswith("Not in the queue: 2 alerts (0 actionable")
+    assert "monitor 1" in summary[0] and "clearing 1" in summary[0]
+    assert summary[1].startswith("Restock orders: ") and "1 lines, 120 u" in summary[1]
+
+
+def test_queue_of_an_older_snapshot_is_ranked_the_jobs_way():
+    old = {k: v for k, v in snapshot(NOW).items() if k not in ("queue", "queue_summary")}
+    assert [r.alert_id for r in queue_rows(old)] == ["7:2", "42:1", "99:1"]
+    assert queue_rows({}) == () and summary_lines({}) == ()
 
 
 def test_restock_label_says_what_is_already_on_the_way():
@@ -144,7 +149,7 @@ def test_where_and_overloaded():
 
 def test_empty_snapshot_renders_zeros_not_errors():
     view = build_view(snapshot(NOW, empty=True), NOW, 120, tz=UTC)
-    assert view.alerts == () and view.geo == () and {t.key: t.value for t in view.tiles}["high_risk"] == "0"
+    assert view.queue == () and view.geo == () and {t.key: t.value for t in view.tiles}["high_risk"] == "0"
 
 
 def test_resolve_live_then_down_then_recovered():

@@ -1,0 +1,124 @@
+"""The forecaster (kpi/forecast.py) against closed forms: negative binomial, Poisson limit, the calendar."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from flashsale.calendar import SaleEvent, calendar_json, parse_calendar
+from kpi import forecast as F
+
+T0 = datetime(2026, 11, 11, tzinfo=UTC).timestamp()
+
+
+def test_p_at_least_is_the_negative_binomial_tail():
+    shape, rate, exposure = 3.5, 2.0, 5.0
+    nb = stats.nbinom(shape, rate / (rate + exposure))
+    for k in (1, 2, 7, 20):
+        assert F.p_at_least(np.array([k]), np.array([shape]), np.array([rate]), np.array([exposure]))[0] == (
+            pytest.approx(nb.sf(k - 1), rel=1e-9)
+        )
+    # a huge shape with the same mean is a point rate: Poisson
+    big = 1e7
+    p = F.p_at_least(np.array([12.0]), np.array([big]), np.array([big / 2.0]), np.array([5.0]))[0]
+    assert p == pytest.approx(stats.poisson.sf(11, 10.0), rel=1e-4)
+
+
+def test_uncertainty_widens_the_tails():
+    """Same mean demand (10 orders), a thin posterior vs a sure rate: more mass far out, less in the middle."""
+    k = np.array([20.0])
+    vague = F.p_at_least(k, np.array([2.0]), np.array([1.0]), np.array([5.0]))[0]
+    sure = F.p_at_least(k, np.array([1e6]), np.array([5e5]), np.array([5.0]))[0]
+    assert vague > 10 * sure
+
+
+def test_orders_needed_counts_compound_orders():
+    assert F.orders_needed(np.array([1.0, 2.0, 11.0]), 1.25).tolist() == pytest.approx([1.0, 1.8, 9.0])
+    assert F.orders_needed(np.array([5.0]), 1.0)[0] == 5.0
+
+
+def test_planned_intensity_and_exposure():
+    ev = (SaleEvent(T0, 8.0, 25.0),)
+    assert F.planned_intensity(ev, np.array([T0 - 60, T0, T0 + 25 * 60])).tolist() == pytest.approx(
+        [1.0, 9.0, 1 + 8 / np.e]
+    )
+    assert F.planned_intensity((), np.array([T0])).tolist() == [1.0]
+    cum = F.future_cumulative(ev, T0 - 600, 20)  # 10 minutes before the event, 20 minutes ahead
+    assert cum[10] == pytest.approx(10.0) and cum[20] > 10 + 10 * (1 + 8 * np.exp(-10 / 25))
+    assert F.window_exposure((), T0, 15).tolist() == [1.0] * 15
+
+
+def test_forecast_without_calendar_or_prior_matches_negative_binomial():
+    W = 15
+    orders = np.full((1, W), 2.0)
+    fc = F.forecast(
+        np.array([30.0]),
+        np.zeros(1),
+        np.zeros(1),
+        orders,
+        np.array([np.nan]),
+        events=(),
+        as_of_s=T0,
+        window_minutes=W,
+        alpha=0.05,
+        prior_minutes=120.0,
+        horizon=60.0,
+        pessimistic_q=0.1,
+        units_per_order=1.0,
+    )
+    w = 0.95 ** np.arange(W - 1, -1, -1)
+    shape = F.UNSEEN_PRIOR_SHAPE + 2.0 * w.sum()
+    rate = F.UNSEEN_PRIOR_MINUTES + w.sum()
+    assert fc.p_stockout[0] == pytest.approx(stats.nbinom(shape, rate / (rate + 60)).sf(29), rel=1e-9)
+    assert fc.rate_per_min[0] == pytest.approx(shape / rate)
+    assert fc.eta_median[0] == pytest.approx(stats.gamma.ppf(0.5, 30, scale=rate / shape), rel=1e-3)
+
+
+def test_forecast_edge_cases_inbound_and_a_planned_spike():
+    kw = dict(
+        events=(),
+        as_of_s=T0 - 1800,
+        window_minutes=15,
+        alpha=0.05,
+        prior_minutes=120.0,
+        horizon=60.0,
+        pessimistic_q=0.1,
+        units_per_order=1.0,
+    )
+    orders = np.full((4, 15), 1.0)
+    prior = np.full(4, 1.0)
+    avail = np.array([0.0, 70.0, 70.0, 70.0])
+    inbound = np.array([0.0, 0.0, 50.0, 50.0])
+    landing = np.array([0.0, 0.0, 5.0, 90.0])
+    fc = F.forecast(avail, inbound, landing, orders, prior, **kw)
+    assert fc.p_stockout[0] == 1.0 and fc.eta_median[0] == 0.0
+    assert fc.p_stockout[2] < 0.01 < fc.p_stockout[1]  # stock landing in 5 minutes averts it
+    assert fc.p_stockout[3] == pytest.approx(fc.p_stockout[1])  # landing after the horizon changes nothing
+    # a spike planned 30 minutes ahead (x9 at its start) raises the risk long before it shows in the data
+    spiked = F.forecast(avail, inbound, landing, orders, prior, **{**kw, "events": (SaleEvent(T0, 8.0, 25.0),)})
+    assert spiked.p_stockout[1] > 0.99 and spiked.eta_median[1] < fc.eta_median[1]
+
+
+def test_expected_short_matches_a_direct_sum():
+    shape, rate, E, k = 4.0, 1.0, 6.0, 20.0
+    nb = stats.nbinom(shape, rate / (rate + E))
+    x = np.arange(0, 2000)
+    direct = float((np.maximum(x - k, 0) * nb.pmf(x)).sum())
+    got = F.expected_short(np.array([k]), np.array([shape]), np.array([rate]), np.array([E]), steps=400)[0]
+    assert got == pytest.approx(direct, rel=0.03)
+
+
+def test_calendar_parses_round_trips_and_names_bad_events(tmp_path):
+    ev = (SaleEvent(T0, 8.0, 25.0), SaleEvent(T0 + 3600, 3.0, 15.0))
+    text = calendar_json(ev)
+    assert parse_calendar(text) == ev and parse_calendar("") == ()
+    f = tmp_path / "cal.json"
+    f.write_text(text)
+    assert parse_calendar(str(f)) == ev
+    with pytest.raises(ValueError, match="event 0.*time zone"):
+        parse_calendar('[{"start": "2026-11-11T00:00:00", "lift": 1, "decay_minutes": 5}]')
+    with pytest.raises(ValueError, match="event 0: lift must be >= 0"):
+        parse_calendar('[{"start": "2026-11-11T00:00:00+00:00", "lift": -1, "decay_minutes": 5}]')
