@@ -2,16 +2,23 @@
 
 A batch is one fact's one UTC hour: the hot-store buckets of that hour (flashsale/hot_layout.py)
 become one Parquet partition ``<root>/<fact>/date=YYYY-MM-DD/hour=HH/`` compacted to a few files.
-The protocol that makes a crash at any step safe to re-run:
+The protocol that makes a crash at any step safe to re-run, and a late write impossible to lose:
 
-1. write the partition (overwrite: a half-written earlier attempt is replaced);
-2. verify: row count and content checksum of the written files equal the source's;
-3. record ``<root>/metadata/<batch_id>.json`` (the commit point), once an exact count of the hot
-   buckets, taken after the read, still adds up to what was archived and quarantined;
-4. drop the hot buckets, each only if its count still equals the manifest's.
+0. seal: rename each of the hour's buckets to its sealed name (``hot_layout.sealed_name``; only
+   where that name is free). Nothing writes to a sealed name, so what is read is what is dropped;
+   a late write lands in a fresh bucket with the original name, archived by a later batch;
+1. write the partition from the sealed buckets (overwrite: a half-written earlier attempt is replaced);
+2. verify: row count, distinct ids, id checksum and content checksum of the written files equal the
+   source's;
+3. record ``<root>/metadata/<batch_id>.json`` (the commit point);
+4. drop the sealed buckets.
 
-A batch with a manifest is never rewritten; one without is redone from the hot store, which still
-holds every record until step 4. Readers trust only partitions that have a manifest.
+Once an hour is committed, its sealed buckets (late records, or what a crash after the commit left)
+are a **supplement**: only the ids not already in the partition or its quarantine are appended (an
+anti-join by id), every sealed id must then be found there, and the files no manifest names are
+recorded in ``<root>/metadata/<batch_id>.late-<n>.json`` before the sealed buckets are dropped.
+A batch with a manifest is never rewritten; one without is redone from the sealed buckets, which
+hold every record until step 4. Readers trust only partitions whose hour has a manifest.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from flashsale.contracts import Contract
+from flashsale.hot_layout import sealed_name
 
-STEPS = ("plan", "write", "verify", "commit", "delete")
+STEPS = ("plan", "seal", "write", "verify", "commit", "delete")
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class Manifest:
     files: list[str]
     bucket_counts: dict[str, int] = field(default_factory=dict)
     committed_at: str = ""
+    quarantine_files: list[str] = field(default_factory=list)
+    supplement: int = 0  # 0: the hour's batch; n: its n-th supplement (late records)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -61,6 +71,39 @@ class Manifest:
 
 def manifest_path(root: str, batch_id: str) -> str:
     return f"{root.rstrip('/')}/metadata/{batch_id}.json"
+
+
+def supplement_manifest_path(root: str, batch_id: str, n: int) -> str:
+    return f"{root.rstrip('/')}/metadata/{batch_id}.late-{n}.json"
+
+
+def supplement_number(batch_id: str, metadata_names) -> int:
+    """The number the next supplement of ``batch_id`` gets, given the file names in metadata/."""
+    prefix = f"{batch_id}.late-"
+    taken = [
+        int(n[len(prefix) : -len(".json")])
+        for n in (str(x).rsplit("/", 1)[-1] for x in metadata_names)
+        if n.startswith(prefix) and n.endswith(".json") and n[len(prefix) : -len(".json")].isdigit()
+    ]
+    return max(taken, default=0) + 1
+
+
+def unclaimed(files, manifests: list[dict], key: str = "files") -> list[str]:
+    """Files of a partition that no manifest of its hour names (compared by file name): what a crashed
+    supplement wrote, to be claimed by the next one. A manifest without ``key`` (written before
+    supplements existed) claims every file."""
+    names = {str(f).rsplit("/", 1)[-1]: f for f in files}
+    if any(key not in m for m in manifests):
+        return []
+    claimed = {str(f).rsplit("/", 1)[-1] for m in manifests for f in m[key]}
+    return sorted(f for n, f in names.items() if n not in claimed)
+
+
+def seal_renames(live: list[str], existing) -> list[tuple[str, str]]:
+    """(bucket, sealed name) for each live bucket whose sealed name is free. A bucket whose sealed name
+    is taken (an earlier batch of its hour is not finished) stays live until that one is dropped."""
+    taken = set(existing)
+    return [(b, sealed_name(b)) for b in sorted(live) if sealed_name(b) not in taken]
 
 
 def plan(

@@ -9,6 +9,12 @@ that overlap it, on any server, and lets archival move and drop whole buckets. I
 timestamp index still serves the exact range on MongoDB.
 
 Every writer, reader and the archiver use these functions; nothing else builds a bucket name.
+
+Sealed buckets: archival renames an hour's buckets to ``<bucket>__sealed`` (``sealed_name``) before it
+reads them, so a late write (a writer retries for minutes) lands in a fresh bucket with the original
+name instead of in a bucket that is being archived and then dropped. A sealed name is not a bucket
+name (``parse_bucket`` returns None): writers never see it, readers that must (the KPI window read,
+the archiver) ask ``existing_sealed``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pyarrow as pa
 from flashsale.contracts import Contract
 
 SEPARATOR = "__"
+SEALED = "__sealed"
 _SUFFIX = re.compile(r"^(\d{8})_(\d{4})$")
 
 
@@ -70,6 +77,26 @@ def buckets_overlapping(contract: Contract, start: datetime, end: datetime, buck
 def existing_buckets(contract: Contract, collection_names: Iterable[str]) -> list[tuple[datetime, str]]:
     """(bucket start, name) of the contract's buckets among ``collection_names``, oldest first."""
     found = [(parse_bucket(contract, n), n) for n in collection_names]
+    return sorted((t, n) for t, n in found if t is not None)
+
+
+def sealed_name(bucket: str) -> str:
+    """The name archival renames a bucket to before reading it (see the module docstring)."""
+    return bucket + SEALED
+
+
+def unsealed_name(sealed: str) -> str:
+    return sealed.removesuffix(SEALED)
+
+
+def parse_sealed(contract: Contract, name: str) -> datetime | None:
+    """The bucket start of a sealed bucket of this contract, or None if ``name`` is not one."""
+    return parse_bucket(contract, name[: -len(SEALED)]) if name.endswith(SEALED) else None
+
+
+def existing_sealed(contract: Contract, collection_names: Iterable[str]) -> list[tuple[datetime, str]]:
+    """(bucket start, name) of the contract's sealed buckets among ``collection_names``, oldest first."""
+    found = [(parse_sealed(contract, n), n) for n in collection_names]
     return sorted((t, n) for t, n in found if t is not None)
 
 

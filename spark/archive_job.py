@@ -6,18 +6,22 @@
 Executors read the hot-store buckets of an hour themselves (mapInArrow over bucket names, pymongo
 inside), so on YARN the Parquet is written from the NodeManager/DataNode hosts. Malformed documents
 go to <root>/quarantine/ with their reason, never silently dropped: source = archived + quarantined.
-The write/verify/commit/delete protocol is in flashsale/archive_layout.py. ``--crash-at STEP`` (or
-FLASHSALE_ARCHIVE_CRASH_AT) kills the driver right after STEP, for crash-injection tests. The last
-stdout line is ``ARCHIVE_RESULT {json}``; every log line carries the batch id (lineage).
+The seal/write/verify/commit/delete protocol, and the supplement that archives late records of a
+committed hour (anti-join by id), are in flashsale/archive_layout.py. ``--crash-at STEP`` (or
+FLASHSALE_ARCHIVE_CRASH_AT) kills the driver right after STEP, for crash-injection tests;
+FLASHSALE_ARCHIVE_PAUSE_AT=STEP:PATH pauses it there (``pause_if``). The last stdout line is
+``ARCHIVE_RESULT {json}``; every log line carries the batch id (lineage).
 
 Where a batch's time goes, and why it is spent once: the hot store is the bottleneck (FerretDB
 decodes ~18k documents/s per query here, and counts by reading every document), so each document
 is read once. The executors validate it column-wise (flashsale/contracts.validate_batch, not per
 document) and the valid rows stream into the Parquet writer while an ``Observation`` computes the
-source's row count and checksum on the same rows (no separate pass). The written files are then read
-back and their count and checksum compared with the source's; meanwhile the driver counts each
-bucket exactly, to catch documents that arrived during the read. Two Spark jobs per batch (three
-when documents were quarantined), one read and one count of the hot store.
+source's row count, content checksum and id checksum on the same rows (no separate pass). The
+written files are then read back and their count, distinct ids and checksums compared with the
+source's; meanwhile the driver counts each sealed bucket exactly (a sealed bucket cannot change: a
+mismatch is a server fault). Two Spark jobs per batch (three when documents were quarantined), one
+read and one count of the hot store. A renamed (sealed) bucket is what makes the drop safe: a late
+write lands in a fresh bucket, never in what is being dropped.
 """
 
 from __future__ import annotations
@@ -53,6 +57,19 @@ def crash_if(step: str, wanted: str | None, batch_id: str) -> None:
     if wanted == step:
         log(batch_id, f"crash injected after step {step}")
         os._exit(17)  # no cleanup, like a kill -9
+
+
+def pause_if(step: str, batch_id: str) -> None:
+    """Test hook: with FLASHSALE_ARCHIVE_PAUSE_AT=STEP:PATH the driver, right after STEP, creates
+    PATH.reached and waits (at most 10 min) for PATH.go, so a test can write into the hot store there."""
+    want, _, path = os.environ.get("FLASHSALE_ARCHIVE_PAUSE_AT", "").partition(":")
+    if want != step or not path:
+        return
+    log(batch_id, f"paused after step {step} until {path}.go exists")
+    open(path + ".reached", "w").close()
+    deadline = time.monotonic() + 600
+    while not os.path.exists(path + ".go") and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 ROWS_PER_FILE = 2_000_000  # compaction: an hour is a few files, never one per bucket
@@ -139,35 +156,64 @@ def row_hash(columns):
     return F.xxhash64(*[F.col(c) for c in columns]).cast("decimal(38,0)")
 
 
-def checksum(df, columns) -> tuple[int, str]:
-    """Row count and content checksum of a DataFrame (one job)."""
+def seal(s, batch, crash_at) -> list[str]:
+    """Step "seal": rename each live bucket of the hour to its sealed name (where that name is free), so
+    that a late write lands in a fresh bucket with the original name instead of in what this batch
+    reads and then drops; return the hour's sealed buckets (this run's and any a crash left)."""
+    from pymongo.errors import OperationFailure
+
+    from flashsale import hot_layout
+    from flashsale.archive_layout import seal_renames
+    from flashsale.contracts import CONTRACTS
+    from flashsale.stores import mongo_client
+
+    contract, bid = CONTRACTS[batch.fact], batch.batch_id
+    renamed = []
+    with mongo_client(s) as client:
+        db = client[s.mongo_db]
+        names = db.list_collection_names()
+        live = [n for t, n in hot_layout.existing_buckets(contract, names) if t.replace(minute=0) == batch.hour]
+        for bucket, to in seal_renames(live, names):
+            try:
+                db[bucket].rename(to)  # renameCollection: FerretDB >= 1.10 (we build 1.24), MongoDB
+            except OperationFailure as exc:
+                if exc.code not in (26, 48):  # NamespaceNotFound (gone since listed), NamespaceExists
+                    raise
+                continue
+            renamed.append(bucket)
+            if len(renamed) == 1:
+                crash_if("seal", crash_at, bid)  # after the first rename: a partly sealed hour
+        names = db.list_collection_names()
+    sealed = [n for t, n in hot_layout.existing_sealed(contract, names) if t.replace(minute=0) == batch.hour]
+    log(bid, f"sealed {len(renamed)} buckets; {len(sealed)} sealed buckets to archive")
+    if not renamed:
+        crash_if("seal", crash_at, bid)
+    return sealed
+
+
+def id_hash(key: str):
     from pyspark.sql import functions as F
 
-    row = df.agg(F.count(F.lit(1)).alias("n"), F.sum(row_hash(columns)).alias("h")).first()
-    return int(row["n"]), str(row["h"] or 0)
+    return F.xxhash64(F.col(key)).cast("decimal(38,0)")
 
 
-def write_and_verify(spark, s, batch, fs, crash_at, counter) -> dict:
-    """Steps 1-2 of a batch (Spark: two jobs, three with quarantined documents). Starts the exact
-    count of the hot buckets on ``counter`` once the read is done; ``commit_and_drop`` uses it."""
+def write_and_verify(spark, s, batch, sealed, fs, crash_at, counter) -> dict:
+    """Steps 1-2 of a batch whose hour is not committed yet (Spark: two jobs, three with quarantined
+    documents), from the hour's sealed buckets. Starts the exact count of the sealed buckets on
+    ``counter`` once the read is done; ``commit_and_drop`` checks it."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    from flashsale.archive_layout import manifest_path
     from flashsale.contracts import CONTRACTS, arrow_schema
 
     contract = CONTRACTS[batch.fact]
-    cols = contract.column_names
+    cols, key = contract.column_names, contract.key
     bid = batch.batch_id
     part = batch.partition(s.archive_root)
-    if fs.exists(manifest_path(s.archive_root, bid)):
-        log(bid, "already committed: only dropping what is left in the hot store")
-        return {"resumed": True}
-
     t0 = time.monotonic()
     # One task per output file (the plan's estimate sizes the compaction). Not persisted: the Parquet
     # writer consumes the rows while the executor's Python worker reads the next ones from the store.
-    raw = hot_rows(spark, s, batch.fact, batch.buckets, max(1, min(len(batch.buckets), batch.rows // ROWS_PER_FILE)))
+    raw = hot_rows(spark, s, batch.fact, sealed, max(1, min(len(sealed), batch.rows // ROWS_PER_FILE)))
     good = F.col(REASON).isNull()
     source = Observation(f"source-{bid}")  # computed on the rows as they stream into the writer
     (
@@ -176,6 +222,7 @@ def write_and_verify(spark, s, batch, fs, crash_at, counter) -> dict:
             F.count_if(good).alias("rows"),
             F.count_if(~good).alias("quarantined"),
             F.sum(F.when(good, row_hash(cols))).alias("checksum"),
+            F.sum(F.when(good, id_hash(key))).alias("ids"),
             F.collect_set(BUCKET).alias("buckets"),
         )
         .where(good)
@@ -184,7 +231,9 @@ def write_and_verify(spark, s, batch, fs, crash_at, counter) -> dict:
         .parquet(part)
     )
     observed = source.get
-    src_rows, n_bad, src_sum = int(observed["rows"]), int(observed["quarantined"]), str(observed["checksum"] or 0)
+    src_rows, n_bad = int(observed["rows"]), int(observed["quarantined"])
+    src_sum, src_ids = str(observed["checksum"] or 0), str(observed["ids"] or 0)
+    qpart = batch.quarantine_partition(s.archive_root)
     if n_bad:  # rare: read again only the buckets holding them rather than keep the hour in memory
         quarantine = Observation(f"quarantine-{bid}")
         (
@@ -193,29 +242,34 @@ def write_and_verify(spark, s, batch, fs, crash_at, counter) -> dict:
             .observe(quarantine, F.count(F.lit(1)).alias("n"))
             .select(RAW, REASON)
             .write.mode("overwrite")
-            .parquet(batch.quarantine_partition(s.archive_root))
+            .parquet(qpart)
         )
-        if quarantine.get["n"] != n_bad:
-            raise RuntimeError(
-                f"batch {bid}: the hot store changed while archiving ({quarantine.get['n']} "
-                f"quarantined documents, {n_bad} before); will retry next run"
-            )
+        if quarantine.get["n"] != n_bad:  # sealed buckets do not change: a server fault
+            raise RuntimeError(f"batch {bid}: {quarantine.get['n']} quarantined documents on re-read, {n_bad} before")
     t_write = time.monotonic()
     log(bid, f"wrote {src_rows} rows ({n_bad} quarantined) to {part} in {t_write - t0:.1f} s")
     crash_if("write", crash_at, bid)
 
     # Counting only needs the read to be done: it runs while Spark reads the files back (and while
     # the next batch is read: FerretDB serves each query on one core).
-    counting = counter.submit(exact_counts, s, batch.buckets)
+    counting = counter.submit(exact_counts, s, sealed)
     back = spark.read.schema(_spark_schema(arrow_schema(contract))).parquet(part)
-    dst_rows, dst_sum = checksum(back, cols)
-    if (dst_rows, dst_sum) != (src_rows, src_sum):
+    row = back.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.count_distinct(F.col(key)).alias("distinct"),
+        F.sum(row_hash(cols)).alias("h"),
+        F.sum(id_hash(key)).alias("ids"),
+    ).first()
+    dst = (int(row["n"]), int(row["distinct"]), str(row["h"] or 0), str(row["ids"] or 0))
+    if dst != (src_rows, src_rows, src_sum, src_ids):
         raise RuntimeError(
-            f"batch {bid}: verification failed: source {src_rows}/{src_sum} != archive {dst_rows}/{dst_sum}"
+            f"batch {bid}: verification failed: source rows/distinct ids/checksum/id checksum "
+            f"{src_rows}/{src_rows}/{src_sum}/{src_ids} != archive {'/'.join(map(str, dst))}"
         )
     t_verify = time.monotonic()
-    log(bid, f"verified {dst_rows} rows, checksum {dst_sum} in {t_verify - t_write:.1f} s")
+    log(bid, f"verified {dst[0]} rows, {dst[1]} distinct ids, checksum {dst[2]} in {t_verify - t_write:.1f} s")
     crash_if("verify", crash_at, bid)
+    pause_if("verify", bid)
     return {
         "rows": src_rows,
         "quarantined": n_bad,
@@ -226,50 +280,44 @@ def write_and_verify(spark, s, batch, fs, crash_at, counter) -> dict:
     }
 
 
-def commit_and_drop(s, batch, fs, crash_at, done: dict) -> dict:
-    """Steps 3-4: once the buckets' exact counts still add up to what was read, write the manifest,
-    then drop the buckets."""
+def commit_and_drop(s, batch, sealed, fs, crash_at, done: dict) -> dict:
+    """Steps 3-4: once the sealed buckets' exact counts add up to what was read (they cannot change:
+    nothing writes to a sealed name), write the manifest, then drop the sealed buckets."""
     from flashsale.archive_layout import Manifest, manifest_path
+    from flashsale.hot_layout import unsealed_name
 
     bid = batch.batch_id
-    if done.get("resumed"):
-        mpath = manifest_path(s.archive_root, bid)
-        return {
-            "batch_id": bid,
-            "rows": json.loads(fs.cat_file(mpath))["rows"],
-            "resumed": True,
-            "dropped": drop_committed(s, batch, fs, crash_at),
-        }
     t0 = time.monotonic()
     counts = done["counting"].result()
     t_counted = time.monotonic()
     read = done["rows"] + done["quarantined"]
     if sum(counts.values()) != read:
         raise RuntimeError(
-            f"batch {bid}: the hot store changed while archiving ({sum(counts.values())} documents, "
-            f"{read} read); will retry next run"
+            f"batch {bid}: the sealed buckets hold {sum(counts.values())} documents, {read} were read; "
+            "will retry next run"
         )
     part, mpath = batch.partition(s.archive_root), manifest_path(s.archive_root, bid)
     written = [f for f in fs.ls(part, detail=False) if f.endswith(".parquet")]
+    qpart = batch.quarantine_partition(s.archive_root)
+    qfiles = [f for f in fs.ls(qpart, detail=False) if f.endswith(".parquet")] if done["quarantined"] else []
     manifest = Manifest(
         bid,
         batch.fact,
         batch.hour.isoformat(),
-        list(batch.buckets),
+        [unsealed_name(b) for b in sealed],
         done["rows"],
         done["quarantined"],
         done["checksum"],
         sorted(written),
-        counts,
+        {unsealed_name(b): n for b, n in counts.items()},
         datetime.now(UTC).isoformat(timespec="seconds"),
+        sorted(qfiles),
     )
-    fs.makedirs(mpath.rsplit("/", 1)[0], exist_ok=True)
-    fs.pipe_file(mpath + ".tmp", json.dumps(manifest.to_json(), indent=1).encode())
-    fs.mv(mpath + ".tmp", mpath)
+    commit_manifest(fs, mpath, manifest)
     t_commit = time.monotonic()
     log(bid, f"committed {mpath}")
     crash_if("commit", crash_at, bid)
-    dropped = drop_committed(s, batch, fs, crash_at, counted=counts)
+    dropped = drop_sealed(s, batch, sealed, crash_at, counts)
     t_drop = time.monotonic()
     return {
         "batch_id": bid,
@@ -284,6 +332,132 @@ def commit_and_drop(s, batch, fs, crash_at, done: dict) -> dict:
             "drop": round(t_drop - t_commit, 2),
         },
     }
+
+
+def commit_manifest(fs, mpath: str, manifest) -> None:
+    fs.makedirs(mpath.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(mpath + ".tmp", json.dumps(manifest.to_json(), indent=1).encode())
+    fs.mv(mpath + ".tmp", mpath)
+
+
+def supplement(spark, s, batch, sealed, fs, crash_at) -> dict:
+    """Steps 1-4 for an hour that is already committed: its sealed buckets hold late records (or, after
+    a crash past the commit, records already archived). Only ids in neither the partition nor its
+    quarantine are appended (anti-join by id); then every sealed id must be found there and the
+    partition must hold each id once; the files no manifest names are recorded in a supplement
+    manifest; the sealed buckets are dropped. The rows are cached: late records are few (and a
+    resumed hour is read once here too)."""
+    from pyspark.sql import functions as F
+
+    from flashsale.archive_layout import Manifest, manifest_path, supplement_manifest_path, supplement_number, unclaimed
+    from flashsale.contracts import CONTRACTS, arrow_schema
+    from flashsale.hot_layout import unsealed_name
+
+    contract = CONTRACTS[batch.fact]
+    cols, key, bid = contract.column_names, contract.key, batch.batch_id
+    part, qpart = batch.partition(s.archive_root), batch.quarantine_partition(s.archive_root)
+    t0 = time.monotonic()
+    good = F.col(REASON).isNull()
+    raw = hot_rows(spark, s, batch.fact, sealed, 1).withColumn(
+        "_k", F.when(good, F.col(key)).otherwise(F.get_json_object(F.col(RAW), "$._id"))
+    )
+    raw = raw.cache()
+    per_bucket = exact_counts(s, sealed)  # frozen: for the manifest and the result
+
+    def archived_ids():
+        ids = spark.createDataFrame([], "_k string")
+        if _parquet_files(fs, part):
+            ids = ids.union(spark.read.schema(_spark_schema(arrow_schema(contract))).parquet(part).select(F.col(key)))
+        if _parquet_files(fs, qpart):
+            ids = ids.union(spark.read.parquet(qpart).select(F.get_json_object(F.col(RAW), "$._id")))
+        return ids.toDF("_k")
+
+    new = raw.join(archived_ids(), "_k", "left_anti").cache()
+    n_new, n_new_bad = (int(x or 0) for x in new.agg(F.count_if(good), F.count_if(~good)).first())
+    if n_new:
+        new.where(good).select(*cols).write.mode("append").parquet(part)
+    if n_new_bad:
+        new.where(~good).select(RAW, REASON).write.mode("append").parquet(qpart)
+    t_write = time.monotonic()
+    log(
+        bid,
+        f"supplement: {sum(per_bucket.values())} sealed records, {n_new} new rows ({n_new_bad} quarantined) appended",
+    )
+    crash_if("write", crash_at, bid)
+
+    missing = raw.select("_k").join(archived_ids(), "_k", "left_anti").count()
+    n = distinct = 0
+    if _parquet_files(fs, part):
+        back = spark.read.schema(_spark_schema(arrow_schema(contract))).parquet(part)
+        n, distinct = (int(x) for x in back.agg(F.count(F.lit(1)), F.count_distinct(F.col(key))).first())
+    if missing or n != distinct:
+        raise RuntimeError(
+            f"batch {bid}: supplement verification failed: {missing} sealed ids not archived, "
+            f"{n - distinct} duplicated ids in {part}"
+        )
+    t_verify = time.monotonic()
+    log(bid, f"supplement verified by id: every sealed id archived once ({n} rows in the partition)")
+    crash_if("verify", crash_at, bid)
+
+    meta = manifest_path(s.archive_root, bid).rsplit("/", 1)[0]
+    names = [f for f in fs.ls(meta, detail=False) if f.rsplit("/", 1)[-1].startswith(bid + ".")]
+    manifests = [json.loads(fs.cat_file(f)) for f in names if f.endswith(".json")]
+    files = unclaimed(_parquet_files(fs, part), manifests)
+    qfiles = unclaimed(_parquet_files(fs, qpart), manifests, "quarantine_files")
+    number = 0
+    if files or qfiles:  # new rows, or rows a crashed supplement wrote: claimed now
+        number = supplement_number(bid, names)
+        rows = spark.read.parquet(*files).count() if files else 0
+        quarantined = spark.read.parquet(*qfiles).count() if qfiles else 0
+        mpath = supplement_manifest_path(s.archive_root, bid, number)
+        commit_manifest(
+            fs,
+            mpath,
+            Manifest(
+                bid,
+                batch.fact,
+                batch.hour.isoformat(),
+                [unsealed_name(b) for b in sealed],
+                rows,
+                quarantined,
+                "",
+                sorted(files),
+                {unsealed_name(b): c for b, c in per_bucket.items()},
+                datetime.now(UTC).isoformat(timespec="seconds"),
+                sorted(qfiles),
+                number,
+            ),
+        )
+        log(bid, f"committed {mpath}: {rows} rows, {quarantined} quarantined")
+    else:
+        rows = quarantined = 0
+    t_commit = time.monotonic()
+    crash_if("commit", crash_at, bid)
+    new.unpersist()
+    raw.unpersist()
+    dropped = drop_sealed(s, batch, sealed, crash_at, per_bucket)
+    t_drop = time.monotonic()
+    return {
+        "batch_id": bid,
+        "supplement": number,
+        "rows": rows,
+        "quarantined": quarantined,
+        "dropped": dropped,
+        "seconds": round(t_drop - t0, 2),
+        "steps_s": {
+            "read_antijoin_write": round(t_write - t0, 2),
+            "verify_by_id": round(t_verify - t_write, 2),
+            "commit": round(t_commit - t_verify, 2),
+            "drop": round(t_drop - t_commit, 2),
+        },
+    }
+
+
+def _parquet_files(fs, path: str) -> list[str]:
+    try:
+        return sorted(f for f in fs.ls(path, detail=False) if f.endswith(".parquet"))
+    except FileNotFoundError:
+        return []
 
 
 def exact_counts(s, buckets) -> dict[str, int]:
@@ -302,37 +476,20 @@ def exact_counts(s, buckets) -> dict[str, int]:
         return dict(zip(buckets, pool.map(count, buckets)))
 
 
-def drop_committed(s, batch, fs, crash_at, counted: dict[str, int] | None = None) -> int:
-    """Step 4: drop each hot bucket whose count still equals the manifest's.
-
-    ``counted``: the exact counts this run took once the read was done, just before the commit
-    (they are the manifest's); a resumed run (crash after the commit) recounts each bucket."""
-    from flashsale.archive_layout import manifest_path
+def drop_sealed(s, batch, sealed, crash_at, counts: dict[str, int]) -> int:
+    """Step 4: drop the hour's sealed buckets (archived: verified and committed). Nothing writes to a
+    sealed name, so what was read is what is dropped; late records are in fresh buckets."""
     from flashsale.stores import mongo_client
 
-    manifest = json.loads(fs.cat_file(manifest_path(s.archive_root, batch.batch_id)))
     dropped = 0
     with mongo_client(s) as client:
         db = client[s.mongo_db]
-        present = set(db.list_collection_names())
-        for i, bucket in enumerate(manifest["buckets"]):
-            if bucket not in present:
-                continue
-            count = counted[bucket] if counted is not None else exact_counts(s, [bucket])[bucket]
-            if count == 0:  # dropped earlier, then re-created empty (by an index build): nothing to keep
-                db[bucket].drop()
-                continue
-            if count != manifest["bucket_counts"].get(bucket, -1):
-                raise RuntimeError(
-                    f"batch {batch.batch_id}: {bucket} holds {count} documents, manifest says "
-                    f"{manifest['bucket_counts'].get(bucket)}: not dropping (records written into "
-                    "an hour after it was archived stay in the hot store; see README.md, Known limits)"
-                )
+        for i, bucket in enumerate(sealed):
             db[bucket].drop()
-            dropped += count
+            dropped += counts.get(bucket, 0)
             if i == 0:
                 crash_if("delete", crash_at, batch.batch_id)
-    log(batch.batch_id, f"dropped {dropped} documents from the hot store")
+    log(batch.batch_id, f"dropped {len(sealed)} sealed buckets ({dropped} documents) from the hot store")
     return dropped
 
 
@@ -359,7 +516,8 @@ def archive_fs(root: str):
 
 
 def hot_inventory(s):
-    """(fact -> [(bucket start, name, count)]) for every fact bucket in the hot store."""
+    """(fact -> [(bucket start, name, count)]) for every fact bucket in the hot store, sealed ones (an
+    archival batch a crash interrupted) included."""
     from flashsale import hot_layout
     from flashsale.contracts import FACTS
     from flashsale.stores import mongo_client
@@ -368,7 +526,11 @@ def hot_inventory(s):
         db = client[s.mongo_db]
         names = db.list_collection_names()
         return {
-            c.name: [(t, n, estimated_count(db, n)) for t, n in hot_layout.existing_buckets(c, names)] for c in FACTS
+            c.name: [
+                (t, n, estimated_count(db, n))
+                for t, n in sorted(hot_layout.existing_buckets(c, names) + hot_layout.existing_sealed(c, names))
+            ]
+            for c in FACTS
         }
 
 
@@ -404,7 +566,7 @@ def main(argv=None) -> int:
 
     from pyspark.sql import SparkSession
 
-    from flashsale.archive_layout import plan, should_archive
+    from flashsale.archive_layout import manifest_path, plan, should_archive
     from flashsale.contracts import CONTRACTS
 
     a = parse_args(argv if argv is not None else sys.argv[1:])
@@ -434,6 +596,7 @@ def main(argv=None) -> int:
         print(RESULT_PREFIX + json.dumps({**result, "skipped": True}), flush=True)
         return 0
     crash_if("plan", a.crash_at, batches[0].batch_id)
+
     t1 = time.monotonic()
     spark = SparkSession.builder.appName("flashsale-archive").getOrCreate()
     assert s.archive_root is not None  # Settings fills archive_root from the profile
@@ -446,12 +609,18 @@ def main(argv=None) -> int:
             finishing = None
             for batch in batches:
                 log(batch.batch_id, f"start: {len(batch.buckets)} buckets, {batch.rows} hot records ({why})")
-                done = write_and_verify(spark, s, batch, fs, a.crash_at, counter)
+                sealed = seal(s, batch, a.crash_at)
+                if not sealed:
+                    continue
+                if fs.exists(manifest_path(s.archive_root, batch.batch_id)):  # late records of a committed hour
+                    result["batches"].append(supplement(spark, s, batch, sealed, fs, a.crash_at))
+                    continue
+                done = write_and_verify(spark, s, batch, sealed, fs, a.crash_at, counter)
                 if finishing is not None:
                     result["batches"].append(finishing.result())
-                finishing = finisher.submit(commit_and_drop, s, batch, fs, a.crash_at, done)
-            assert finishing is not None  # batches is not empty (checked above)
-            result["batches"].append(finishing.result())
+                finishing = finisher.submit(commit_and_drop, s, batch, sealed, fs, a.crash_at, done)
+            if finishing is not None:
+                result["batches"].append(finishing.result())
         result["seconds"].update(spark_start=round(t2 - t1, 2), batches=round(time.monotonic() - t2, 2))
     finally:
         spark.stop()

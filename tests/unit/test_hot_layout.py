@@ -82,3 +82,13 @@ def test_split_by_bucket_is_exact_and_loses_nothing():
         for ts in part["order_ts"].to_pylist():
             assert hl.collection_for(ORDERS_FACT, ts, 5) == name
     assert sorted(parts) == ["orders_fact__20261111_0005", "orders_fact__20261111_0010", "orders_fact__20261111_0015"]
+
+
+def test_sealed_names_are_not_buckets_and_parse_back():
+    b = hl.collection_for(ORDERS_FACT, T, 5)
+    sealed = hl.sealed_name(b)
+    assert sealed == "orders_fact__20261111_0005__sealed" and hl.unsealed_name(sealed) == b
+    assert hl.parse_bucket(ORDERS_FACT, sealed) is None  # writers and bucket readers never see it
+    assert hl.parse_sealed(ORDERS_FACT, sealed) == datetime(2026, 11, 11, 0, 5, tzinfo=UTC)
+    assert hl.parse_sealed(ORDERS_FACT, b) is None and hl.parse_sealed(INVENTORY_FACT, sealed) is None
+    assert hl.existing_sealed(ORDERS_FACT, [b, sealed, "products_dim"]) == [(hl.parse_bucket(ORDERS_FACT, b), sealed)]
