@@ -74,7 +74,6 @@ from kpi.rules import KpiParams, measured_lift, product_group_kpis, sku_kpis, un
 from ray_gen.actions import Interventions
 from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
-from ray_gen.streams import HISTORY, rng_for
 
 if TYPE_CHECKING:
     from ray_gen.engine import Progress
@@ -86,25 +85,14 @@ DEFAULT_MIN_LEAD_MINUTES = 15
 
 # ---------------------------------------------------------------- the KPI job, replayed
 def history_baseline(p: SimParams, hours: int) -> pd.DataFrame:
-    """The archive baseline after `hours` archived hours of a normal day (see the module doc)."""
+    """The archive baseline after `hours` archived hours of simulated normal days before the sale (see the
+    module doc): no sale discounts, no flash curve, each product's popularity drifting day to day."""
     from kpi.baseline import baseline_from_table, empty_baseline
+    from ray_gen.history import normal_day_units
 
     if hours <= 0:
         return empty_baseline()
-    cat = build_catalogue(p)
-    units = rng_for(p.seed, HISTORY).poisson(cat.baseline_rate.reshape(-1) * 60.0, size=(hours, cat.baseline_rate.size))
-    hour, pair = np.nonzero(units)  # the archive holds rows only where something sold
-    starts = [p.start - timedelta(hours=hours - h) for h in range(hours)]  # the archived hours, before the sale
-    table = pa.table(
-        {
-            "product_id": pair % cat.n_products,
-            "warehouse_id": pair // cat.n_products,
-            "order_qty": units[hour, pair],
-            "date": np.array([s.date().isoformat() for s in starts])[hour],
-            "hour": np.array([f"{s.hour:02d}" for s in starts])[hour],
-        }
-    )
-    return baseline_from_table(table)
+    return baseline_from_table(normal_day_units(p, hours))
 
 
 class Replay:
@@ -368,44 +356,53 @@ class Episodes:
 # ---------------------------------------------------------------- closed loop: an operator following the radar
 @dataclass
 class ActionDesk:
-    """Turns the open alerts into Interventions, the way an operator following the radar would."""
+    """Turns the queue into Interventions, the way an operator working it would: a restock (also behind a paused
+    ad) and a transfer are placed once per pair while one is on its way; ads stay paused while the queue says so."""
 
     n_products: int
     lead_minutes: int
-    in_flight: dict[int, int] = field(default_factory=dict)  # pair -> minute its radar restock lands
+    transfer_minutes: int
+    in_flight: dict[int, int] = field(default_factory=dict)  # pair -> minute its restock or transfer lands
     counts: dict[str, int] = field(
-        default_factory=lambda: {"restock_orders": 0, "restock_units": 0, "reroute_minutes": 0, "pause_minutes": 0}
+        default_factory=lambda: {
+            "restock_orders": 0,
+            "restock_units": 0,
+            "transfers": 0,
+            "transfer_units": 0,
+            "pause_minutes": 0,
+        }
     )
 
-    def plan(self, minute: int, alerts: list[dict]) -> Interventions:
-        """What is in force from `minute` on, given the queue of the run that just ended (an operator works
-        the queue: at most ``kpi_queue_size`` items, by expected loss)."""
+    def plan(self, minute: int, queue: list[dict]) -> Interventions:
+        """What is in force from `minute` on, given the queue of the run that just ended (at most
+        ``kpi_queue_size`` items, by expected loss)."""
         self.in_flight = {k: due for k, due in self.in_flight.items() if due > minute}
-        restocks, reroutes, pauses = [], [], []
-        for a in alerts:
+        restocks, transfers, pauses = [], [], []
+        for a in queue:
             if a.get("status") == "clearing":  # the risk has passed; the alert only stays up against flapping
                 continue
             w, pid, n = a["warehouse_id"], a["product_id"], a["numbers"]
             key = w * self.n_products + pid
-            if (
-                a["action"] in ("restock", "pause_ads")
-                and (n.get("suggested_units") or 0) > 0
-                and key not in self.in_flight
-            ):
-                restocks.append((w, pid, n["suggested_units"]))
+            need = int(n.get("suggested_units") or 0)
+            if a["action"] in ("restock", "pause_ads") and need > 0 and key not in self.in_flight:
+                restocks.append((w, pid, need))
                 self.in_flight[key] = minute + self.lead_minutes
-            if a["action"] == "reroute" and n.get("reroute_from_warehouse_id") is not None:
-                reroutes.append((w, pid, n["reroute_from_warehouse_id"]))
+            donor, surplus = n.get("reroute_from_warehouse_id"), int(n.get("surplus_units") or 0)
+            if a["action"] == "reroute" and donor is not None and surplus > 0 and key not in self.in_flight:
+                units = min(surplus, max(need, 1))  # what the pair needs, never more than the donor spares
+                transfers.append((w, pid, int(donor), units))
+                self.in_flight[key] = minute + self.transfer_minutes
             if a["action"] == "pause_ads":
                 pauses.append((w, pid))
         self.counts["restock_orders"] += len(restocks)
         self.counts["restock_units"] += sum(u for _, _, u in restocks)
-        self.counts["reroute_minutes"] += len(reroutes)
+        self.counts["transfers"] += len(transfers)
+        self.counts["transfer_units"] += sum(u for *_, u in transfers)
         self.counts["pause_minutes"] += len(pauses)
         return Interventions(
-            restocks=np.asarray(restocks, dtype=np.int64),
-            reroutes=np.asarray(reroutes, dtype=np.int64),
-            pauses=np.asarray(pauses, dtype=np.int64),
+            restocks=np.asarray(restocks, dtype=np.int64).reshape(-1, 3),
+            reroutes=np.asarray(transfers, dtype=np.int64).reshape(-1, 4),
+            pauses=np.asarray(pauses, dtype=np.int64).reshape(-1, 2),
         )
 
 
@@ -424,16 +421,12 @@ class SaleRun:
 
 
 def planned_calendar(p: SimParams) -> tuple[SaleEvent, ...]:
-    """What the business would publish of this sale: each event's start, its lift rounded to a whole
-    multiple of normal demand, its decay rounded to 5 minutes. Not the simulator's exact curve."""
-    events = [(p.flash.spike_minute, p.flash.spike_peak, p.flash.spike_decay_minutes), *p.flash.waves]
-    return tuple(
-        SaleEvent(
-            (p.start + timedelta(minutes=at)).timestamp(), float(round(peak)), float(max(5, 5 * round(decay / 5)))
-        )
-        for at, peak, decay in events
-        if peak > 0
-    )
+    """What the business publishes of this sale (ray_gen/sale_plan.py: the events' times, their lift and
+    decay as a forecast with a planner's error, rounded), read the way the KPI job reads its setting."""
+    from flashsale.calendar import parse_calendar
+    from ray_gen.sale_plan import planned_calendar_json
+
+    return parse_calendar(planned_calendar_json(p))
 
 
 def true_rates(p: SimParams, cat, available: np.ndarray, load: np.ndarray | None) -> np.ndarray:
@@ -473,7 +466,7 @@ def simulate(
     cat = build_catalogue(p)
     truth = Episodes(replay.n_pairs)
     desks = {name: J.Desk(name) for name in (("radar", "naive", "oracle") if judge else ("radar",))}
-    desk = ActionDesk(replay.n_products, p.action_restock_lead_minutes) if act else None
+    desk = ActionDesk(replay.n_products, p.action_restock_lead_minutes, p.transfer_minutes) if act else None
     planned: dict[int, Interventions] = {}
     snapshots: dict[int, pd.DataFrame] = {}
     stockout_value: dict[tuple[int, int], float] = {}
@@ -596,20 +589,28 @@ def evaluation_rows(replay: Replay, t: int, numbers: dict, desks: dict, params: 
 
 
 def outcome(run: SaleRun) -> dict:
-    """What a sale cost: stockout-minutes and lost revenue (and what else changed)."""
+    """What a sale cost and earned: stockouts, demand served / lost / suppressed, every action cost."""
     pr = run.progress
+    money = (
+        "revenue",
+        "margin",
+        "lost_revenue",
+        "suppressed_revenue",
+        "substituted_revenue",
+        "ad_spend_saved",
+        "restock_cost",
+        "transfer_cost",
+    )
+    counts = ("orders", "lost_orders", "lost_units", "suppressed_requests", "suppressed_units", "substituted_units")
     return {
         "stockout_events": pr.stockouts,
         "stockout_minutes": pr.stockout_minutes,
-        "lost_revenue": round(pr.lost_revenue, 2),
-        "lost_orders": pr.lost_orders,
-        "lost_units": pr.lost_units,
-        "revenue": round(pr.revenue, 2),
-        "orders": pr.orders,
-        "suppressed_requests": pr.suppressed_requests,
-        "suppressed_revenue": round(pr.suppressed_revenue, 2),
-        # demand that brought no revenue: met an empty shelf, or never came because its ads were paused
-        "unserved_revenue": round(pr.lost_revenue + pr.suppressed_revenue, 2),
+        **{k: round(float(getattr(pr, k)), 2) for k in money},
+        **{k: int(getattr(pr, k)) for k in counts},
+        # demand that brought no revenue: met an empty shelf, or vanished because its ads were paused
+        "unserved_revenue": round(pr.unserved_revenue, 2),
+        "unserved_units": int(pr.unserved_units),
+        "net_margin": round(pr.net_margin, 2),
         **({"actions": run.desk} if run.desk is not None else {}),
     }
 
@@ -628,8 +629,8 @@ def shaped(p: SimParams, shape: str) -> SimParams:
     elif shape == "waves":
         at = p.flash.spike_minute
         curve = FlashCurve(waves=((at + 80, 3.0, 15.0), (at + 160, 2.0, 15.0)))
-    elif shape == "normal":
-        curve = FlashCurve.flat()
+    elif shape == "normal":  # no sale: no flash curve and no sale discounts (the catalogue of a normal day)
+        return p.replace(flash=FlashCurve.flat(), sale_discounts=False)
     else:
         raise ValueError(f"unknown sale shape {shape!r}: choose one of {', '.join(SHAPES)}")
     return p.replace(flash=curve)
@@ -711,16 +712,14 @@ def queue_precision_series(frame: pd.DataFrame) -> dict[str, list[tuple[int, flo
     return out
 
 
-def net_margin(run: SaleRun, params: KpiParams) -> float:
-    """Revenue x margin - every action cost + ad spend saved (the costs the simulator tallies)."""
-    pr = run.progress
-    costs = sum(float(getattr(pr, k, 0.0)) for k in ("restock_cost", "transfer_cost"))
-    return pr.revenue * params.margin_rate - costs + float(getattr(pr, "ad_spend_saved", 0.0))
+def net_margin(run: SaleRun) -> float:
+    """Gross margin of what was served - every restock and transfer cost + ad spend saved (ray_gen Progress)."""
+    return float(run.progress.net_margin)
 
 
 def unserved(run: SaleRun) -> float:
-    """Demand that brought no revenue: met an empty shelf, or never came because its ads were paused."""
-    return run.progress.lost_revenue + run.progress.suppressed_revenue
+    """Demand that brought no revenue: met an empty shelf, or vanished because its ads were paused."""
+    return float(run.progress.unserved_revenue)
 
 
 def closed_loop(
@@ -741,7 +740,7 @@ def closed_loop(
             off = simulate(ps, params, baseline=base, judge=False, on_progress=bar)
         with progress(f"seed {seed}: acting on the radar's queue") as bar:
             on = simulate(ps, params, baseline=base, act=True, judge=False, on_progress=bar)
-        m0, m1, u0, u1 = net_margin(off, params), net_margin(on, params), unserved(off), unserved(on)
+        m0, m1, u0, u1 = net_margin(off), net_margin(on), unserved(off), unserved(on)
         per_seed.append(
             {
                 "seed": seed,

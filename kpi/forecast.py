@@ -104,6 +104,7 @@ class Forecast:
     eta_pessimistic: np.ndarray
     rate_per_min: np.ndarray  # expected units/min right now (posterior mean x current intensity x units/order)
     expected_short_units: np.ndarray
+    cover_units: np.ndarray  # expected units over the next ``cover_minutes`` under the planned curve
 
 
 def forecast(
@@ -122,6 +123,7 @@ def forecast(
     pessimistic_q: float,
     units_per_order: float,
     short_for: np.ndarray | None = None,
+    cover_minutes: float | None = None,
 ) -> Forecast:
     """The module's forecaster for n pairs.
 
@@ -139,7 +141,8 @@ def forecast(
     shape = a0 + orders_series @ w if n else a0
     rate = b0 + float(w @ f_w)  # every pair sees the same planned exposure
     H = int(round(horizon))
-    cum = future_cumulative(events, as_of_s, max(ETA_GRID_MINUTES, H + 1))
+    C = int(round(cover_minutes if cover_minutes is not None else horizon))
+    cum = future_cumulative(events, as_of_s, max(ETA_GRID_MINUTES, H + 1, C + 1))
     E_H = cum[H]
     inb = np.asarray(inbound, dtype=float)
     d = np.clip(np.asarray(inbound_in, dtype=float), 0.0, horizon)
@@ -169,4 +172,5 @@ def forecast(
         eta_pessimistic=pes,
         rate_per_min=r_hat * f_now * units_per_order,
         expected_short_units=short * units_per_order,
+        cover_units=r_hat * cum[C] * units_per_order,
     )

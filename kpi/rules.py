@@ -271,7 +271,9 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
         pessimistic_q=params.pessimistic_q,
         units_per_order=upo,
         short_for=None,
+        cover_minutes=params.horizon_minutes + params.lead_time_minutes,
     )
+    st["cover_units"] = fc.cover_units
     st["units_in_window"] = units.sum(axis=1).astype("int64")
     st["velocity"] = fc.rate_per_min
     st["eta_median_min"] = fc.eta_median
@@ -287,7 +289,10 @@ def choose_actions(kpis: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
     """One candidate action per at-risk pair by the documented rules (see module doc)."""
     df = kpis.copy().reset_index(drop=True)
     H, L = params.horizon_minutes, params.lead_time_minutes
-    need = np.ceil(df["velocity"].to_numpy() * (H + L))
+    # what the pair sells until a restock ordered now has landed and covered the horizon: the forecast's
+    # expected units over H + L under the planned curve (a spike's peak is not held for 105 minutes)
+    cover = df["cover_units"].to_numpy(float) if "cover_units" in df else df["velocity"].to_numpy() * (H + L)
+    need = np.ceil(cover)
     # what is already on the way counts: a second order for the same gap would double the stock
     df["suggested_units"] = np.maximum(need - df["available"].to_numpy() - df["inbound_units"].to_numpy(), 0).astype(
         "int64"

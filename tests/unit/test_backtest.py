@@ -90,33 +90,41 @@ def test_labels_look_ahead_exactly_the_horizon():
 
 
 # ---------------------------------------------------------------- the operator following the alerts
-def _alert(p, w, action, units=0, donor=None):
+def _alert(p, w, action, units=0, donor=None, surplus=None):
     return {
         "product_id": p,
         "warehouse_id": w,
         "action": action,
-        "numbers": {"suggested_units": units, "reroute_from_warehouse_id": donor},
+        "numbers": {"suggested_units": units, "reroute_from_warehouse_id": donor, "surplus_units": surplus},
     }
 
 
-def test_action_desk_orders_once_per_restock_in_flight():
-    desk = B.ActionDesk(n_products=100, lead_minutes=45)
+def test_action_desk_orders_once_per_restock_or_transfer_in_flight():
+    desk = B.ActionDesk(n_products=100, lead_minutes=45, transfer_minutes=20)
     iv = desk.plan(
         10,
         [
             _alert(1, 2, "restock", 30),
             _alert(3, 2, "pause_ads", 8),
-            _alert(4, 5, "reroute", 40, donor=6),
+            _alert(4, 5, "reroute", 40, donor=6, surplus=25),
             _alert(7, 2, "monitor"),
             _alert(8, 2, "restock", 0),
         ],
     )
     assert iv.restocks.tolist() == [[2, 1, 30], [2, 3, 8]]  # pause_ads still orders its restock; 0 units: nothing
-    assert iv.reroutes.tolist() == [[5, 4, 6]] and iv.pauses.tolist() == [[2, 3]]
-    again = desk.plan(11, [_alert(1, 2, "restock", 31)])
-    assert len(again.restocks) == 0 and len(again.pauses) == 0  # in flight until minute 55; the pause is lifted
+    # a transfer of what the pair needs, capped by what the donor spares
+    assert iv.transfers.tolist() == [[5, 4, 6, 25]] and iv.pauses.tolist() == [[2, 3]]
+    again = desk.plan(11, [_alert(1, 2, "restock", 31), _alert(4, 5, "reroute", 40, donor=6, surplus=25)])
+    assert len(again.restocks) == len(again.transfers) == len(again.pauses) == 0  # in flight; the pause is lifted
+    assert desk.plan(30, [_alert(4, 5, "reroute", 10, donor=6, surplus=25)]).transfers.tolist() == [[5, 4, 6, 10]]
     assert desk.plan(55, [_alert(1, 2, "restock", 12)]).restocks.tolist() == [[2, 1, 12]]  # landed: may order again
-    assert desk.counts == {"restock_orders": 3, "restock_units": 50, "reroute_minutes": 1, "pause_minutes": 1}
+    assert desk.counts == {
+        "restock_orders": 3,
+        "restock_units": 50,
+        "transfers": 2,
+        "transfer_units": 35,
+        "pause_minutes": 1,
+    }
     clearing = desk.plan(
         56,
         [
@@ -245,7 +253,7 @@ def test_small_backtest_end_to_end_with_closed_loop(tmp_path):
     cl = r["closed_loop"]
     assert [s["seed"] for s in cl["seeds"]] == [5, 6] and len(cl["net_margin_change_ci95"]) == 2
     acted = cl["seeds"][0]["closed_loop"]["actions"]
-    assert acted["restock_orders"] + acted["reroute_minutes"] + acted["pause_minutes"] > 0
+    assert acted["restock_orders"] + acted["transfers"] + acted["pause_minutes"] > 0
     assert r["normal_day"]["actionable_first_hour"] == 0  # no sale: nothing to act on
     json_path, png_path = save(r, tmp_path / "out")
     assert json.loads(json_path.read_text())["radar"]["brier"] == r["radar"]["brier"]
