@@ -1,56 +1,34 @@
-"""Backtest (`flashsale backtest`): replay the minute KPI job over a simulated flash sale and score it.
+"""Backtest (`flashsale backtest`): replay the minute KPI job over simulated sales and judge its advice.
 
 The sale runs in-process (ray_gen.observe.ObservedBackend: no Ray, no store). After every simulated
 minute t the KPI job's run at as-of = end of minute t is replayed on that minute's fact records with
-the job's own functions and the same KpiParams (kpi/rules.py: ``sku_kpis``,
-``product_group_kpis``, ``update_alerts``). Only two trivial steps of the job's Spark SQL are mirrored
-here (`Replay.ingest`, `Replay.inbound_in`): units per product x warehouse x minute (`HAVING units > 0`)
-and the latest inventory event per pair (`GREATEST(on_hand - reserved, 0)`, its inbound aged to the
-as-of). tests/unit/test_backtest.py runs
-spark.kpi_job.compute() on a replayed window and checks the per-SKU KPIs are the same.
+the job's own functions and the same KpiParams (kpi/rules.py: ``sku_kpis``, ``product_group_kpis``,
+``update_alerts``, ``action_queue``). Only two trivial steps of the job's Spark SQL are mirrored here
+(`Replay.ingest`, `Replay.inbound_in`): units and orders per product x warehouse x minute and the latest
+inventory event per pair. tests/integration/test_backtest_spark.py runs spark.kpi_job.compute() on a
+replayed window and checks the per-SKU KPIs are the same.
 
-Archive baseline: in steady state the job reads the archive of earlier days. The backtest gives it
-`history_hours` of normal-day history (`history_baseline`: Poisson units per pair and archived hour
-at the catalogue's normal-day rate, drawn from their own random stream, turned into the baseline by
-the job's kpi.baseline.baseline_from_table); history_hours=0 is a first day without archive.
+What the radar may know, as in production: the archive of normal days before the sale
+(``history_baseline``: ray_gen.history's simulated normal days, no sale discounts, popularity drifting
+day to day) and the sale calendar the business publishes (``planned_calendar``: ray_gen.sale_plan, the
+events' times with a planner's error on their size). Never the simulator's parameters.
 
 Ground truth comes from the simulator's inventory state (on hand - reserved of every pair after every
-minute), never from the KPI code.
+minute), never from the KPI code. A stockout event is a pair's available stock going from > 0 to <= 0;
+its weight is the revenue the empty shelf turns away (the pair's true expected demand value per minute
+when it emptied x its minutes out).
 
-Definitions (minute t = the KPI run at the end of simulated minute t, seeing data up to t):
-- Stockout event: pair k's available stock is > 0 after minute s-1 and <= 0 after minute s. Its
-  "back in stock" minute r is 0 for the pair's first event, else the first minute with stock after the
-  pair's previous stockout.
-- Alert episode: a maximal run of minutes [a, b] in which pair k has an open alert (any status, any
-  action, `monitor` included: what the dashboard shows). For the naive baseline: minutes in which its
-  rule holds.
-- Lead time of an event: if an episode is open at run s-1 (the last run before the stock hit zero),
-  lead = s - max(a, r); otherwise the event was missed. recall@L = events with lead >= L / all events.
-  Median lead is over the detected events.
-- An episode is *reactive* if the pair was already out of stock at its first minute (p_stockout = 1
-  for an empty shelf: it reports, not predicts); reactive episodes are counted, not scored.
-  A predictive episode is a true positive if the pair stocks out at some s with a < s <= b + H
-  (H = action horizon: the prediction "out within H" was re-issued every minute up to b); a false
-  positive if it did not and b + H is within the run; otherwise pending (the run ended too early to
-  know; excluded). precision = TP / (TP + FP); false alarms per hour = FP / simulated hours.
-  ``precision_strict`` also reported: TP only if the stockout comes within H of the opening (a < s <= a + H).
-- Naive baseline: ETA = available / (units sold in the last 15 minutes / 15); it alerts whenever
-  ETA < H (an empty shelf: ETA 0).
-- Oracle (a yardstick, not a contender, and not a strict ceiling: the radar, which ignores inbound stock,
-  reaches more recall at far less precision): knows each pair's expected demand over the next H minutes from
-  the simulator's own model (normal-day rate x flash curve x warehouse pressure x scarcity boost, the
-  last two held at their current values), counts
-  the restocks on their way as the KPI job can (inventory_fact's inbound fields) and alerts while
-  P(stockout within H) >= kpi_high_risk_p. What it misses
-  is Poisson noise no forecaster can see. Its threshold is also swept (``ORACLE_FRONTIER_P``, result
-  ``oracle_frontier``): the precision-recall frontier of alerting on the true expected demand.
+Judged (backtest/judge.py, backtest/metrics.py): the radar, a naive baseline and an oracle, each turning
+its P(stockout within H) into alerts and a queue with the same rules. Forecast quality on every
+``eval_every``-th minute for every pair in stock (label: a stockout starts within H); the queue every
+minute. The figures come from one frame (``predictions_frame``) that ``flashsale backtest --predictions``
+writes, so anyone can recompute them (``figures``).
 
-Closed loop (``act=True``): an operator follows the open alerts, not those clearing (ActionDesk): ``restock`` and
-``pause_ads`` order ``suggested_units`` once per pair while none is in flight (the restock lands
-after the simulator's action lead time); ``reroute`` sends the pair's demand to the donor and
-``pause_ads`` thins the SKU's demand while the alert says so (ray_gen/actions.py). The same seed is
-run with and without acting; stockout-minutes and lost revenue (requests that met an empty shelf)
-are compared, and so is the demand paused ads suppressed (it brings no revenue either).
+Closed loop (``closed_loop``): the same seed (same random streams: the same buyers) run without and with an
+operator working the queue (``ActionDesk``: restocks land after the simulator's lead time, transfers after
+its transfer time, paused ads thin the SKU's demand and move part of it to substitutes); every cost is
+counted (restock and transfer fixed + per unit, ad spend saved) and unserved demand is lost + suppressed.
+Paired over several seeds, with a 95 % t-interval of the per-seed relative changes.
 """
 
 from __future__ import annotations
@@ -80,7 +58,6 @@ if TYPE_CHECKING:
 
 NAIVE_WINDOW_MINUTES = 15  # the naive baseline's velocity: a plain 15-minute average
 # the oracle's alert threshold swept: the precision-recall trade-off of alerting on the true expected demand
-DEFAULT_MIN_LEAD_MINUTES = 15
 
 
 # ---------------------------------------------------------------- the KPI job, replayed
@@ -279,22 +256,6 @@ class Replay:
         alerts, self.alert_state = update_alerts(relevant, self.alert_state, now_iso, self.params)
         return skus, alerts
 
-    def alert_mask(self, alerts: list[dict]) -> np.ndarray:
-        mask = np.zeros(self.n_pairs, dtype=bool)
-        if alerts:
-            mask[self.pairs([a["warehouse_id"] for a in alerts], [a["product_id"] for a in alerts])] = True
-        return mask
-
-    def naive_alerts(self, t: int) -> np.ndarray:
-        """The naive baseline at the run ending minute t: available / 15-minute average velocity < H."""
-        return naive_alerts(
-            self.units_last(t, NAIVE_WINDOW_MINUTES),
-            self.available,
-            self.known,
-            self.params.horizon_minutes,
-            NAIVE_WINDOW_MINUTES,
-        )
-
     def units_last(self, t: int, minutes: int) -> np.ndarray:
         units = np.zeros(self.n_pairs, dtype=np.int64)
         for m in range(t - minutes + 1, t + 1):
@@ -302,19 +263,6 @@ class Replay:
                 k, u, _ = self.by_minute[m]
                 units[k] += u  # keys are unique within a minute
         return units
-
-
-def naive_alerts(
-    units: np.ndarray, available: np.ndarray, known: np.ndarray, horizon: float, window: int
-) -> np.ndarray:
-    """ETA = available / (units / window); alert when ETA < horizon. An empty shelf has ETA 0; no sales and
-    stock: no ETA, no alert."""
-    velocity = units / window
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.where(
-            available <= 0, 0.0, np.where(velocity > 0, available / np.where(velocity > 0, velocity, 1), np.inf)
-        )
-    return known & (eta < horizon)
 
 
 # ---------------------------------------------------------------- episodes and scoring (pure)

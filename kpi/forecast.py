@@ -18,7 +18,8 @@ compound demand of multi-unit orders is counted):
   planned exposure of the same minutes. Posterior Gamma(a0 + sum w o, b0 + sum w f).
 - Predictive demand over the next E units of planned exposure: NegBin(a, b / (b + E));
   P(D >= k) = I_{E/(b+E)}(k, a) (regularized incomplete beta), for real k.
-- Stock Q units needs k(Q) = 1 + (Q - 1) / units_per_order orders to empty (any one order empties 1 unit).
+- Stock Q units needs k(Q) = 1 + (Q - 1) / u orders to empty (any one order empties 1 unit); u is the pair's
+  own units per order, pooled toward the window's sale-wide mean (kpi/rules.py).
 - Inbound: I units landing in d minutes: out within H if the Q go before d, or Q + I go within H.
 - ETA: the exposure at which the Gamma time-to-sell reaches its quantile, mapped back to minutes
   through the planned cumulative intensity.
@@ -64,9 +65,9 @@ def future_cumulative(events: tuple[SaleEvent, ...], as_of_s: float, minutes: in
     return np.r_[0.0, np.cumsum(planned_intensity(events, mids))]
 
 
-def orders_needed(units: np.ndarray, units_per_order: float) -> np.ndarray:
+def orders_needed(units: np.ndarray, units_per_order: np.ndarray | float) -> np.ndarray:
     """k(Q): orders that empty Q units (Q >= 1)."""
-    return 1.0 + (np.asarray(units, dtype=float) - 1.0) / max(units_per_order, 1.0)
+    return 1.0 + (np.asarray(units, dtype=float) - 1.0) / np.maximum(units_per_order, 1.0)
 
 
 def p_at_least(k: np.ndarray, shape: np.ndarray, rate: np.ndarray, exposure: np.ndarray) -> np.ndarray:
@@ -121,7 +122,7 @@ def forecast(
     prior_minutes: float,
     horizon: float,
     pessimistic_q: float,
-    units_per_order: float,
+    units_per_order: np.ndarray | float,
     short_for: np.ndarray | None = None,
     cover_minutes: float | None = None,
 ) -> Forecast:

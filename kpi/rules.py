@@ -7,45 +7,42 @@ from the one settings object.
 
 Definitions
 -----------
-- Velocity (units/min) of a (product, warehouse): EWMA over the window's per-minute units, oldest to
-  newest, minutes without sales counting as 0: ``v = sum(w_k u_k) / sum(w_k)``, ``w_k = (1-a)^(W-1-k)``
-  (a = ``kpi_velocity_alpha``). When the archive gives a baseline b (typical units/min of that pair)
-  it acts as a Gamma prior worth ``m0`` minutes against the EWMA's ``1/a`` effective minutes:
-  ``lambda = (v/a + m0 g b) / (1/a + m0)``; without a baseline ``lambda = v``.
-- Sale-wide lift g (``sale_lift``): a flash sale moves every SKU's demand together, and the sum over
-  thousands of pairs measures that move within a few minutes, long before one slow mover's own sales
-  can. g = (units sold in the window's last ``kpi_sale_lift_minutes`` minutes by the pairs the archive
-  knows + c) / (what their baselines expect in those minutes + c), c = ``LIFT_PSEUDO_UNITS`` (so a
-  trickle of data, or none, leaves g near 1). The job computes g once per run over all pairs and
-  hands it to every group (``KpiParams.sale_lift``); ``kpi_sale_lift_minutes`` = 0 keeps g = 1.
-- Stockout ETA: unit demand is Poisson(lambda/min), so the time to sell the Q available units
-  (on hand minus reserved) is Gamma(shape=Q, rate=lambda). ``eta_median`` is its median,
-  ``eta_pessimistic`` its early quantile q (``kpi_eta_pessimistic_quantile``: with probability q we
-  are out sooner). ``p_stockout = P(T <= H) = P(Poisson(lambda H) >= Q)`` for the action horizon H.
-  Q = 0: ETA 0 and p = 1. lambda = 0, Q > 0: ETA unknown (None) and p = 0.
-- Inbound stock: I units ordered and landing in d minutes (inventory_fact ``inbound_units`` and
-  ``inbound_due_minutes``, aged to the as-of). With ``kpi_inbound_in_risk`` the shelf empties within H
-  if the Q units sell out before they land, or Q + I sell out within H: ``p = max(P(Poisson(lambda
-  min(d, H)) >= Q), P(Poisson(lambda H) >= Q + I))`` (exact when I = 0; otherwise low by at most the
-  chance of both, which is small when I is worth anything), and an ETA quantile past d is taken on
-  Q + I units. Off by default (the backtest: the velocity lags a flash spike, and ignoring inbound
-  stock is what keeps recall up); the suggested restock always subtracts I.
+- Forecast (kpi/forecast.py): per (product, warehouse) a Gamma-Poisson forecaster in orders. The prior is
+  the archive's normal-day units/min of the pair x the measured lift of its category, worth
+  ``kpi_baseline_prior_minutes`` of evidence (a pair the archive never saw: a vague prior); the window's
+  orders, EWMA-weighted (``kpi_velocity_alpha``), update it against the planned intensity of the same
+  minutes. ``p_stockout = P(NegBin demand over the next H minutes of planned intensity >= k(Q))``, the
+  stock Q counted in orders with the pair's units per order (pooled toward the window's, ``UPO_PSEUDO_ORDERS``);
+  with inbound I landing in d minutes (``kpi_inbound_in_risk``, on): out if Q goes before d or Q + I within H.
+  ETAs: the Gamma time-to-sell quantiles (median; ``kpi_eta_pessimistic_quantile``) mapped through the
+  planned cumulative intensity. ``velocity``: expected units/min now.
+- Planned calendar (``kpi_sale_calendar``, flashsale/calendar.py): the sale events the business publishes
+  (start, lift, decay). The forecast projects demand over the horizon along it, so a spike planned in
+  30 minutes raises the risk before it shows in the data.
+- Measured lift (``measured_lift``): units the archive's pairs sold in the window's last
+  ``kpi_sale_lift_minutes`` minutes over what their baselines x the plan expect, sale-wide (g) and per
+  category (pooled toward g with LIFT_PSEUDO_UNITS): how this sale's demand differs from the plan.
+- Expected loss: expected units short within H if nobody acts (E[(D_H - k(Q + I))^+] in units) x the unit
+  price x ``kpi_margin_rate``. Alerts and the queue are ranked by it.
 - Risk: ``high`` if p >= ``kpi_high_risk_p``, ``watch`` if p >= ``kpi_watch_p``, else ``low``.
-- Action (one per at-risk pair; rules in order, first match wins):
+- Action (one per at-risk pair; rules in order, first match wins). Need = the forecast's expected units
+  over H + L (L = restock lead time) under the planned curve:
   1. watch risk -> ``monitor``.
   2. high risk and another warehouse of the SAME province holds a surplus of the product ->
-     ``reroute`` from the largest surplus. Surplus of warehouse j = available_j - ceil(lambda_j (H+L))
-     (what it keeps for its own demand over horizon H plus restock lead time L), j must be low risk and
-     the surplus >= ``kpi_reroute_min_units``; equal surpluses: the lowest warehouse id.
+     ``reroute`` from the largest surplus. Surplus of warehouse j = available_j - ceil(need_j), j must be
+     low risk and the surplus >= ``kpi_reroute_min_units``; equal surpluses: the lowest warehouse id.
   3. high risk, no reroute, and ``eta_pessimistic < L`` (a restock ordered now arrives too late) ->
      ``pause_ads`` (slow the demand until stock arrives; the restock quantity is still given).
-  4. high risk otherwise -> ``restock`` with ``suggested_units = ceil(lambda (H+L)) - available - inbound``
+  4. high risk otherwise -> ``restock`` with ``suggested_units = ceil(need) - available - inbound``
      (never below 0: what is already on the way is not ordered twice).
-- Hysteresis and dedup (``update_alerts``): one alert per (product, warehouse) (``alert_id``). An alert
-  opens when p >= watch_p, stays open while p >= exit_p, and closes only after ``clear_runs``
-  consecutive runs with p < exit_p (status ``clearing`` meanwhile). A changed action replaces the old
-  one at once when it escalates from ``monitor``; any other change must repeat for
-  ``action_confirm_runs`` consecutive runs.
+- Hysteresis and dedup (``update_alerts``), in minutes of DATA (the run's as-of), not runs: one alert per
+  (product, warehouse) (``alert_id``). An alert opens when p >= watch_p, stays open while p >= exit_p, and
+  closes after ``kpi_alert_clear_minutes`` of data with p < exit_p (status ``clearing`` meanwhile). A
+  changed action replaces the old one at once when it escalates from ``monitor``; any other change must
+  persist for ``kpi_action_confirm_minutes``.
+- Action queue (``action_queue``): at most ``kpi_queue_size`` open alerts whose action is reroute,
+  pause_ads or restock, by expected loss; the rest is counted by action, city and category, and the
+  queue's restocks are grouped into one order per warehouse.
 - Warehouse overload: load = orders/min over the window vs capacity (orders/min); overloaded when
   ``load/capacity >= kpi_overload_load_ratio`` or the latest mean fulfillment delay >=
   ``kpi_overload_delay_minutes``.
@@ -140,6 +137,7 @@ def risk_level(p, params: KpiParams) -> np.ndarray:
     return np.where(p >= params.high_p, "high", np.where(p >= params.watch_p, "watch", "low"))
 
 
+UPO_PSEUDO_ORDERS = 3.0  # orders' worth of the sale-wide units per order in each pair's own
 LIFT_PSEUDO_UNITS = 20.0  # evidence (units) the lift needs before it moves far from 1 (or from the sale's)
 
 
@@ -234,7 +232,6 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
     inbound_in_min = minutes from the as-of until the inbound lands).
     """
     W = params.window_minutes
-    upo = params.units_per_order
     st = state[STATE_COLUMNS].copy().reset_index(drop=True)
     n = len(st)
     units = np.zeros((n, W))
@@ -247,8 +244,11 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
         col = m["minute_idx"].to_numpy()[ok].astype(int)
         u = m["units"].to_numpy(dtype=float)[ok]
         np.add.at(units, (pos[ok], col), u)
-        o = m["orders"].to_numpy(dtype=float)[ok] if "orders" in m else u / upo
+        o = m["orders"].to_numpy(dtype=float)[ok] if "orders" in m else u / params.units_per_order
         np.add.at(orders, (pos[ok], col), o)
+    # each pair's units per order, pooled toward the sale-wide mean (a SKU bought in pairs empties faster)
+    c = UPO_PSEUDO_ORDERS
+    upo = (units.sum(axis=1) + c * params.units_per_order) / (orders.sum(axis=1) + c)
     lifts = dict(params.category_lift)
     lift = st["category"].map(lifts).fillna(params.sale_lift).to_numpy(dtype=float) if lifts else params.sale_lift
     prior = lift * st["baseline_velocity"].to_numpy(dtype=float) / upo  # orders per unit of planned intensity

@@ -9,7 +9,7 @@ product    warehouse  province  units/min     available  expected
 1          10 (A)     P1        2             10         high risk -> reroute from 11 (500 idle units)
 1          11 (B)     P1        0             500        low (donor)
 2          20 (C)     P2        1             20         high, pessimistic ETA < 45 -> pause_ads
-3          20 (C)     P2        1             55         high, pessimistic ETA >= 45 -> restock
+3          20 (C)     P2        1             58         high, pessimistic ETA >= 45 -> restock
 4          10 (A)     P1        1             63         watch -> monitor
 4          11 (B)     P1        6 (6 orders)  10000      low; warehouse 11 (capacity 5/min) overloaded
 =========  =========  ========  ============  =========  ==============================================
@@ -52,7 +52,7 @@ SCENARIO = {
     (1, 10): (1, 2, 10),
     (1, 11): (0, 0, 500),
     (2, 20): (1, 1, 20),
-    (3, 20): (1, 1, 55),
+    (3, 20): (1, 1, 58),
     (4, 10): (1, 1, 63),
     (4, 11): (6, 1, 10000),
 }

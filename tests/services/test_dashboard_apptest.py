@@ -58,16 +58,18 @@ def test_values_shown_match_the_snapshot(ns_redis):
     assert m["High-risk SKUs"] == ("9", "+5 vs last run")
     assert m["Open alerts"][0] == "5" and m["Overloaded warehouses"][0] == "2 / 3"
     assert m["Data freshness"][0].endswith("s ago") and m["Data freshness"][1].startswith("data as of ")
-    alerts = at.table[0].value
-    assert list(alerts["Product"]) == ["#42 Phones", "#99", "#7 Sneakers", "#11", "#5"]
-    assert list(alerts["Action"]) == ["PAUSE ADS", "REROUTE 35 u from W3", "RESTOCK +120 u", "monitor", "RESTOCK"]
-    assert list(alerts.iloc[0][["Warehouse", "City", "ETA median", "ETA pessim."]]) == [
+    queue = at.table[0].value  # the action queue: actions only, by expected loss
+    assert list(queue["Product"]) == ["#7 Sneakers", "#42 Phones", "#99"] and list(queue["#"]) == [1, 2, 3]
+    assert list(queue["Action"]) == ["RESTOCK +120 u", "PAUSE ADS", "REROUTE 35 u from W3"]
+    assert list(queue.iloc[1][["Warehouse", "City", "ETA pessim.", "Exp. loss"]]) == [
         "Dhaka North DC",
         "Dhaka",
-        "22 min",
         "9.5 min",
+        "5,200",
     ]
-    assert list(alerts["P(stockout)"]) == [0.97, 0.97, 0.88, 0.31, 0.12]
+    assert list(queue["P(stockout)"]) == [0.88, 0.97, 0.97]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Not in the queue: 2 alerts" in captions and "Restock orders:" in captions  # counted, not listed
     assert list(at.table[1].value["Warehouse"]) == ["Dhaka North DC", "Chittagong Port WH"]
     assert banners(at) == [] and "fsr_body_live" in block_ids(at.main)
     links = " ".join(md.value for md in at.markdown)
@@ -79,7 +81,7 @@ def test_empty_snapshot(ns_redis):
     write(r, keys, snapshot(datetime.now(UTC), run="empty", empty=True))
     at = run_app()
     assert metrics(at)["High-risk SKUs"][0] == "0" and metrics(at)["Open alerts"][0] == "0"
-    assert any("No open alerts" in s.value for s in at.success)
+    assert any("Nothing to act on" in s.value for s in at.success)
     assert banners(at) == []
 
 

@@ -69,23 +69,20 @@ def test_page_shows_snapshot_updates_live_and_survives_redis_stop(live_dashboard
             assert "2 / 3" in tile(page, "Overloaded warehouses") and "as of" in tile(page, "Data freshness")
             rows = page.locator('[data-testid="stTable"]').first.locator("tbody tr").all_inner_texts()
             cells = [[c.strip() for c in row.split("\t") if c.strip()] for row in rows]
-            assert cells[0] == [
+            assert cells[1] == [
+                "2",
                 "#42 Phones",
                 "Dhaka North DC",
                 "Dhaka",
-                "22 min",
                 "9.5 min",
                 "97%",
+                "5,200",
                 "PAUSE ADS",
                 "rule for pause_ads fired (p=0.97)",
             ]
-            assert [c[6] for c in cells] == [
-                "PAUSE ADS",
-                "REROUTE 35 u from W3",
-                "RESTOCK +120 u",
-                "monitor",
-                "RESTOCK",
-            ]
+            # the queue: actions only, by expected loss; monitor and clearing alerts are counted below it
+            assert [c[7] for c in cells] == ["RESTOCK +120 u", "PAUSE ADS", "REROUTE 35 u from W3"]
+            assert "Not in the queue: 2 alerts" in page.inner_text("body")
             assert page.locator(".st-key-fsr_body_live").count() == 1
             # one screen at 1440x900: nothing to scroll
             assert page.evaluate(NO_SCROLL)

@@ -75,7 +75,8 @@ def _check_scenario(snap, as_of):
     actions = {(a["product_id"], a["warehouse_id"]): a["action"] for a in snap["alerts"]}
     assert actions == synthetic.EXPECTED_ACTION
     reroute = next(a for a in snap["alerts"] if a["action"] == "reroute")
-    assert reroute["numbers"]["reroute_from_warehouse_id"] == 11 and reroute["numbers"]["surplus_units"] == 500
+    # the donor sold nothing: a vague prior keeps ~0.005 units/min for it, so it keeps 1 of its 500 units
+    assert reroute["numbers"]["reroute_from_warehouse_id"] == 11 and reroute["numbers"]["surplus_units"] == 499
     wh = {w["warehouse_id"]: w for w in snap["warehouses"]}
     assert wh[11]["overloaded"] and wh[11]["load_per_min"] == 6.0 and not wh[10]["overloaded"]
     prov = {g["province"]: g for g in snap["geo_province"]}

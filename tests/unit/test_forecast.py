@@ -122,3 +122,27 @@ def test_calendar_parses_round_trips_and_names_bad_events(tmp_path):
         parse_calendar('[{"start": "2026-11-11T00:00:00", "lift": 1, "decay_minutes": 5}]')
     with pytest.raises(ValueError, match="event 0: lift must be >= 0"):
         parse_calendar('[{"start": "2026-11-11T00:00:00+00:00", "lift": -1, "decay_minutes": 5}]')
+
+
+def test_probabilities_are_calibrated_when_the_world_is_the_model():
+    """Pairs whose true rate is drawn from the prior, observed for a window, then judged on the next hour: of the
+    pairs given ~p, ~p stock out (a plugged-in point rate, the old model, is overconfident on the same cases)."""
+    from backtest import metrics as M
+
+    rng = np.random.default_rng(11)
+    n, W, H, m0 = 60_000, 15, 60, 120.0
+    prior_rate = rng.gamma(2.0, 0.15, n)  # what the archive says, per pair (orders/min)
+    true = rng.gamma(m0 * prior_rate, 1 / m0)  # the truth varies around it as the prior says
+    orders = rng.poisson(true[:, None] * np.ones(W))
+    stock = rng.integers(1, 40, n).astype(float)
+    future = rng.poisson(true * H)
+    y = future >= stock
+    kw = dict(events=(), as_of_s=T0, window_minutes=W, horizon=float(H), pessimistic_q=0.1, units_per_order=1.0)
+    fc = F.forecast(stock, np.zeros(n), np.zeros(n), orders, prior_rate, alpha=1e-9, prior_minutes=m0, **kw)
+    assert M.ece(fc.p_stockout, y) < 0.01
+    assert M.ece(fc.p_stockout[fc.p_stockout >= 0.1], y[fc.p_stockout >= 0.1]) < 0.03
+    # the same cases with the point rate plugged in (no uncertainty): worse calibrated where it matters
+    point = stats.poisson.sf(stock - 1, orders.mean(axis=1) * H)
+    assert M.ece(point[point >= 0.1], y[point >= 0.1]) > 2 * M.ece(
+        fc.p_stockout[fc.p_stockout >= 0.1], y[fc.p_stockout >= 0.1]
+    )
