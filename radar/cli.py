@@ -251,6 +251,8 @@ def run(
     opts = pipeline.RunOptions(
         speed=speed, minutes=minutes, spike_minute=spike_minute, products=products, seed=seed, stock_cover=stock_cover
     )
+    if refused := pipeline.refusal(s):  # before the try: its shutdown would stop the running pipeline
+        _fail(refused)
     previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
     try:
         s, sim_start = pipeline.start(s, opts, echo=typer.echo)
@@ -344,23 +346,32 @@ def _sim_params(**values):
         _fail(str(exc))
 
 
+CatalogueOpt = "default: the running pipeline's catalogue (settings.catalogue_*), else the simulator's"
+
+
 @app.command("seed")
 @friendly_errors
 def seed(
-    seed: int = SeedOpt,
-    products: int = ProductsOpt,
-    cities: int = CitiesOpt,
-    warehouses: int = WarehousesOpt,
+    seed: int | None = typer.Option(None, "--seed", help=f"random seed ({CatalogueOpt}: 1111)"),
+    products: int | None = typer.Option(None, "--products", help=f"catalogue size ({CatalogueOpt}: 20,000)"),
+    cities: int | None = typer.Option(None, "--cities", help=f"({CatalogueOpt}: 27)"),
+    warehouses: int | None = typer.Option(None, "--warehouses", help=f"({CatalogueOpt}: 20)"),
     db: str | None = typer.Option(None, "--db", help="database (default: settings.mongo_db)"),
     profile: str | None = ProfileOpt,
 ):
-    """Write products_dim, warehouses_dim and cities_dim to the hot store (idempotent)."""
+    """Write products_dim, warehouses_dim and cities_dim to the hot store (idempotent; a changed catalogue
+    replaces documents in place, so a reader never sees a partial table). Without options it seeds the
+    catalogue of the running `flashsale run` (its pipeline.env), as the seeding DAG does."""
+    from radar.pipeline import catalogue_params
+    from ray_gen.params import ParamsError
     from ray_gen.runner import seed_dimensions
 
     s = _settings(profile)
-    p = _sim_params(
-        seed=seed, n_products=products, n_cities=cities, n_warehouses=warehouses, city_shards=1, warehouse_shards=1
-    )
+    try:
+        given = {"seed": seed, "n_products": products, "n_cities": cities, "n_warehouses": warehouses}
+        p = catalogue_params(s).replace(**{k: v for k, v in given.items() if v is not None})
+    except ParamsError as exc:
+        _fail(str(exc))
     _require_hot_store(s)
     for name, c in seed_dimensions(p, s, database=db).items():
         typer.echo(

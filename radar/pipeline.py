@@ -16,12 +16,16 @@ import signal
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import psutil
 
 from cluster import process, stack
 from cluster.services import BIN
-from flashsale.settings import Settings, load_settings, pipeline_file, private_dir
+from flashsale.settings import PROJECT_ROOT, Settings, load_settings, pipeline_file, private_dir
+
+if TYPE_CHECKING:
+    from ray_gen.params import SimParams
 
 KPI_DAG = "flashsale_kpi_minute"
 PIPELINE_DAGS = (KPI_DAG, "flashsale_archive")
@@ -34,6 +38,8 @@ class RunOptions:
     minutes: int = 24 * 60  # simulated minutes before the generator ends (Ctrl-C stops earlier)
     spike_minute: int = 10  # the flash spike's simulated minute (the default curve waits 2 hours)
     products: int = 2_000  # one machine: the KPI window read (FerretDB ~20k docs/s) must fit the minute
+    cities: int = 27
+    warehouses: int = 20
     stock_cover: float = 60.0  # initial stock in minutes of baseline demand (the simulator's default 180 drains slowly)
     seed: int = 1111
     rate: float | None = None  # base orders per city-minute (None: the simulator's default)
@@ -42,12 +48,46 @@ class RunOptions:
     settings: dict[str, str] = field(default_factory=dict)
 
 
+CATALOGUE_FIELDS = (
+    "catalogue_seed",
+    "catalogue_products",
+    "catalogue_cities",
+    "catalogue_warehouses",
+    "catalogue_rate",
+)
+
+
+def catalogue_settings(opts: RunOptions) -> dict[str, object]:
+    """The run's catalogue as settings (Settings.catalogue_*): what the generator draws orders from, and so
+    what the dimension tables must hold."""
+    return dict(zip(CATALOGUE_FIELDS, (opts.seed, opts.products, opts.cities, opts.warehouses, opts.rate), strict=True))
+
+
+def catalogue_params(s: Settings) -> SimParams:
+    """The simulator parameters that build the dimension tables, from the settings (the running pipeline's
+    pipeline.env, else the simulator's defaults). Read when seeding, never at import."""
+    from ray_gen.params import make_params
+
+    rate = {} if s.catalogue_rate is None else {"base_orders_per_city_minute": s.catalogue_rate}
+    return make_params(
+        seed=s.catalogue_seed,
+        n_products=s.catalogue_products,
+        n_cities=s.catalogue_cities,
+        n_warehouses=s.catalogue_warehouses,
+        city_shards=1,
+        warehouse_shards=1,
+        **rate,
+    )
+
+
 def write_pipeline_env(s: Settings, opts: RunOptions, sim_start: datetime | None = None) -> None:
-    """The settings every pipeline process sees: the data clock, and once the generator runs at a known
-    pace, the run's own clock that bounds it (Settings.data_clock_limit)."""
+    """The settings every pipeline process sees: the data clock, the catalogue (the seeding DAG seeds the
+    run's), and once the generator runs at a known pace, the run's own clock that bounds it
+    (Settings.data_clock_limit)."""
     # the profile too: a process started without --profile (the dashboard, whose header links to the YARN
     # and HDFS UIs of the cluster profile) must see the run's, not the default
-    values: dict[str, object] = {"profile": s.profile, "kpi_clock": "data", **opts.settings}
+    catalogue = {k: v for k, v in catalogue_settings(opts).items() if v is not None}
+    values: dict[str, object] = {"profile": s.profile, "kpi_clock": "data", **catalogue, **opts.settings}
     if sim_start is not None and opts.speed is not None:
         values.update(
             data_clock_sim_start=sim_start.isoformat(),
@@ -93,6 +133,10 @@ def generator_command(s: Settings, opts: RunOptions, start: datetime) -> list[st
         str(opts.stock_cover),
         "--products",
         str(opts.products),
+        "--cities",
+        str(opts.cities),
+        "--warehouses",
+        str(opts.warehouses),
         "--seed",
         str(opts.seed),
         "--start",
@@ -107,31 +151,55 @@ def generator_command(s: Settings, opts: RunOptions, start: datetime) -> list[st
     ]
 
 
-def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, datetime | None]:
-    """Bring the whole pipeline up (idempotent for the stack).
+class PipelineRefused(RuntimeError):
+    """`flashsale run` must not start: the message names why and the fix."""
 
-    Returns the settings the pipeline uses and the simulated start of the generator it started (None
-    when one was already running)."""
+
+def refusal(s: Settings) -> str | None:
+    """Why a new run must not start, in one line naming the fix, or None.
+
+    - a generator of an earlier run is alive: rewriting pipeline.env under it would drop the run's clock
+      anchor (Settings.data_clock_*), and the clocks would fail open;
+    - the environment or .env sets a catalogue setting: it beats pipeline.env, so the seeding DAG would
+      seed another catalogue than the generator draws from."""
+    gen = process.live_process(s.run_dir, GENERATOR)
+    if gen is not None:
+        return (
+            f"a pipeline is already running in {s.run_dir} (generator pid {gen.pid}, dashboard "
+            f"http://{s.bind_host}:{s.dashboard_port}): stop it first with `make stop` (flashsale stack down)"
+        )
+    user = Settings(_env_file=(PROJECT_ROOT / ".env",))  # type: ignore[call-arg]
+    overrides = sorted(f"FLASHSALE_{k.upper()}" for k in CATALOGUE_FIELDS if k in user.model_fields_set)
+    if overrides:
+        return (
+            f"{', '.join(overrides)} set in the environment or .env would override the run's catalogue "
+            "(--products, --seed): unset it"
+        )
+    return None
+
+
+def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, datetime]:
+    """Bring the whole pipeline up (idempotent for the stack); PipelineRefused (see ``refusal``) while a
+    generator of an earlier run is alive.
+
+    Returns the settings the pipeline uses and the simulated start of the generator it started."""
     from cluster import airflow_api
-    from ray_gen.params import make_params
     from ray_gen.runner import seed_dimensions
 
+    if refused := refusal(settings):
+        raise PipelineRefused(refused)
     write_pipeline_env(settings, opts)
     s = load_settings(profile=settings.profile, run_dir=settings.run_dir)
     stack.up(s, echo=echo)
     s = load_settings(profile=s.profile, run_dir=s.run_dir)  # secrets may have just been generated
-    counts = seed_dimensions(
-        make_params(seed=opts.seed, n_products=opts.products, city_shards=1, warehouse_shards=1), s
-    )
+    counts = seed_dimensions(catalogue_params(s), s)
     echo("  seeded " + ", ".join(f"{n} ({c['documents']:,})" for n, c in counts.items()))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    sim_start = None
-    if process.live_process(s.run_dir, GENERATOR) is None:
-        sim_start = simulated_start(s, opts)
-        write_pipeline_env(s, opts, sim_start)  # the run's clock, read by every KPI and archival run
-        process.start(s.run_dir, GENERATOR, generator_command(s, opts, sim_start), env, cwd=s.run_dir)
-        pace = "fast-forward" if opts.speed is None else f"{opts.speed:g} simulated min per minute"
-        echo(f"  started generator        {pace}, spike at minute {opts.spike_minute}")
+    sim_start = simulated_start(s, opts)
+    write_pipeline_env(s, opts, sim_start)  # the run's clock, read by every KPI and archival run
+    process.start(s.run_dir, GENERATOR, generator_command(s, opts, sim_start), env, cwd=s.run_dir)
+    pace = "fast-forward" if opts.speed is None else f"{opts.speed:g} simulated min per minute"
+    echo(f"  started generator        {pace}, spike at minute {opts.spike_minute}")
     if process.live_process(s.run_dir, DASHBOARD) is None:
         from dashboard.serve import command
 

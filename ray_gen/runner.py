@@ -20,9 +20,15 @@ from ray_gen.sinks import SinkSpec
 def seed_dimensions(p: SimParams, settings: Settings, database: str | None = None) -> dict[str, dict[str, int]]:
     """Write products_dim, warehouses_dim, cities_dim idempotently; return per-dimension change counts.
 
-    No upserts: FerretDB 1.24 (SQLite) hangs on unordered bulk ReplaceOne-upserts and then blocks the
-    whole database. Instead: read what is there, insert what is missing, delete+insert what changed,
-    delete what the catalogue no longer has. A second run with the same parameters writes nothing.
+    A concurrent reader (the KPI job, every minute) never sees a partial table: an id is never deleted and
+    re-inserted. Per dimension, in this order: insert the ids the table lacks, replace each changed document
+    in place (one single-document replace each, atomic), delete the ids the catalogue no longer has. So every
+    id the old and the new catalogue share is present at every instant, and no order is quarantined as
+    `unknown_id` mid-seed (tests/services/test_seed_dims.py checks every state between two writes).
+    Not a staging collection renamed onto the live name: FerretDB 1.24 refuses renameCollection with
+    dropTarget: true (NotImplemented), and drop + rename leaves a moment with no table. No bulk replaces
+    or upserts: FerretDB 1.24 (SQLite) hangs on a multi-statement bulk of ReplaceOne (with or without
+    upsert) and then blocks the whole database. A second run with the same parameters writes nothing.
     """
     from flashsale.stores import mongo_client
 
@@ -35,16 +41,19 @@ def seed_dimensions(p: SimParams, settings: Settings, database: str | None = Non
             for r in dims[contract.name]:
                 validate(contract, r)
                 wanted[r[contract.key]] = to_document(contract, r)
-            existing = {d["_id"]: d for d in db[contract.name].find({})}
+            coll = db[contract.name]
+            existing = {d["_id"]: d for d in coll.find({})}
             missing = [d for k, d in wanted.items() if k not in existing]
             changed = [d for k, d in wanted.items() if k in existing and existing[k] != d]
             stale = [k for k in existing if k not in wanted]
-            if changed or stale:
-                db[contract.name].delete_many({"_id": {"$in": [d["_id"] for d in changed] + stale}})
-            for i in range(0, len(missing + changed), 5000):
-                db[contract.name].insert_many((missing + changed)[i : i + 5000], ordered=False)
+            for i in range(0, len(missing), 5000):
+                coll.insert_many(missing[i : i + 5000], ordered=False)
+            for d in changed:  # one by one: FerretDB 1.24 hangs on a bulk of replaces
+                coll.replace_one({"_id": d["_id"]}, d)
+            for i in range(0, len(stale), 5000):
+                coll.delete_many({"_id": {"$in": stale[i : i + 5000]}})
             report[contract.name] = {
-                "documents": db[contract.name].count_documents({}),
+                "documents": coll.count_documents({}),
                 "inserted": len(missing),
                 "replaced": len(changed),
                 "deleted": len(stale),

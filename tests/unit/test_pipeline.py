@@ -82,3 +82,137 @@ def test_the_airflow_password_never_reaches_container_logs(tmp_path, monkeypatch
     (password,) = json.loads(airflow_password_file(s).read_text()).values()
     out = capsys.readouterr().out
     assert "Airflow admin login" in out and str(airflow_password_file(s)) in out and password not in out
+
+
+# ---------------------------------------------------------------- the run's catalogue, seen by the seeding DAG
+def test_settings_catalogue_defaults_are_the_simulators():
+    """No pipeline running: `flashsale seed` (and the DAG) seed what `flashsale generate` draws from by default."""
+    from flashsale.settings import Settings
+    from ray_gen.params import SimParams
+
+    seen = pipeline.catalogue_params(Settings())
+    default = SimParams(city_shards=1, warehouse_shards=1)
+    assert seen == default
+
+
+def test_the_runs_catalogue_reaches_every_settings_load(tmp_path):
+    """pipeline.env carries the run's catalogue: a process loading the settings (the DAG's `flashsale seed`)
+    builds exactly the dimension tables the generator draws from."""
+    from ray_gen.catalogue import build_catalogue, dimension_records
+    from ray_gen.params import make_params
+
+    assert pipeline.catalogue_params(load_settings(run_dir=tmp_path)).n_products == 20_000  # no pipeline
+    opts = pipeline.RunOptions(products=300, seed=7, cities=9, warehouses=4, rate=40.0)
+    pipeline.write_pipeline_env(load_settings(run_dir=tmp_path), opts)
+    seen = pipeline.catalogue_params(load_settings(run_dir=tmp_path))
+    generator = make_params(
+        seed=7,
+        n_products=300,
+        n_cities=9,
+        n_warehouses=4,
+        base_orders_per_city_minute=40.0,
+        city_shards=1,
+        warehouse_shards=1,
+    )
+    assert seen == generator
+    # and the generator is told the same catalogue
+    cmd = pipeline.generator_command(load_settings(run_dir=tmp_path), opts, datetime(2025, 11, 11, tzinfo=UTC))
+    flags = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("--")}
+    assert (flags["--products"], flags["--seed"], flags["--cities"], flags["--warehouses"], flags["--rate"]) == (
+        "300",
+        "7",
+        "9",
+        "4",
+        "40.0",
+    )
+    dims = dimension_records(build_catalogue(seen))
+    assert [len(dims[n]) for n in ("products_dim", "warehouses_dim", "cities_dim")] == [300, 4, 9]
+    # the rate is part of the catalogue: it sets warehouse capacity
+    other_rate = dimension_records(build_catalogue(seen.replace(base_orders_per_city_minute=20.0)))
+    assert other_rate["warehouses_dim"] != dims["warehouses_dim"]
+
+
+def test_the_catalogue_is_read_when_seeding_not_before(tmp_path):
+    """The DAG reads the settings at run time: a pipeline started after the DAG was parsed still counts."""
+    s = load_settings(run_dir=tmp_path)
+    pipeline.write_pipeline_env(s, pipeline.RunOptions(products=2_000))
+    assert pipeline.catalogue_params(load_settings(run_dir=tmp_path)).n_products == 2_000
+    pipeline.write_pipeline_env(s, pipeline.RunOptions(products=20_000))
+    assert pipeline.catalogue_params(load_settings(run_dir=tmp_path)).n_products == 20_000
+
+
+def _live_generator(run_dir):
+    """A generator record naming this very process: live_process() finds it alive."""
+    import json
+    import os
+
+    import psutil
+
+    from cluster import process
+
+    me = os.getpid()
+    rec = {"name": "generator", "pid": me, "create_time": psutil.Process(me).create_time(), "command": ["x"]}
+    process.state_path(run_dir, "generator").parent.mkdir(parents=True, exist_ok=True)
+    rec.update(log=str(run_dir / "gen.log"), start_ticks=process.start_ticks(me))
+    process.state_path(run_dir, "generator").write_text(json.dumps(rec))
+
+
+def test_a_second_run_while_a_generator_lives_is_refused_and_keeps_the_clock(tmp_path):
+    """Rewriting pipeline.env under a live generator would drop the run's clock anchor (the clocks fail open)."""
+    import pytest
+
+    s = load_settings(run_dir=tmp_path)
+    sim_start = datetime(2025, 11, 11, 23, 45, tzinfo=UTC)
+    pipeline.write_pipeline_env(s, pipeline.RunOptions(speed=20), sim_start)
+    before = pipeline_file(tmp_path).read_text()
+    assert pipeline.refusal(s) is None
+    _live_generator(tmp_path)
+    refused = pipeline.refusal(s)
+    assert refused and "already running" in refused and "make stop" in refused and "\n" not in refused
+    with pytest.raises(pipeline.PipelineRefused, match="already running"):
+        pipeline.start(s, pipeline.RunOptions(products=5), echo=lambda *_: None)
+    assert pipeline_file(tmp_path).read_text() == before  # the anchor is still there
+    assert load_settings(run_dir=tmp_path).data_clock_limit() is not None
+
+
+def test_flashsale_run_refuses_in_one_line_and_stops_nothing(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from radar.cli import app
+
+    monkeypatch.setenv("FLASHSALE_RUN_DIR", str(tmp_path))
+    _live_generator(tmp_path)
+    stopped = []
+    monkeypatch.setattr(pipeline, "stop", lambda *a, **k: stopped.append(True))
+    monkeypatch.setattr(pipeline, "start", lambda *a, **k: stopped.append("started"))
+    result = CliRunner().invoke(app, ["run", "--profile", "local"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "already running" in lines[0] and "make stop" in lines[0], result.output
+    assert stopped == []  # the running pipeline is left alone
+
+
+def test_a_catalogue_setting_in_the_environment_is_refused(tmp_path, monkeypatch):
+    """It would beat pipeline.env: the DAG would seed another catalogue than the generator draws from."""
+    monkeypatch.setenv("FLASHSALE_CATALOGUE_PRODUCTS", "500")
+    refused = pipeline.refusal(load_settings(run_dir=tmp_path))
+    assert refused and "FLASHSALE_CATALOGUE_PRODUCTS" in refused and "unset it" in refused
+
+
+def test_flashsale_seed_seeds_the_running_pipelines_catalogue(tmp_path, monkeypatch):
+    """What the seeding DAG runs: `flashsale seed` without options takes the run's catalogue; options win."""
+    from typer.testing import CliRunner
+
+    import radar.cli
+    import ray_gen.runner
+    from radar.cli import app
+
+    monkeypatch.setenv("FLASHSALE_RUN_DIR", str(tmp_path))
+    pipeline.write_pipeline_env(load_settings(run_dir=tmp_path), pipeline.RunOptions(products=2_000, seed=9))
+    seeded = []
+    monkeypatch.setattr(radar.cli, "_require_hot_store", lambda s: None)
+    monkeypatch.setattr(ray_gen.runner, "seed_dimensions", lambda p, s, database=None: seeded.append(p) or {})
+    assert CliRunner().invoke(app, ["seed"]).exit_code == 0
+    assert CliRunner().invoke(app, ["seed", "--products", "50"]).exit_code == 0
+    assert [(p.n_products, p.seed) for p in seeded] == [(2_000, 9), (50, 9)]
+    assert seeded[0] == pipeline.catalogue_params(load_settings(run_dir=tmp_path))
