@@ -107,7 +107,7 @@ def _alerts(view: DashboardView, height: int) -> None:
             .hide(axis="index")
         )
         # st.table: plain HTML (readable by screen readers and browser tests), scrolls inside its fixed height
-        st.table(styled, height=height - 26 * len(view.summary), hide_index=True)
+        st.table(styled, height=height - 40 * len(view.summary), hide_index=True)  # each summary line ~40 px
     for line in view.summary:
         st.caption(line)
 

@@ -497,18 +497,25 @@ def archive(
 @app.command("backtest")
 @friendly_errors
 def backtest(
-    minutes: int = typer.Option(780, "--minutes", help="simulated minutes (spike at 120, waves at 360 and 720)"),
+    minutes: int = typer.Option(300, "--minutes", help="simulated minutes of the judged sale (spike at minute 120)"),
     seed: int = SeedOpt,
-    products: int = typer.Option(5_000, "--products", help="catalogue size"),
+    shape: str = typer.Option("spike", "--shape", help="sale shape: spike | waves | normal"),
+    products: int = typer.Option(2_000, "--products", help="catalogue size"),
     cities: int = CitiesOpt,
     warehouses: int = WarehousesOpt,
     rate: float | None = typer.Option(None, "--rate", help="base orders per city-minute (before the flash curve)"),
     history_hours: int = typer.Option(
         24, "--history-hours", help="normal-day hours in the archive the KPI baseline reads (0: none)"
     ),
-    min_lead: int = typer.Option(15, "--min-lead", help="minutes ahead an alert must come to count for recall"),
-    act: bool = typer.Option(
-        False, "--act", help="also run the closed loop: apply the radar's actions in the simulator"
+    loop_seeds: int = typer.Option(
+        5, "--loop-seeds", help="closed loop: paired runs (acting on the queue vs not) on seeds seed..seed+N-1; 0: skip"
+    ),
+    eval_every: int = typer.Option(5, "--eval-every", help="minutes between the forecast-quality cases"),
+    predictions: Path | None = typer.Option(
+        None,
+        "--predictions",
+        help="Parquet file of every prediction, queue item and stockout behind the figures; an existing file is "
+        "read instead of simulating, and its figures are recomputed",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="directory for backtest.json and backtest.png (default bench/results/backtest)"
@@ -516,21 +523,34 @@ def backtest(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     profile: str | None = ProfileOpt,
 ):
-    """Replay the minute KPI job over a simulated sale (in-process, no services) and score its alerts."""
+    """Judge the radar's advice on simulated sales (in-process, no services): calibration, the operator's queue,
+    revenue-weighted recall, a naive baseline and an oracle, a normal day, and the closed loop over seeds."""
     import json
     import os
 
     from rich.console import Console
 
+    from backtest.replay import SHAPES, figures, jsonable
     from backtest.replay import backtest as run_backtest
-    from backtest.replay import jsonable
     from backtest.report import print_report, save
     from flashsale.settings import PROJECT_ROOT
     from kpi.rules import KpiParams
     from ray_gen.runner import _progress_bar
 
-    if history_hours < 0 or min_lead < 1:
-        _fail("--history-hours must be >= 0 and --min-lead >= 1")
+    con = Console(stderr=as_json)
+    if predictions is not None and predictions.is_file():
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(predictions)
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"fsr.")}
+        frame = table.to_pandas()
+        frame.attrs["required_lead"] = meta.get("fsr.required_lead", "")
+        figs = figures(frame, int(meta["fsr.minutes"]), float(meta["fsr.horizon"]))
+        typer.echo(json.dumps(jsonable(figs), indent=1) if as_json else figs)
+        return
+    if history_hours < 0 or loop_seeds < 0 or eval_every < 1:
+        _fail("--history-hours and --loop-seeds must be >= 0, --eval-every >= 1")
+    shape = _choice(shape, "--shape", SHAPES)
     p = _sim_params(
         minutes=minutes,
         seed=seed,
@@ -550,14 +570,23 @@ def backtest(
             raise PermissionError(f"{out} is not writable")
     except OSError as exc:
         _fail(f"--out: cannot write the results: {exc}")
-    con = Console(stderr=as_json)
 
     def bar(label: str):
         con.print(f"[bold]{label}[/]: the KPI job replayed after every simulated minute")
         return _progress_bar(p, not as_json)
 
-    result = run_backtest(p, params, history_hours=history_hours, act=act, min_lead=min_lead, progress=bar)
+    seeds = list(range(seed, seed + loop_seeds))
+    result, frame = run_backtest(
+        p, params, shape=shape, history_hours=history_hours, seeds=seeds, eval_every=eval_every, progress=bar
+    )
     json_path, png_path = save(result, out)
+    if predictions is not None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        meta = {f"fsr.{k}".encode(): str(v).encode() for k, v in frame.attrs.items()}
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), predictions)
     if as_json:
         typer.echo(json.dumps(jsonable(result), indent=1))
         return

@@ -88,6 +88,8 @@ def write_pipeline_env(s: Settings, opts: RunOptions, sim_start: datetime | None
     # and HDFS UIs of the cluster profile) must see the run's, not the default
     catalogue = {k: v for k, v in catalogue_settings(opts).items() if v is not None}
     values: dict[str, object] = {"profile": s.profile, "kpi_clock": "data", **catalogue, **opts.settings}
+    if sim_start is not None:  # the sale calendar the business publishes for this run: the KPI job reads it
+        values["kpi_sale_calendar"] = sale_calendar(opts, sim_start)
     if sim_start is not None and opts.speed is not None:
         values.update(
             data_clock_sim_start=sim_start.isoformat(),
@@ -96,6 +98,27 @@ def write_pipeline_env(s: Settings, opts: RunOptions, sim_start: datetime | None
         )
     path = pipeline_file(private_dir(s.run_dir))
     path.write_text("".join(f"FLASHSALE_{k.upper()}={v}\n" for k, v in values.items()))
+
+
+def sale_calendar(opts: RunOptions, sim_start: datetime) -> str:
+    """The planned calendar of the sale the generator is about to run (ray_gen/sale_plan.py: the events'
+    times, and their size as a planner's forecast), as the compact JSON ``kpi_sale_calendar`` takes."""
+    import json
+
+    from ray_gen.params import FlashCurve, make_params
+    from ray_gen.sale_plan import planned_calendar_json
+
+    p = make_params(
+        seed=opts.seed,
+        start=sim_start,
+        minutes=opts.minutes,
+        n_products=opts.products,
+        n_cities=opts.cities,
+        n_warehouses=opts.warehouses,
+        flash=FlashCurve(spike_minute=opts.spike_minute),
+        **({"base_orders_per_city_minute": opts.rate} if opts.rate else {}),
+    )
+    return json.dumps(json.loads(planned_calendar_json(p)), separators=(",", ":"))
 
 
 def simulated_start(s: Settings, opts: RunOptions) -> datetime:
