@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.special import gammainc, gammaincinv
 
 from kpi.forecast import expected_short
-from kpi.rules import KpiParams, action_queue, choose_actions, risk_level, update_alerts
+from kpi.rules import KpiParams, action_queue, alert_candidates, choose_actions, risk_level, update_alerts
 
 ORACLE_PATHS = 200
 ORACLE_SCREEN_P = 1e-3  # pairs whose compound-free Poisson P is below this get P = 0 without Monte Carlo
@@ -38,7 +38,6 @@ class Desk:
     name: str
     state: dict = field(default_factory=dict)
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
-    alerts: list[dict] = field(default_factory=list)
 
     def record(self, minute: int, queue: list[dict], n_products: int) -> None:
         pairs = np.array([q["warehouse_id"] * n_products + q["product_id"] for q in queue], dtype=np.int64)
@@ -60,7 +59,6 @@ class Desk:
 
 def queue_from_alerts(desk: Desk, minute: int, alerts: list[dict], params: KpiParams, n_products: int) -> list[dict]:
     queue, _ = action_queue(alerts, params.queue_size)
-    desk.alerts = alerts
     desk.record(minute, queue, n_products)
     return queue
 
@@ -94,19 +92,16 @@ def judged_alerts(
     st["expected_short_units"] = short_all[pos]
     st["expected_loss"] = short_all[pos] * st["unit_price"].to_numpy(float) * params.margin_rate
     st["risk"] = risk_level(p_all[pos], params)
-    cands = choose_actions(st, params)
-    ids = cands["product_id"].astype(str) + ":" + cands["warehouse_id"].astype(str)
-    relevant = cands[(cands["risk"] != "low") | ids.isin(desk.state.keys())]
-    alerts, desk.state = update_alerts(relevant, desk.state, data_as_of, params)
+    alerts, desk.state = update_alerts(
+        alert_candidates(choose_actions(st, params), desk.state), desk.state, data_as_of, params
+    )
     return alerts
 
 
-def poisson_numbers(available, inbound, inbound_in, rate_units, horizon: float, q: float, with_inbound: bool):
+def poisson_numbers(available, rate_units, horizon: float, q: float):
     """P(stockout within H), ETAs and expected units short for Poisson unit demand at a point rate."""
     Q = np.asarray(available, float)
     lam = np.asarray(rate_units, float)
-    inb = np.broadcast_to(np.asarray(inbound, float), Q.shape) if with_inbound else np.zeros_like(Q)
-    d = np.broadcast_to(np.clip(np.asarray(inbound_in, float), 0, horizon), Q.shape)
     p = np.zeros_like(Q)
     med = np.full(Q.shape, np.nan)
     pes = np.full(Q.shape, np.nan)
@@ -114,27 +109,22 @@ def poisson_numbers(available, inbound, inbound_in, rate_units, horizon: float, 
     p[out], med[out], pes[out] = 1.0, 0.0, 0.0
     sel = ~out & (lam > 0)
     if sel.any():
-        Qs, ls, Is, ds = Q[sel], lam[sel], inb[sel], d[sel]
-        before = gammainc(Qs, ls * ds)
-        after = gammainc(Qs + Is, ls * horizon)
-        p[sel] = np.where(Is > 0, np.maximum(before, after), after)
+        Qs, ls = Q[sel], lam[sel]
+        p[sel] = gammainc(Qs, ls * horizon)
         med[sel] = gammaincinv(Qs, 0.5) / ls
         pes[sel] = gammaincinv(Qs, q) / ls
     short = np.zeros_like(Q)
-    risky = lam * horizon > 0
-    risky &= p >= 0.05
+    risky = (lam * horizon > 0) & (p >= 0.05)
     if risky.any():
         big = np.full(int(risky.sum()), 1e6)  # a Gamma shape this large is a point rate: Poisson
-        short[risky] = expected_short(np.maximum(Q + inb, 0)[risky], big, big / lam[risky], np.full(len(big), horizon))
+        short[risky] = expected_short(np.maximum(Q, 0)[risky], big, big / lam[risky], np.full(len(big), horizon))
     return p, med, pes, short
 
 
 def naive_numbers(replay, t: int, flat: np.ndarray, params: KpiParams):
     units = replay.units_last(t, NAIVE_WINDOW_MINUTES)[flat]
     rate = units / NAIVE_WINDOW_MINUTES
-    p, med, pes, short = poisson_numbers(
-        replay.available[flat], 0, 0, rate, params.horizon_minutes, params.pessimistic_q, with_inbound=False
-    )
+    p, med, pes, short = poisson_numbers(replay.available[flat], rate, params.horizon_minutes, params.pessimistic_q)
     return p, rate, short, med, pes
 
 

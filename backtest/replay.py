@@ -39,7 +39,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,8 +47,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backtest.judge import NAIVE_WINDOW_MINUTES  # the replay keeps the naive baseline's window too
 from flashsale.calendar import SaleEvent
-from kpi.rules import KpiParams, measured_lift, product_group_kpis, sku_kpis, units_per_order, update_alerts
+from kpi.rules import KpiParams, alert_candidates, product_group_kpis, run_params, sku_kpis, update_alerts
 from ray_gen.actions import Interventions
 from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
@@ -56,7 +57,6 @@ from ray_gen.params import SimParams
 if TYPE_CHECKING:
     from ray_gen.engine import Progress
 
-NAIVE_WINDOW_MINUTES = 15  # the naive baseline's velocity: a plain 15-minute average
 # the oracle's alert threshold swept: the precision-recall trade-off of alerting on the true expected demand
 
 
@@ -97,6 +97,8 @@ class Replay:
         self.as_of_ms = self.start_ms
         self.known = np.zeros(self.n_pairs, dtype=bool)  # pairs with an inventory event so far
         self.alert_state: dict = {}
+        self.last_window: pd.DataFrame = pd.DataFrame()  # the latest run's window and params (kpis)
+        self.last_params: KpiParams = params
         # the job LEFT JOINs the baseline: pairs the archive never saw have NaN (no prior)
         self.baseline = np.full(self.n_pairs, np.nan)
         self.baseline_frame = baseline
@@ -196,15 +198,6 @@ class Replay:
             [int(w) * self.n_products + int(p) for p, w in (k.split(":") for k in self.alert_state)], dtype=np.int64
         )
 
-    def run_params(self, mins: pd.DataFrame) -> KpiParams:
-        """The job's per-run params: the as-of, the measured lifts and units per order of this window."""
-        from datetime import UTC, datetime
-
-        params = replace(self.params, as_of_s=self.as_of_ms / 1000.0)
-        g, by_category = measured_lift(mins, self.baseline_frame, params, self.product_category)
-        as_of = datetime.fromtimestamp(params.as_of_s, UTC)
-        return params.for_run(as_of, sale_lift=g, category_lift=by_category, units_per_order=units_per_order(mins))
-
     def kpis(self, t: int) -> pd.DataFrame:
         """product_group_kpis for every product that has something to say at the run ending minute t.
 
@@ -218,7 +211,9 @@ class Replay:
         """
         mins = self.window(t)
         self.as_of_ms = self.start_ms + (t + 1) * 60_000  # the run at the end of minute t
-        params = self.run_params(mins)
+        as_of = datetime.fromtimestamp(self.as_of_ms / 1000.0, UTC)
+        params = run_params(self.params, as_of, mins, self.baseline_frame, self.product_category)
+        self.last_window, self.last_params = mins, params  # the judge scores the same run (evaluation_rows)
         alerted = self._alert_pairs()
         sold = np.zeros(self.n_pairs, dtype=bool)
         sold[self.pairs(mins["warehouse_id"].to_numpy(), mins["product_id"].to_numpy())] = True
@@ -251,9 +246,9 @@ class Replay:
         """One KPI run: (per-SKU KPIs of the products with something to say, open alerts after hysteresis)."""
         skus = self.kpis(t)
         # update_alerts ignores low-risk pairs without an alert: hand it only the others (same result, less work)
-        ids = skus["product_id"].astype(str) + ":" + skus["warehouse_id"].astype(str)
-        relevant = skus[(skus["risk"] != "low") | ids.isin(self.alert_state.keys())]
-        alerts, self.alert_state = update_alerts(relevant, self.alert_state, now_iso, self.params)
+        alerts, self.alert_state = update_alerts(
+            alert_candidates(skus, self.alert_state), self.alert_state, now_iso, self.params
+        )
         return skus, alerts
 
     def units_last(self, t: int, minutes: int) -> np.ndarray:
@@ -515,8 +510,7 @@ def evaluation_rows(replay: Replay, t: int, numbers: dict, desks: dict, params: 
     """Every pair in stock at the run ending minute t, with each forecaster's P(stockout within H), the
     radar's ETA, and whether (and with which action) each forecaster's queue holds it."""
     flat = np.flatnonzero(replay.known & (replay.available > 0))
-    mins = replay.window(t)
-    radar = sku_kpis(mins, replay.state(flat), replay.run_params(mins))
+    radar = sku_kpis(replay.last_window, replay.state(flat), replay.last_params)
     out = pd.DataFrame(
         {
             "pair": flat,
@@ -598,15 +592,17 @@ def stockout_events(sale: SaleRun) -> pd.DataFrame:
 def score_forecasters(sale: SaleRun, p: SimParams, params: KpiParams) -> tuple[dict, pd.DataFrame]:
     """(every figure of the radar, the naive baseline and the oracle; the predictions frame they come from)."""
     frame = predictions_frame(sale, p, params)
-    return figures(frame, sale.progress.minute + 1, params.horizon_minutes), frame
+    return figures(frame), frame
 
 
-def figures(frame: pd.DataFrame, minutes: int, horizon: float) -> dict:
+def figures(frame: pd.DataFrame) -> dict:
     """Every figure from the predictions frame alone (``predictions_frame``; ``flashsale backtest
-    --predictions`` writes it): anyone can recompute the JSON from the file."""
+    --predictions`` writes it, its attrs as the file's metadata): anyone can recompute the JSON from the file."""
     from backtest import metrics as M
 
-    H = int(round(horizon))
+    minutes = int(frame.attrs["minutes"])
+    H = int(round(float(frame.attrs["horizon"])))
+    lead = json.loads(frame.attrs["required_lead"])
     hours = minutes / 60.0
     kind = frame["kind"].to_numpy()
     known = frame["label"].notna().to_numpy()
@@ -622,7 +618,6 @@ def figures(frame: pd.DataFrame, minutes: int, horizon: float) -> dict:
         }
     )
     top = st["top5"].to_numpy(dtype=bool)
-    lead = json.loads(frame.attrs.get("required_lead", "{}")) if frame.attrs.get("required_lead") else None
     out: dict = {}
     for name, col in (("radar", "p_stockout"), ("naive", "p_naive"), ("oracle", "p_oracle")):
         probs = fc[col].to_numpy(float)
@@ -630,8 +625,8 @@ def figures(frame: pd.DataFrame, minutes: int, horizon: float) -> dict:
         qy = q.loc[q["label"].notna(), "label"].to_numpy(dtype=bool)
         eps = M.episodes(q[["pair", "minute"]])
         starts = events[["pair", "minute"]]
-        rec, _ = M.weighted_recall(events, q[["pair", "minute", "action"]], lead or REQUIRED_LEAD, 15)
-        rec_top, _ = M.weighted_recall(events[top], q[["pair", "minute", "action"]], lead or REQUIRED_LEAD, 15)
+        rec, _ = M.weighted_recall(events, q[["pair", "minute", "action"]], lead, 15)
+        rec_top, _ = M.weighted_recall(events[top], q[["pair", "minute", "action"]], lead, 15)
         active = probs >= M.ACTIVE_P
         out[name] = {
             "brier": M.brier(probs, y),

@@ -171,6 +171,26 @@ def measured_lift(
     return g, tuple((str(c), float(v)) for c, v in lifts.items())
 
 
+def run_params(
+    params: KpiParams,
+    as_of: datetime,
+    minutes: pd.DataFrame,
+    baseline: pd.DataFrame | None,
+    product_category: pd.Series | None,
+) -> KpiParams:
+    """The params of one run: its as-of, the lifts measured on its window, its units per order (the KPI job
+    and the backtest's replay both call this)."""
+    at = params.for_run(as_of)
+    lift, by_category = measured_lift(minutes, baseline, at, product_category)
+    return at.for_run(as_of, sale_lift=lift, category_lift=by_category, units_per_order=units_per_order(minutes))
+
+
+def alert_candidates(kpis: pd.DataFrame, alert_state: dict) -> pd.DataFrame:
+    """The rows update_alerts acts on: not low risk, or holding an alert (it skips the others anyway)."""
+    ids = kpis["product_id"].astype(str) + ":" + kpis["warehouse_id"].astype(str)
+    return kpis[(kpis["risk"] != "low") | ids.isin(alert_state.keys())]
+
+
 def units_per_order(minutes: pd.DataFrame) -> float:
     """The window's units / orders (1 without orders)."""
     if "orders" not in minutes or minutes.empty:

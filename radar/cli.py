@@ -542,10 +542,10 @@ def backtest(
         import pyarrow.parquet as pq
 
         table = pq.read_table(predictions)
-        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"fsr.")}
         frame = table.to_pandas()
-        frame.attrs["required_lead"] = meta.get("fsr.required_lead", "")
-        figs = figures(frame, int(meta["fsr.minutes"]), float(meta["fsr.horizon"]))
+        meta = (table.schema.metadata or {}).items()
+        frame.attrs.update({k.decode().removeprefix("fsr."): v.decode() for k, v in meta if k.startswith(b"fsr.")})
+        figs = figures(frame)
         typer.echo(json.dumps(jsonable(figs), indent=1) if as_json else figs)
         return
     if history_hours < 0 or loop_seeds < 0 or eval_every < 1:

@@ -271,7 +271,7 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
 
     import pyarrow as pa
 
-    from kpi.rules import measured_lift, product_group_kpis, sku_spark_schema, units_per_order
+    from kpi.rules import product_group_kpis, run_params, sku_spark_schema
 
     start = inputs.window_start
     start_ms = int(start.timestamp() * 1000)
@@ -321,13 +321,9 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
     #    The sale-wide lift is one number over all pairs: the driver computes it from the small minute
     #    aggregate (collected here, used again in 4) and every group gets it in its params.
     minutes_pd = order_minutes.toPandas()
-    at = params.for_run(as_of)
     category = dims["products_dim"].select(["product_id", "category"]).to_pandas().set_index("product_id")["category"]
-    lift, by_category = measured_lift(minutes_pd, base, at, category)
-    run_params = at.for_run(
-        as_of, sale_lift=lift, category_lift=by_category, units_per_order=units_per_order(minutes_pd)
-    )
-    fn = lambda m, s: product_group_kpis(m, s, run_params)  # noqa: E731
+    this_run = run_params(params, as_of, minutes_pd, base, category)
+    fn = lambda m, s: product_group_kpis(m, s, this_run)  # noqa: E731
     bucket = f"pmod(product_id, {PRODUCT_BUCKETS}) AS product_bucket"
     sku = (
         spark.table("order_minutes")
@@ -368,7 +364,7 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
         warehouses=warehouses[wh_cols],
         latest_inventory=latest_pd,
         pairs_without_inventory=int(no_inv),
-        run_params=run_params,
+        run_params=this_run,
     )
 
 

@@ -300,7 +300,8 @@ def test_action_queue_ranks_by_expected_loss_caps_and_summarizes():
     assert summary["restock_orders"] == [
         {"warehouse_id": 1, "lines": [{"product_id": 4, "units": 7}, {"product_id": 1, "units": 10}], "units": 17}
     ]
-    assert R.action_queue([], 20) == ([], {**R.action_queue([], 20)[1]}) and R.action_queue([], 20)[0] == []
+    empty_queue, empty_summary = R.action_queue([], 20)
+    assert empty_queue == [] and empty_summary["not_in_queue"] == 0 and empty_summary["restock_orders"] == []
 
 
 # ---------------------------------------------------------------- rollups
