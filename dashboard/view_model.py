@@ -223,7 +223,9 @@ def _action_label(action: str, numbers: dict) -> str:
     return label
 
 
-def _queue(snapshot: dict) -> tuple[list[dict], dict]:
+def snapshot_queue(snapshot: dict) -> tuple[list[dict], dict]:
+    """(queue, summary): the snapshot's own, or for an older snapshot without a ``queue`` key its alerts ranked
+    the job's way. build_view computes it once and hands it to queue_rows and summary_lines."""
     from kpi.rules import action_queue
 
     if snapshot.get("queue") is not None:
@@ -231,11 +233,12 @@ def _queue(snapshot: dict) -> tuple[list[dict], dict]:
     return action_queue(list(snapshot.get("alerts") or []), DEFAULT_QUEUE_SIZE)
 
 
-def queue_rows(snapshot: dict) -> tuple[AlertRow, ...]:
+def queue_rows(snapshot: dict, queue: list[dict] | None = None) -> tuple[AlertRow, ...]:
+    """The queue's rows (``queue``: snapshot_queue's, computed here when not given)."""
     warehouses = {w.get("warehouse_id"): w for w in snapshot.get("warehouses") or []}
     skus = {(s.get("product_id"), s.get("warehouse_id")): s for s in snapshot.get("sku_risk") or []}
     rows = []
-    for i, a in enumerate(_queue(snapshot)[0]):
+    for i, a in enumerate(snapshot_queue(snapshot)[0] if queue is None else queue):
         pid, wid = a.get("product_id"), a.get("warehouse_id")
         n = a.get("numbers") or {}
         sku = skus.get((pid, wid), {})
@@ -268,9 +271,11 @@ def _top(counts: dict | None, k: int = 3) -> str:
     return ", ".join(f"{a} {b:,}" for a, b in items[:k]) + more
 
 
-def summary_lines(snapshot: dict) -> tuple[str, ...]:
-    """The rest of the alerts, counted (never listed), and the queue's restocks as one order per warehouse."""
-    _, summary = _queue(snapshot)
+def summary_lines(snapshot: dict, summary: dict | None = None) -> tuple[str, ...]:
+    """The rest of the alerts, counted (never listed), and the queue's restocks as one order per warehouse
+    (``summary``: snapshot_queue's, computed here when not given)."""
+    if summary is None:
+        _, summary = snapshot_queue(snapshot)
     names = {w.get("warehouse_id"): w.get("warehouse_name") for w in snapshot.get("warehouses") or []}
     lines = []
     rest = _int(summary.get("not_in_queue"))
@@ -405,13 +410,14 @@ def build_view(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo |
     level, geo = geo_rows(snapshot)
     trend = snapshot.get("trend") or []
     alerts = snapshot.get("alerts") or []
+    queue, summary = snapshot_queue(snapshot)  # once: an older snapshot's queue is computed here
     return DashboardView(
         run_id=str(snapshot.get("run_id", "?")),
         freshness=fresh,
         tiles=tiles(snapshot, fresh),
-        queue=queue_rows(snapshot),
+        queue=queue_rows(snapshot, queue),
         alerts_total=_int(snapshot.get("alerts_total", len(alerts))),
-        summary=summary_lines(snapshot),
+        summary=summary_lines(snapshot, summary),
         geo_level=level,
         geo=geo,
         overloaded=overloaded_rows(snapshot),
@@ -500,6 +506,7 @@ __all__ = [
     "Tile",
     "WarehouseRow",
     "queue_rows",
+    "snapshot_queue",
     "build_view",
     "format_age",
     "format_eta",

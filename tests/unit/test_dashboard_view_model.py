@@ -105,6 +105,18 @@ def test_queue_of_an_older_snapshot_is_ranked_the_jobs_way():
     assert queue_rows({}) == () and summary_lines({}) == ()
 
 
+def test_an_older_snapshots_queue_is_computed_once_for_the_view(monkeypatch):
+    import kpi.rules
+
+    calls = []
+    real = kpi.rules.action_queue
+    monkeypatch.setattr(kpi.rules, "action_queue", lambda *a, **k: calls.append(1) or real(*a, **k))
+    old = {k: v for k, v in snapshot(NOW).items() if k not in ("queue", "queue_summary")}
+    view = build_view(old, NOW, 120, tz=UTC)
+    assert len(calls) == 1  # the queue rows and the summary lines share one ranking
+    assert [r.alert_id for r in view.queue] == ["7:2", "42:1", "99:1"] and view.summary
+
+
 def test_restock_label_says_what_is_already_on_the_way():
     assert _action_label("restock", {"suggested_units": 120, "inbound_units": 40}) == "RESTOCK +120 u (40 on the way)"
     assert _action_label("restock", {"suggested_units": 120, "inbound_units": 0}) == "RESTOCK +120 u"
