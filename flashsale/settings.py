@@ -94,7 +94,9 @@ class Settings(BaseSettings):
     ray_host: str | None = None  # where drivers reach the Ray head; None = bind_host (compose: the service name)
     dashboard_port: int = 8501
     dashboard_refresh_seconds: float = Field(5, gt=0)  # st.fragment(run_every=...) of the dashboard
-    dashboard_stale_seconds: int = 120  # a snapshot whose data_as_of is older than this is shown as stale
+    # a snapshot computed (wall clock) longer ago is shown stale; 90 s + one refresh keeps a dead KPI job
+    # visible within 2 minutes (a healthy minute DAG publishes every ~20 s)
+    dashboard_stale_seconds: int = Field(90, gt=0)
 
     # Spark; None means "the profile decides"
     spark_master: str | None = None
@@ -167,6 +169,9 @@ class Settings(BaseSettings):
     # the planned sale calendar the business publishes: JSON list of {"start", "lift", "decay_minutes"} or the
     # path of a file holding it (kpi/forecast.py); empty: every minute is planned like a normal day
     kpi_sale_calendar: str = ""
+    # the planner's log-normal error on an event's lift (past sales' planned vs measured lifts): until the data
+    # has measured an event (kpi_sale_lift_minutes after its start) P(stockout) is averaged over it
+    kpi_plan_lift_sigma: float = Field(0.25, ge=0, le=2)
     kpi_overload_load_ratio: float = Field(1.0, gt=0)  # orders/min over capacity that counts as overloaded
     kpi_overload_delay_minutes: float = Field(30.0, gt=0)  # fulfillment delay that counts as overloaded
     kpi_future_skew_seconds: int = Field(120, ge=0)  # event times later than as-of + skew are quarantined

@@ -102,6 +102,28 @@ def _require_ray_head(s) -> None:
         _fail(f"--ray stack: no Ray head at {s.ray_address}: start it with `flashsale stack up`")
 
 
+def _run_settings(pairs: list[str], profile: str | None) -> dict[str, str]:
+    """`--setting KEY=VALUE` pairs, checked against the settings (an unknown key or a bad value is one line)."""
+    from pydantic import ValidationError
+
+    from flashsale.settings import Settings
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in Settings.model_fields:
+            _fail(f"--setting: expected KEY=VALUE with KEY a setting (e.g. mongo_db=flashsale_trial), got {pair!r}")
+        if key == "profile":
+            _fail("--setting: choose the profile with --profile")
+        out[key] = value
+    try:
+        load_settings(**({"profile": profile} if profile else {}), **out)
+    except ValidationError as exc:
+        _fail(f"--setting: {_settings_error(exc)}")
+    return out
+
+
 def _choice(value: str, option: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         _fail(f"{option}: unknown value {value!r} (choose from {', '.join(allowed)})")
@@ -240,6 +262,12 @@ def run(
     ),
     seed: int = typer.Option(1111, "--seed"),
     alert_timeout: float = typer.Option(180, "--alert-timeout", help="seconds to wait for the first alerts"),
+    setting: list[str] = typer.Option(
+        None,
+        "--setting",
+        help="KEY=VALUE (repeatable): a setting every process of this run sees, e.g. mongo_db=flashsale_trial "
+        "to run a sale in a database of its own",
+    ),
 ):
     """The whole pipeline: stack, seeded dims, simulator, KPI + archival DAGs, dashboard. Ctrl-C stops all."""
     import time
@@ -249,7 +277,13 @@ def run(
     t0 = time.time()
     s = _settings(profile)
     opts = pipeline.RunOptions(
-        speed=speed, minutes=minutes, spike_minute=spike_minute, products=products, seed=seed, stock_cover=stock_cover
+        speed=speed,
+        minutes=minutes,
+        spike_minute=spike_minute,
+        products=products,
+        seed=seed,
+        stock_cover=stock_cover,
+        settings=_run_settings(setting or [], profile),
     )
     if refused := pipeline.refusal(s):  # before the try: its shutdown would stop the running pipeline
         _fail(refused)
@@ -293,14 +327,14 @@ def run(
 
 
 def _add_bench_commands() -> None:
-    """`flashsale bench scale|freshness|bounded`: bench/bench_pipeline.py (long runs, not in CI)."""
+    """`flashsale bench scale|freshness|bounded|faults`: bench/bench_pipeline.py (long runs; faults also runs in CI)."""
     from bench.bench_pipeline import app as bench
 
     app.add_typer(
         bench,
         name="bench",
         help="Pipeline benchmarks: scale (~69 M records), freshness (order to dashboard), "
-        "bounded (hot-store size with archival on).",
+        "bounded (hot-store size with archival on), faults (the reliability table).",
     )
 
 

@@ -20,6 +20,9 @@ CASES = {
     "--max-batches -1": (["archive", "--max-batches", "-1"], "--max-batches"),
     "--window-minutes 0": (["kpi", "--window-minutes", "0"], "--window-minutes"),
     "window past archival": (["kpi", "--window-minutes", "90"], "must be below archive_min_age_minutes"),
+    "unknown --setting": (["run", "--setting", "mongo_dbase=x"], "--setting: expected KEY=VALUE with KEY a setting"),
+    "--setting without =": (["run", "--setting", "mongo_db"], "--setting: expected KEY=VALUE"),
+    "bad --setting value": (["run", "--setting", "kpi_queue_size=many"], "--setting: kpi_queue_size"),
 }
 
 
