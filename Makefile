@@ -6,7 +6,7 @@ PYTEST := .venv/bin/python -m pytest -ra
 # the test tiers, one folder and one marker each, cheapest first (tests/README.md)
 TIERS := tests/unit tests/integration tests/services tests/e2e
 
-.PHONY: install run stop status test test-unit test-integration test-services test-e2e lint bench clean
+.PHONY: install run stop status test test-unit test-integration test-services test-e2e test-cluster cluster-images cluster-up cluster-down lint bench clean
 
 install:            ## install what is missing (apt packages, .venv, FerretDB, Hadoop jars)
 	bash scripts/install.sh
@@ -34,6 +34,26 @@ test-services: install  ## tests/services: each service and component against th
 
 test-e2e: install   ## tests/e2e: the whole pipeline on the stack, and a second stack's lifecycle
 	$(PYTEST) -m e2e tests/e2e $(PYTEST_ARGS)
+
+# ---- the Docker Compose stack (cluster/README.md). NOHUB=1: no Docker Hub (Debian-built base and
+# third-party images, docker-compose.nohub.yml); ENV_FILE: the secrets (default .env, see .env.example)
+NOHUB ?= 0
+ENV_FILE ?= .env
+COMPOSE_FILES := -f docker-compose.yml $(if $(filter 1,$(NOHUB)),-f docker-compose.nohub.yml)
+DOCKER_COMPOSE := .venv/bin/docker-compose --env-file $(ENV_FILE) $(COMPOSE_FILES)
+
+cluster-images: install  ## build the compose images (layer cache reused); NOHUB=1 builds the no-Docker-Hub ones too
+	bash cluster/docker/images.sh $(if $(filter 1,$(NOHUB)),--nohub)
+
+cluster-up: cluster-images  ## build what is missing, then bring the compose stack up and wait until every service is healthy
+	$(DOCKER_COMPOSE) up -d --no-build --wait --wait-timeout 900
+	$(DOCKER_COMPOSE) ps
+
+cluster-down:       ## stop the compose stack and delete its volumes
+	$(DOCKER_COMPOSE) down -v --remove-orphans
+
+test-cluster: install  ## tests/compose: dockerd (started if none runs, stopped after), images, the stack for real, down -v
+	bash cluster/docker/test_cluster.sh $(PYTEST_ARGS)
 
 lint:               ## ruff, ruff format --check, mypy, the import-linter layer contract (test-unit runs them too)
 	.venv/bin/ruff check .

@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 NAMENODE, RESOURCEMANAGER = "namenode", "resourcemanager"
+NODEMANAGER_MB = 3584  # YARN memory of each compose worker
 
 # property -> value in containers (None = drop it, so Hadoop's default applies)
 OVERLAY: dict[str, dict[str, str | None]] = {
@@ -46,10 +47,11 @@ OVERLAY: dict[str, dict[str, str | None]] = {
         "yarn.nodemanager.address": "0.0.0.0:8041",
         "yarn.nodemanager.localizer.address": "0.0.0.0:8040",
         "yarn.nodemanager.webapp.address": "0.0.0.0:8042",
-        # two workers on a laptop (compose limits each worker container to 1792 MB): a KPI run's AM
-        # (512m + 384m overhead) and executor (768m + 384m, FLASHSALE_SPARK_EXECUTOR_MEMORY) each fit one
-        "yarn.nodemanager.resource.memory-mb": "1280",
-        "yarn.nodemanager.resource.cpu-vcores": "2",
+        # two workers: a Spark app's AM (512m + 384m overhead -> 1024 MB) and executor (768m + 384m ->
+        # 1280 MB, FLASHSALE_SPARK_EXECUTOR_MEMORY) take 2304 MB; two overlapping minute KPI apps and an
+        # archival run take 6912 MB, so 3584 MB per worker (docker-compose.yml limits it to 4608M)
+        "yarn.nodemanager.resource.memory-mb": str(NODEMANAGER_MB),
+        "yarn.nodemanager.resource.cpu-vcores": "4",
         "yarn.scheduler.maximum-allocation-mb": "1280",
     },
 }

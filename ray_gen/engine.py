@@ -151,9 +151,11 @@ class RayBackend:
         if self._started:
             kwargs = {"address": address} if address else {"num_cpus": num_cpus or 2, "include_dashboard": False}
             ray.init(log_to_driver=True, configure_logging=False, **kwargs)
-        # num_cpus=0: shards are mostly waiting on each other and the sink; let them share 2 cores
-        self._city = ray.remote(num_cpus=0)(CityShard)
-        self._warehouse = ray.remote(num_cpus=0)(WarehouseShard)
+        # num_cpus=0: shards are mostly waiting on each other and the sink; let them share 2 cores.
+        # SPREAD: over every node that can host them (a head started with --num-cpus=0 still can; the
+        # compose head has no CPU, so its workers take them), not all on the driver's node
+        self._city = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(CityShard)
+        self._warehouse = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(WarehouseShard)
 
     def city(self, p, k, sink):
         return self._city.remote(p, k, sink)

@@ -36,12 +36,13 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2
 fi
 
 # ---- Python virtualenv
-py_hash=$(sha256sum pyproject.toml | cut -c1-16)
+py_hash=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ] || ! stamp_ok venv "$py_hash"; then
   say "creating .venv and installing the project (pyspark, airflow, ray, streamlit, ...)"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]"
+  # constraints.txt pins every package once: the same versions as the images (cluster/docker/platform)
+  .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
   stamp_set venv "$py_hash"
 fi
 

@@ -23,7 +23,8 @@ from flashsale.settings import load_settings
 
 PROFILE = os.environ.get("FLASHSALE_TEST_PROFILE", "cluster")
 TESTS = Path(__file__).resolve().parent
-TIERS = ("unit", "integration", "services", "e2e")  # the order `make test` runs them in
+TIERS = ("unit", "integration", "services", "e2e", "compose")  # the order `make test` runs them in
+# compose: the Docker Compose stack for real (`make test-cluster`, tests/compose/); needs a Docker engine
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +46,12 @@ def tier_of(path: Path) -> str | None:
     except ValueError:
         return None
     return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "compose: tests/compose/: the Docker Compose stack, built and run (make test-cluster)"
+    )
 
 
 def pytest_collection(session):

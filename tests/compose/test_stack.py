@@ -1,0 +1,239 @@
+"""The Docker Compose stack, run for real (`make test-cluster`): docker-compose.yml + the no-Docker-Hub
+override, built images, every service up; then what a user of it relies on. Each phase prints its time.
+
+Needs a Docker engine and the images (`make test-cluster` starts dockerd if none runs and builds them).
+The override publishes no host port: the test reaches the containers on the project's bridge network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flashsale.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.timeout(3000)
+PROJECT = "flashsale"
+ENV_FILE = Path(os.environ.get("FLASHSALE_COMPOSE_ENV", PROJECT_ROOT / ".run" / "docker" / "test.env"))
+COMPOSE = [
+    str(PROJECT_ROOT / ".venv" / "bin" / "docker-compose"),
+    "--env-file",
+    str(ENV_FILE),
+    "-f",
+    str(PROJECT_ROOT / "docker-compose.yml"),
+    "-f",
+    str(PROJECT_ROOT / "docker-compose.nohub.yml"),
+]
+ONE_SHOT = {"hadoop-conf", "mongo-init", "airflow-init", "simulator"}
+HIST = "hist"  # run id of the cold hour the test generates for the archival run
+T0 = time.monotonic()
+
+
+def phase(name: str, since: float) -> float:
+    now = time.monotonic()
+    print(f"[test-cluster] {name}: {now - since:.0f} s (total {now - T0:.0f} s)", flush=True)
+    return now
+
+
+def dc(*args: str, timeout: float = 900, check: bool = True, stdin: str | None = None) -> str:
+    out = subprocess.run([*COMPOSE, *args], capture_output=True, text=True, timeout=timeout, input=stdin)
+    if check and out.returncode != 0:
+        raise AssertionError(f"docker compose {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def ip_of(container: str) -> str:
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container).strip()
+
+
+def containers(service: str) -> list[str]:
+    return dc("ps", "-q", service).split()
+
+
+def http_json(url: str, headers: dict | None = None, timeout: float = 10) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def wait(predicate, timeout: float, what: str, poll: float = 5.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as exc:  # a service still starting answers with errors: keep polling
+            value, last = None, exc
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last!r})")
+
+
+def secrets() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in ENV_FILE.read_text().splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if not ENV_FILE.exists():
+        pytest.fail(f"{ENV_FILE} is missing: `make test-cluster` writes it")
+    t = time.monotonic()
+    dc("down", "-v", "--remove-orphans", timeout=300)  # what an aborted run left (its secrets differ)
+    try:
+        dc("up", "-d", "--no-build", "--wait", "--wait-timeout", "900", timeout=1000)
+        phase("stack up (every service healthy)", t)
+        yield
+    finally:
+        t = time.monotonic()
+        if os.environ.get("FLASHSALE_KEEP_STACK") != "1":
+            dc("down", "-v", "--remove-orphans", timeout=300)
+            left = {
+                kind: docker(kind, "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}").split()
+                for kind in ("container", "network", "volume")
+            }
+            left["container"] = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}").split()
+            phase("down -v", t)
+            assert not any(left.values()), f"`down -v` left {left}"
+
+
+def test_the_compose_stack_does_its_job(stack):
+    env = secrets()
+    t = time.monotonic()
+
+    # 1. every long-running service healthy, every job done
+    rows = [json.loads(line) for line in dc("ps", "-a", "--format", "json").splitlines() if line.strip()]
+    for row in rows:
+        if row["Service"] in ONE_SHOT:
+            assert row["State"] == "exited" and row["ExitCode"] == 0, row
+        else:
+            assert row["State"] == "running" and row["Health"] == "healthy", row
+    assert len([r for r in rows if r["Service"] == "ray-worker"]) >= 2
+    t = phase("1. services healthy", t)
+
+    # 2. the simulator's shard actors run on both Ray workers (SPREAD, ray_gen/engine.py)
+    head = ip_of(containers("ray-head")[0])
+    workers = {ip_of(c) for c in containers("ray-worker")}
+    auth = {"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"}
+
+    def actor_nodes():
+        nodes = {
+            n["node_id"]: n["node_ip"]
+            for n in http_json(f"http://{head}:8265/api/v0/nodes?limit=100", auth)["data"]["result"]["result"]
+        }
+        actors = http_json(f"http://{head}:8265/api/v0/actors?limit=1000", auth)["data"]["result"]["result"]
+        on = [nodes.get(a["node_id"]) for a in actors if a["state"] == "ALIVE" and "Shard" in a["class_name"]]
+        return on if workers <= set(on) else None
+
+    on = wait(actor_nodes, 300, "shard actors on both Ray workers")
+    where = {"head" if ip == head else ip: on.count(ip) for ip in set(on)}
+    t = phase(f"2. shard actors on both Ray workers ({where})", t)
+
+    # 3. the minute KPI DAG succeeds on YARN, executors on both workers, a fresh snapshot in Redis
+    from cluster import airflow_api
+    from flashsale.redis_keys import keys_for, read_snapshot
+    from flashsale.stores import redis_client
+
+    api = ip_of(containers("airflow-apiserver")[0])
+    password = json.loads(
+        dc("exec", "-T", "airflow-apiserver", "cat", "/var/lib/flashsale/airflow/admin_password.json")
+    )
+    af = Settings(_env_file=None, bind_host=api)
+    jwt = wait(lambda: airflow_api.token(af, password["admin"]), 120, "an Airflow login")
+    rm = ip_of(containers("resourcemanager")[0])
+    nms = {w: ip_of(containers(w)[0]) for w in ("worker1", "worker2")}
+    executors: dict[str, set[str]] = {w: set() for w in nms}
+
+    def kpi_ok():
+        apps = http_json(f"http://{rm}:8088/ws/v1/cluster/apps?states=RUNNING")["apps"] or {"app": []}
+        kpi = {a["id"] for a in apps["app"] if a["name"] == "flashsale-kpi"}
+        for w, ip in nms.items():
+            cs = http_json(f"http://{ip}:8042/ws/v1/node/containers")["containers"] or {"container": []}
+            for c in cs["container"]:
+                app = "application_" + "_".join(c["id"].split("_")[-4:-2])
+                if app in kpi and not c["id"].endswith("_000001"):  # not the AM: an executor
+                    executors[w].add(c["id"])
+        runs = airflow_api.call(af, "GET", "dags/flashsale_kpi_minute/dagRuns?order_by=-run_after&limit=20", jwt=jwt)
+        ok = [r for r in runs["dag_runs"] if r["state"] == "success"]
+        return ok and all(executors.values())
+
+    wait(kpi_ok, 900, "a successful minute KPI run and executors on both workers", poll=3)
+    snap_settings = Settings(
+        _env_file=None, redis_host=ip_of(containers("redis")[0]), redis_password=env["FLASHSALE_REDIS_PASSWORD"]
+    )
+    snap = read_snapshot(redis_client(snap_settings), keys_for(snap_settings))
+    assert snap and snap["master"] == "yarn", snap and snap.get("master")
+    age = datetime.now(UTC) - datetime.fromisoformat(snap["computed_at"])
+    assert age < timedelta(minutes=3), f"the snapshot is {age} old"
+    t = phase(f"3. minute KPI DAG on YARN (executors: { {w: len(c) for w, c in executors.items()} })", t)
+
+    # 4. the dashboard shows the action queue's top item in Chromium
+    from dashboard_services import launch_chromium
+    from playwright.sync_api import sync_playwright
+
+    snap = wait(
+        lambda: (s := read_snapshot(redis_client(snap_settings), keys_for(snap_settings))) and s["queue"] and s,
+        900,
+        "an action queue (the flash spike)",
+    )
+    first = snap["queue"][0]
+    dash = ip_of(containers("dashboard")[0])
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(f"http://{dash}:8501")
+            page.wait_for_selector('[data-testid="stTable"] tbody tr', timeout=120_000)
+            texts = page.locator('[data-testid="stTable"]').first.locator("tbody tr").all_inner_texts()
+        finally:
+            browser.close()
+    queue_ids = {
+        str(q["product_id"]) for q in read_snapshot(redis_client(snap_settings), keys_for(snap_settings))["queue"][:5]
+    }
+    assert any(f"#{pid} " in row for row in texts for pid in queue_ids | {str(first["product_id"])}), (first, texts[:3])
+    t = phase("4. dashboard shows the top alert in Chromium", t)
+
+    # 5. a cold hour generated on the Ray cluster, archived by the archival DAG: Parquet on HDFS with
+    #    blocks on the worker DataNodes, every record exactly once in archive + hot store
+    start = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    gen = dc(
+        "exec", "-T", "ray-head", "flashsale", "generate", "--ray", "stack", "--fast", "--minutes", "60",
+        "--start", start.isoformat(), "--run-id", HIST, "--products", "2000", "--rate", "2", "--seed", "5",
+        "--no-verify-store", "--json", timeout=900,
+    )  # fmt: skip
+    summary = json.loads(gen[gen.index("{") :])
+    generated = {k: v["generated"] for k, v in summary["collections"].items()}
+    t = phase(f"5a. cold hour generated ({generated})", t)
+    run_id = airflow_api.trigger(af, "flashsale_archive")
+    state = airflow_api.wait_for_run(af, "flashsale_archive", run_id, timeout=900)
+    assert state == "success", state
+    t = phase("5b. archival DAG run", t)
+    script = (Path(__file__).parent / "incluster.py").read_text()
+    out = dc("exec", "-T", "airflow-scheduler", "python", "-", "archive", HIST, stdin=script, timeout=600)
+    result = json.loads(out.strip().splitlines()[-1])
+    for name, c in result["collections"].items():
+        hot, archived = c["hot"], c["archived"]
+        assert archived, f"nothing of {name} was archived"
+        assert len(set(hot) | set(archived)) == len(hot) + len(archived) == generated[name], (
+            name,
+            len(hot),
+            len(archived),
+            len(set(hot) | set(archived)),
+            generated[name],
+        )
+    block_ips = set(re.findall(r"DatanodeInfoWithStorage\[([\d.]+):\d+", result["fsck"]))
+    worker_ips = set(nms.values())
+    assert block_ips and block_ips <= worker_ips, (block_ips, worker_ips)
+    phase(f"5c. archive exactly once; HDFS blocks on {sorted(block_ips)} (workers {sorted(worker_ips)})", t)
