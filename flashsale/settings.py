@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # (alpha 0.3, prior 1 min) alerted on nearly every single sale of a slow mover
     kpi_velocity_alpha: float = Field(0.05, gt=0, le=1)  # EWMA weight of the newest minute
     kpi_baseline_prior_minutes: float = Field(120.0, ge=0)  # archive baseline weight, in minutes of evidence
+    # ... but never surer than this coefficient of variation: a pair's rate on the day drifts from its archive
+    # average (popularity from day to day, the sale's discounts per product) by tens of per cent; 0: off
+    kpi_prior_cv: float = Field(0.5, ge=0, le=5)
     kpi_baseline_days: int = Field(7, ge=1)  # archived days the baseline reads (partition-pruned)
     kpi_eta_pessimistic_quantile: float = Field(0.1, gt=0, lt=0.5)  # early quantile of the Gamma ETA
     kpi_high_risk_p: float = Field(0.5, gt=0, le=1)  # P(stockout within horizon) that is "high" risk: act

@@ -18,7 +18,10 @@ Definitions
   planned cumulative intensity. ``velocity``: expected units/min now.
 - Planned calendar (``kpi_sale_calendar``, flashsale/calendar.py): the sale events the business publishes
   (start, lift, decay). The forecast projects demand over the horizon along it, so a spike planned in
-  30 minutes raises the risk before it shows in the data.
+  30 minutes raises the risk before it shows in the data. A planned lift is a forecast: until the data has
+  measured an event (``kpi_sale_lift_minutes`` after its start) P is averaged over its log-normal error
+  (``kpi_plan_lift_sigma``). The archive prior is never surer than ``kpi_prior_cv``; a pair a non-empty
+  archive never saw gets a prior at ~0 orders worth ``kpi_baseline_prior_minutes`` (kpi/forecast.py).
 - Measured lift (``measured_lift``): units the archive's pairs sold in the window's last
   ``kpi_sale_lift_minutes`` minutes over what their baselines x the plan expect, sale-wide (g) and per
   category (pooled toward g with LIFT_PSEUDO_UNITS): how this sale's demand differs from the plan.
@@ -65,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from flashsale.calendar import SaleEvent, parse_calendar
-from kpi.forecast import forecast, window_exposure
+from kpi.forecast import UNSEEN_PRIOR_MINUTES, forecast, window_exposure
 
 ACTIONS = ("reroute", "pause_ads", "restock", "monitor")
 
@@ -92,11 +95,14 @@ class KpiParams:
     margin_rate: float = 0.2  # share of the selling price that is margin: loss per unit not sold
     queue_size: int = 20  # actionable items the operator's queue shows
     calendar: tuple[SaleEvent, ...] = ()  # the planned sale calendar (kpi/forecast.py)
+    prior_cv: float = 0.5  # the archive prior's least coefficient of variation (kpi/forecast.py)
+    plan_lift_sigma: float = 0.25  # log-normal error of a planned event's lift until the data measured it
     # per run, set by the job (and the backtest) from the data, never settings:
     sale_lift: float = 1.0  # sale-wide demand over what the baselines and the plan expect
     category_lift: tuple[tuple[str, float], ...] = ()  # the same per category, pooled toward sale_lift
     units_per_order: float = 1.0  # the window's units / orders
     as_of_s: float = 0.0  # the run's as-of, epoch seconds
+    archive_pairs: int = 0  # pairs in the archive baseline (0: no archive; a pair it lacks sold nothing there)
 
     @classmethod
     def from_settings(cls, s, window_minutes: int | None = None) -> KpiParams:
@@ -121,6 +127,8 @@ class KpiParams:
             margin_rate=s.kpi_margin_rate,
             queue_size=s.kpi_queue_size,
             calendar=parse_calendar(s.kpi_sale_calendar),
+            plan_lift_sigma=s.kpi_plan_lift_sigma,
+            prior_cv=s.kpi_prior_cv,
         )
 
     def for_run(self, as_of: datetime, **measured) -> KpiParams:
@@ -182,7 +190,13 @@ def run_params(
     and the backtest's replay both call this)."""
     at = params.for_run(as_of)
     lift, by_category = measured_lift(minutes, baseline, at, product_category)
-    return at.for_run(as_of, sale_lift=lift, category_lift=by_category, units_per_order=units_per_order(minutes))
+    return at.for_run(
+        as_of,
+        sale_lift=lift,
+        category_lift=by_category,
+        units_per_order=units_per_order(minutes),
+        archive_pairs=0 if baseline is None else len(baseline),
+    )
 
 
 def alert_candidates(kpis: pd.DataFrame, alert_state: dict) -> pd.DataFrame:
@@ -292,6 +306,11 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
         units_per_order=upo,
         short_for=None,
         cover_minutes=params.horizon_minutes + params.lead_time_minutes,
+        lift_sigma=params.plan_lift_sigma,
+        prior_cv=params.prior_cv,
+        # a pair a non-empty archive never saw sold nothing in all its hours (module doc)
+        unseen_prior_minutes=params.prior_minutes if params.archive_pairs > 0 else UNSEEN_PRIOR_MINUTES,
+        measured_minutes=float(params.lift_minutes),
     )
     st["cover_units"] = fc.cover_units
     st["units_in_window"] = units.sum(axis=1).astype("int64")

@@ -67,10 +67,10 @@ def test_the_lift_scales_the_baseline_prior():
     quiet = pd.DataFrame({c: pd.Series(dtype="int64") for c in ("product_id", "warehouse_id", "minute_idx", "units")})
     w = (1 - P.alpha) ** np.arange(14, -1, -1)
     for g in (1.0, 3.0):
-        lam = R.sku_kpis(quiet, state, replace(P, sale_lift=g))["velocity"].iloc[0]
+        lam = R.sku_kpis(quiet, state, replace(P, sale_lift=g, prior_cv=0.0))["velocity"].iloc[0]
         assert lam == pytest.approx(P.prior_minutes * g * 0.2 / (P.prior_minutes + w.sum()))
     # a category lift overrides the sale-wide one for its category
-    lam = R.sku_kpis(quiet, state, replace(P, sale_lift=1.0, category_lift=(("Phones", 3.0),)))["velocity"].iloc[0]
+    lam = R.sku_kpis(quiet, state, replace(P, sale_lift=1.0, category_lift=(("Phones", 3.0),), prior_cv=0.0))["velocity"].iloc[0]
     assert lam == pytest.approx(P.prior_minutes * 3.0 * 0.2 / (P.prior_minutes + w.sum()))
 
 
