@@ -139,6 +139,9 @@ class LocalBackend:
         pass
 
 
+SHARD_RESOURCE = "flashsale_shard"  # a Ray node resource: nodes meant to host the simulator's shards
+
+
 class RayBackend:
     """Shards as Ray actors. `address=None` starts a local Ray; otherwise joins that cluster."""
 
@@ -152,10 +155,13 @@ class RayBackend:
             kwargs = {"address": address} if address else {"num_cpus": num_cpus or 2, "include_dashboard": False}
             ray.init(log_to_driver=True, configure_logging=False, **kwargs)
         # num_cpus=0: shards are mostly waiting on each other and the sink; let them share 2 cores.
-        # SPREAD: over every node that can host them (a head started with --num-cpus=0 still can; the
-        # compose head has no CPU, so its workers take them), not all on the driver's node
-        self._city = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(CityShard)
-        self._warehouse = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(WarehouseShard)
+        # SPREAD over the nodes that offer the SHARD_RESOURCE (the compose Ray workers do, the head does
+        # not), else over every node: never all on the driver's node
+        opts: dict = {"num_cpus": 0, "scheduling_strategy": "SPREAD"}
+        if ray.cluster_resources().get(SHARD_RESOURCE):
+            opts["resources"] = {SHARD_RESOURCE: 0.001}
+        self._city = ray.remote(**opts)(CityShard)
+        self._warehouse = ray.remote(**opts)(WarehouseShard)
 
     def city(self, p, k, sink):
         return self._city.remote(p, k, sink)

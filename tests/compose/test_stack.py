@@ -86,6 +86,17 @@ def secrets() -> dict[str, str]:
     return dict(line.split("=", 1) for line in ENV_FILE.read_text().splitlines() if "=" in line)
 
 
+def all_up() -> list[dict]:
+    rows = [json.loads(line) for line in dc("ps", "-a", "--format", "json").splitlines() if line.strip()]
+    for row in rows:
+        if row["Service"] in ONE_SHOT:
+            if not (row["State"] == "exited" and row["ExitCode"] == 0):
+                return []
+        elif not (row["State"] == "running" and row["Health"] == "healthy"):
+            return []
+    return rows
+
+
 @pytest.fixture(scope="module")
 def stack():
     if not ENV_FILE.exists():
@@ -94,6 +105,7 @@ def stack():
     dc("down", "-v", "--remove-orphans", timeout=300)  # what an aborted run left (its secrets differ)
     try:
         dc("up", "-d", "--no-build", "--wait", "--wait-timeout", "900", timeout=1000)
+        wait(all_up, 600, "every service running and healthy, every job done")
         phase("stack up (every service healthy)", t)
         yield
     finally:
