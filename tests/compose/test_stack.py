@@ -14,6 +14,7 @@ import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -228,8 +229,13 @@ def test_the_compose_stack_does_its_job(stack):
     summary = json.loads(gen[gen.index("{") :])
     generated = {k: v["generated"] for k, v in summary["collections"].items()}
     t = phase(f"5a. cold hour generated ({generated})", t)
-    run_id = airflow_api.trigger(af, "flashsale_archive")
-    state = airflow_api.wait_for_run(af, "flashsale_archive", run_id, timeout=900)
+    run = airflow_api.call(af, "POST", "dags/flashsale_archive/dagRuns", {"logical_date": None, "conf": {}}, jwt=jwt)
+    path = f"dags/flashsale_archive/dagRuns/{quote(run['dag_run_id'], safe='')}"
+    state = wait(
+        lambda: (st := airflow_api.call(af, "GET", path, jwt=jwt)["state"]) in ("success", "failed") and st,
+        900,
+        "the archival run",
+    )
     assert state == "success", state
     t = phase("5b. archival DAG run", t)
     script = (Path(__file__).parent / "incluster.py").read_text()
@@ -237,7 +243,7 @@ def test_the_compose_stack_does_its_job(stack):
     result = json.loads(out.strip().splitlines()[-1])
     for name, c in result["collections"].items():
         hot, archived = c["hot"], c["archived"]
-        assert archived, f"nothing of {name} was archived"
+        assert archived, f"nothing of {name} was archived ({len(hot)} hot, {c['files']} archive files)"
         assert len(set(hot) | set(archived)) == len(hot) + len(archived) == generated[name], (
             name,
             len(hot),
