@@ -49,7 +49,16 @@ import pyarrow.compute as pc
 
 from backtest.judge import NAIVE_WINDOW_MINUTES  # the replay keeps the naive baseline's window too
 from flashsale.calendar import SaleEvent
-from kpi.rules import KpiParams, alert_candidates, product_group_kpis, run_params, sku_kpis, update_alerts
+from kpi.rules import (
+    KpiParams,
+    alert_candidates,
+    product_group_kpis,
+    run_params,
+    sku_kpis,
+    update_alerts,
+    warehouse_normal,
+    warehouse_status,
+)
 from ray_gen.actions import Interventions
 from ray_gen.catalogue import build_catalogue
 from ray_gen.params import SimParams
@@ -88,6 +97,9 @@ class Replay:
         self.category = np.array([cat.category_name[int(c)] for c in cat.category], dtype=object)
         self.product_category = pd.Series(self.category, index=np.arange(cat.n_products))
         self.unit_price = cat.discounted_price()
+        # the job's warehouses frame: capacity from warehouses_dim, the latest mean fulfillment delay of its pairs
+        self.capacity = np.asarray(cat.warehouse_capacity, dtype=np.int64)
+        self.delay = np.full(self.n_pairs, np.nan)
         self.keep = max(params.window_minutes, NAIVE_WINDOW_MINUTES)
         self.by_minute: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # minute -> (pair, units, orders)
         self.available = np.zeros(self.n_pairs, dtype=np.int64)
@@ -143,6 +155,7 @@ class Replay:
             self.available[flat] = np.maximum(avail, 0)  # numpy assigns in order: the last (newest) wins
             self.inbound[flat] = inventory["inbound_units"].to_numpy()[order]
             self.inbound_due[flat] = inventory["inbound_due_minutes"].to_numpy()[order]
+            self.delay[flat] = inventory["fulfillment_delay"].to_numpy()[order]
             self.inventory_ms[flat] = ts[order]
             self.known[flat] = True
         if self.by_minute:
@@ -250,6 +263,29 @@ class Replay:
             alert_candidates(skus, self.alert_state), self.alert_state, now_iso, self.params
         )
         return skus, alerts
+
+    def warehouses(self) -> pd.DataFrame:
+        """kpi.rules.warehouse_status on the latest run's window (the job's rollup, through the same function)."""
+        mins = self.last_window
+        cols = ["warehouse_id", "minute_idx", "orders"]
+        load = (
+            mins.groupby(["warehouse_id", "minute_idx"])["orders"].sum().reset_index()
+            if len(mins)
+            else pd.DataFrame({c: pd.Series(dtype="int64") for c in cols})
+        )
+        delay = pd.Series(self.delay).groupby(np.arange(self.n_pairs) // self.n_products).mean()
+        wh = pd.DataFrame(
+            {
+                "warehouse_id": np.arange(self.n_warehouses, dtype=np.int64),
+                "warehouse_name": [f"W{w}" for w in range(self.n_warehouses)],
+                "city": self.wh_city,
+                "province": self.wh_province,
+                "capacity": self.capacity,
+                "fulfillment_delay": delay.reindex(np.arange(self.n_warehouses)).to_numpy(dtype=float),
+            }
+        )
+        normal = warehouse_normal(self.baseline_frame, self.last_params.units_per_order)
+        return warehouse_status(load, wh, self.last_params, normal)
 
     def units_last(self, t: int, minutes: int) -> np.ndarray:
         units = np.zeros(self.n_pairs, dtype=np.int64)
@@ -426,6 +462,7 @@ def simulate(
             "new_stockouts",
             "radar_alerts",
             "radar_queue",
+            "overloaded_warehouses",
             "lost_revenue_cum",
             "revenue_cum",
         )
@@ -478,6 +515,7 @@ def simulate(
         series["new_stockouts"].append(int((truth.since == t).sum()))
         series["radar_alerts"].append(len(alerts))
         series["radar_queue"].append(len(queue))
+        series["overloaded_warehouses"].append(int(replay.warehouses()["overloaded"].sum()))
         series["lost_revenue_cum"].append(round(progress.lost_revenue, 2))
         series["revenue_cum"].append(round(progress.revenue, 2))
         if on_progress:
@@ -713,6 +751,7 @@ def normal_day(p: SimParams, params: KpiParams, history_hours: int, minutes: int
         "minutes": minutes,
         "actionable_per_hour": len(eps) / (minutes / 60.0),
         "actionable_first_hour": int((eps["start"] < 60).sum()),
+        "overloaded_warehouse_minutes": int(sum(run.series["overloaded_warehouses"])),
     }
 
 

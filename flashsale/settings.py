@@ -177,6 +177,8 @@ class Settings(BaseSettings):
     kpi_plan_lift_sigma: float = Field(0.25, ge=0, le=2)
     kpi_overload_load_ratio: float = Field(1.0, gt=0)  # orders/min over capacity that counts as overloaded
     kpi_overload_delay_minutes: float = Field(30.0, gt=0)  # fulfillment delay that counts as overloaded
+    # a warehouse's load this many times its own expected load (its archive normal x the plan x the measured lift)
+    kpi_overload_normal_factor: float = Field(2.0, gt=1)
     kpi_future_skew_seconds: int = Field(120, ge=0)  # event times later than as-of + skew are quarantined
     kpi_inventory_bootstrap_minutes: int = Field(60, ge=1)  # inventory lookback when no carried state exists
     kpi_redis_namespace: str = "fsr:kpi:v1"

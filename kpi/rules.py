@@ -46,9 +46,13 @@ Definitions
 - Action queue (``action_queue``): at most ``kpi_queue_size`` open alerts whose action is reroute,
   pause_ads or restock, by expected loss; the rest is counted by action, city and category, and the
   queue's restocks are grouped into one order per warehouse.
-- Warehouse overload: load = orders/min over the window vs capacity (orders/min); overloaded when
-  ``load/capacity >= kpi_overload_load_ratio`` or the latest mean fulfillment delay >=
-  ``kpi_overload_delay_minutes``.
+- Warehouse overload (``warehouse_status``), what is abnormal for that warehouse, with the reason: its
+  load (orders/min over the window) >= ``kpi_overload_normal_factor`` x its own expected load (its normal
+  day's orders/min from the archive baseline, ``warehouse_normal``, x the planned intensity x the sale's
+  measured lift) and a < OVERLOAD_SURPRISE_P surprise for that expectation; or ``load/capacity >=
+  kpi_overload_load_ratio``; or the latest mean fulfillment delay >= ``kpi_overload_delay_minutes`` (the
+  delivery promise: the archive has no delays to learn a warehouse's normal from). The KPI job and the
+  backtest's replay both call it.
 - Geographic risk: per city and province, pairs at high/watch risk, expected stockouts (sum of p)
   and max p.
 - Quarantine: flashsale/contracts.py's ``validate_batch`` (column-wise, from each Contract's Column
@@ -89,6 +93,7 @@ class KpiParams:
     reroute_min_units: int = 1
     overload_ratio: float = 1.0
     overload_delay: float = 30.0
+    overload_normal_factor: float = 2.0  # load over the warehouse's own expected load that is abnormal
     future_skew_seconds: int = 120
     inbound_in_risk: bool = True
     lift_minutes: int = 10
@@ -121,6 +126,7 @@ class KpiParams:
             reroute_min_units=s.kpi_reroute_min_units,
             overload_ratio=s.kpi_overload_load_ratio,
             overload_delay=s.kpi_overload_delay_minutes,
+            overload_normal_factor=s.kpi_overload_normal_factor,
             future_skew_seconds=s.kpi_future_skew_seconds,
             inbound_in_risk=s.kpi_inbound_in_risk,
             lift_minutes=s.kpi_sale_lift_minutes,
@@ -605,28 +611,64 @@ def orders_series(per_minute: pd.DataFrame, window_start: datetime, W: int) -> l
     ]
 
 
-def warehouse_status(load: pd.DataFrame, warehouses: pd.DataFrame, params: KpiParams) -> pd.DataFrame:
+OVERLOAD_SURPRISE_P = 1e-3  # a window's orders this unlikely under a warehouse's expected (Poisson) load
+
+
+def warehouse_normal(baseline: pd.DataFrame | None, units_per_order: float = 1.0) -> pd.Series:
+    """Each warehouse's normal orders/min: the archive baseline's units/min of its pairs (simulated or archived
+    normal days) / units per order. Empty without an archive."""
+    if baseline is None or baseline.empty:
+        return pd.Series(dtype=float)
+    return baseline.groupby("warehouse_id")["baseline_velocity"].sum() / max(units_per_order, 1.0)
+
+
+def warehouse_status(
+    load: pd.DataFrame, warehouses: pd.DataFrame, params: KpiParams, normal: pd.Series | None = None
+) -> pd.DataFrame:
     """``load``: warehouse_id, minute_idx, orders. ``warehouses``: warehouse_id, warehouse_name, city,
-    province, capacity, fulfillment_delay (latest mean, NaN if unknown)."""
+    province, capacity, fulfillment_delay (latest mean, NaN if unknown). ``normal``: orders/min of a normal
+    day by warehouse_id (``warehouse_normal``); ``params``: the run's (its as-of, calendar and measured lift).
+
+    Overloaded, with the reason: the load is abnormal for this warehouse (>= ``overload_normal_factor`` x what
+    its normal day x the planned intensity x the sale's measured lift expect of the window, and that many
+    orders would be a < OVERLOAD_SURPRISE_P surprise for a Poisson load at the expected rate), or at or past
+    its capacity (``overload_ratio``), or its fulfillment delay is past the delivery promise
+    (``overload_delay``: the archive holds orders, not delays, so a delay has no per-warehouse normal)."""
+    from scipy.stats import poisson
+
     W = params.window_minutes
     wh = warehouses.copy().reset_index(drop=True)
     tot = load.groupby("warehouse_id")["orders"].sum() if len(load) else pd.Series(dtype=float)
     peak = load.groupby("warehouse_id")["orders"].max() if len(load) else pd.Series(dtype=float)
-    wh["load_per_min"] = wh["warehouse_id"].map(tot).fillna(0).to_numpy(dtype=float) / W
+    orders = wh["warehouse_id"].map(tot).fillna(0).to_numpy(dtype=float)
+    wh["load_per_min"] = orders / W
     wh["peak_per_min"] = wh["warehouse_id"].map(peak).fillna(0).astype("int64")
     wh["load_ratio"] = wh["load_per_min"] / wh["capacity"].astype(float)
-    by_load = wh["load_ratio"] >= params.overload_ratio
-    by_delay = wh["fulfillment_delay"].fillna(-1) >= params.overload_delay
-    wh["overloaded"] = by_load | by_delay
-    wh["reason"] = np.where(
-        by_load & by_delay,
-        "load and fulfillment delay over limits",
-        np.where(
-            by_load,
-            f"load >= {params.overload_ratio:g} x capacity",
-            np.where(by_delay, f"fulfillment delay >= {params.overload_delay:g} min", ""),
-        ),
-    )
+    plan = float(window_exposure(params.calendar, params.as_of_s, W).mean()) if params.as_of_s else 1.0
+    base = wh["warehouse_id"].map(normal if normal is not None else pd.Series(dtype=float)).to_numpy(dtype=float)
+    wh["expected_per_min"] = base * plan * params.sale_lift
+    expected = wh["expected_per_min"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wh["load_vs_normal"] = np.where(expected > 0, wh["load_per_min"].to_numpy() / expected, np.nan)
+        surprise = poisson.sf(orders - 1, np.where(expected > 0, expected * W, 1.0)) < OVERLOAD_SURPRISE_P
+    by_normal = (expected > 0) & (wh["load_vs_normal"].fillna(0).to_numpy() >= params.overload_normal_factor) & surprise
+    by_cap = (wh["load_ratio"] >= params.overload_ratio).to_numpy()
+    by_delay = (wh["fulfillment_delay"].fillna(-1) >= params.overload_delay).to_numpy()
+    wh["overloaded"] = by_normal | by_cap | by_delay
+    reasons = []
+    for i in range(len(wh)):
+        parts = []
+        if by_normal[i]:
+            parts.append(
+                f"load {wh['load_vs_normal'].iat[i]:.1f}x its normal for now "
+                f"({wh['load_per_min'].iat[i]:.1f}/min, {expected[i]:.1f}/min expected)"
+            )
+        if by_cap[i]:
+            parts.append(f"load >= {params.overload_ratio:g} x capacity")
+        if by_delay[i]:
+            parts.append(f"fulfillment delay >= {params.overload_delay:g} min")
+        reasons.append("; ".join(parts))
+    wh["reason"] = reasons
     return wh
 
 

@@ -385,7 +385,8 @@ def assemble(
     now_iso = datetime.now(UTC).isoformat()
     skus = out.skus.sort_values(["expected_loss", "p_stockout"], ascending=[False, False]).reset_index(drop=True)
     series = R.orders_series(out.per_minute, inputs.window_start, params.window_minutes)
-    wh = R.warehouse_status(out.wh_load, out.warehouses, params).sort_values("warehouse_id")
+    normal = R.warehouse_normal(inputs.baseline, out.run_params.units_per_order)
+    wh = R.warehouse_status(out.wh_load, out.warehouses, out.run_params, normal).sort_values("warehouse_id")
     # hysteresis counts minutes of data: the run's as-of, not the wall clock of the computation
     alerts, alert_state = R.update_alerts(skus, inputs.alert_state, as_of.isoformat(), params)
     queue, queue_summary = R.action_queue(alerts, params.queue_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -303,3 +303,22 @@ def test_cli_writes_json_and_png_and_names_bad_input(tmp_path):
     assert bad.exit_code == 2 and "n_products" in bad.output
     shape = runner.invoke(app, ["backtest", "--shape", "tsunami", "--out", str(tmp_path)])
     assert shape.exit_code != 0 and "--shape" in shape.output
+
+
+def test_waves_shape_through_the_backtest():
+    """The waves sale (a spike, then waves at +80 and +160 minutes) goes through the whole backtest: its planned
+    calendar holds every event, the figures come from the predictions frame, a planned wave raises the
+    radar's risk before it shows in the data, and the overload KPI (kpi.rules.warehouse_status, the job's)
+    is quiet before the spike and on the normal day."""
+    p = make_params(**{**SMALL, "minutes": 215})
+    r, frame = B.backtest(p, SETTINGS_PARAMS, shape="waves", history_hours=24, seeds=None)
+    start = datetime.fromisoformat(r["sim"]["start"]).timestamp()
+    starts = [round((e["start_s"] - start) / 60) for e in r["kpi_params"]["calendar"]]
+    assert r["shape"] == "waves" and starts == [120, 200, 280]
+    assert B.figures(frame)["radar"] == r["radar"] and r["cases"]["rows"] > 0
+    fc = frame[frame["kind"] == "forecast"]
+    p_mean = fc.groupby("minute")["p_stockout"].mean()
+    assert p_mean[195] > 1.5 * p_mean[175]  # the wave at 200 is planned: the risk rises before it
+    over = r["series"]["open_loop"]["overloaded_warehouses"]
+    assert len(over) == p.minutes and not any(over[:100])
+    assert r["normal_day"]["overloaded_warehouse_minutes"] == 0

@@ -70,7 +70,9 @@ def test_the_lift_scales_the_baseline_prior():
         lam = R.sku_kpis(quiet, state, replace(P, sale_lift=g, prior_cv=0.0))["velocity"].iloc[0]
         assert lam == pytest.approx(P.prior_minutes * g * 0.2 / (P.prior_minutes + w.sum()))
     # a category lift overrides the sale-wide one for its category
-    lam = R.sku_kpis(quiet, state, replace(P, sale_lift=1.0, category_lift=(("Phones", 3.0),), prior_cv=0.0))["velocity"].iloc[0]
+    lam = R.sku_kpis(quiet, state, replace(P, sale_lift=1.0, category_lift=(("Phones", 3.0),), prior_cv=0.0))[
+        "velocity"
+    ].iloc[0]
     assert lam == pytest.approx(P.prior_minutes * 3.0 * 0.2 / (P.prior_minutes + w.sum()))
 
 
@@ -466,3 +468,44 @@ def test_reroute_donor_ties_do_not_depend_on_row_order():
     for rows in (state, state.iloc[::-1]):
         out = R.product_group_kpis(minutes, rows, P).set_index("warehouse_id")
         assert out.loc[10, "action"] == "reroute" and out.loc[10, "reroute_from_warehouse_id"] == 11
+
+
+def test_overload_is_what_is_abnormal_for_that_warehouse():
+    """Two warehouses carrying 6 orders/min, far below capacity: one normally carries 1/min (abnormal: flagged,
+    with its normal in the reason), the other 5/min (its usual load: not flagged). A planned spike x9 makes
+    9/min normal for the first; the sale's measured lift scales the expectation the same way."""
+    from flashsale.calendar import SaleEvent
+
+    base = pd.DataFrame(
+        {"product_id": [1, 2, 1], "warehouse_id": [1, 1, 2], "baseline_velocity": [0.5, 0.5, 5.0]}
+    )  # units/min
+    normal = R.warehouse_normal(base, units_per_order=1.0)
+    assert normal.to_dict() == {1: 1.0, 2: 5.0}
+    assert R.warehouse_normal(None).empty
+    wh = pd.DataFrame(
+        {
+            "warehouse_id": [1, 2],
+            "warehouse_name": ["a", "b"],
+            "city": ["c", "c"],
+            "province": ["p", "p"],
+            "capacity": [100, 100],
+            "fulfillment_delay": [5.0, 5.0],
+        }
+    )
+    load = pd.DataFrame({"warehouse_id": [1] * 15 + [2] * 15, "minute_idx": list(range(15)) * 2, "orders": [6] * 30})
+    t0 = datetime(2026, 11, 11, tzinfo=UTC).timestamp()
+    at = replace(P, as_of_s=t0)
+    out = R.warehouse_status(load, wh, at, normal).set_index("warehouse_id")
+    assert out.loc[1, "overloaded"] and "6.0x its normal" in out.loc[1, "reason"]
+    assert not out.loc[2, "overloaded"] and out.loc[2, "reason"] == ""
+    assert out.loc[1, "expected_per_min"] == pytest.approx(1.0) and out.loc[1, "load_ratio"] == pytest.approx(0.06)
+    # without a normal (no archive) only the capacity and the delay promise remain
+    assert not R.warehouse_status(load, wh, at)["overloaded"].any()
+    # the same load in a planned spike (x9 over the window) or a sale measured at 6x is what the plan expects
+    spike = replace(at, calendar=(SaleEvent(t0 - 3600, 8.0, 1e9),))
+    assert not R.warehouse_status(load, wh, spike, normal)["overloaded"].any()
+    assert not R.warehouse_status(load, wh, replace(at, sale_lift=6.0), normal)["overloaded"].any()
+    # a small warehouse's few orders are no evidence: 2 orders where 0.15 were expected is x13 but not flagged
+    few = pd.DataFrame({"warehouse_id": [1], "minute_idx": [0], "orders": [2]})
+    tiny = R.warehouse_status(few, wh, at, pd.Series({1: 0.01, 2: 5.0})).set_index("warehouse_id")
+    assert tiny.loc[1, "load_vs_normal"] == pytest.approx(2 / 15 / 0.01) and not tiny.loc[1, "overloaded"]
