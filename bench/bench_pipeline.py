@@ -8,6 +8,8 @@
         throughput, KPI cycle p50/p95 over the run, archive reconciliation, peak memory.
     .venv/bin/python -m bench.bench_pipeline bounded --wall-minutes 30   (= `flashsale bench bounded`)
         a long real-time run with the archival DAG on: the hot store's size over the run must level off.
+    .venv/bin/python -m bench.bench_pipeline faults                      (= `flashsale bench faults`)
+        eight faults on one real run (bench/bench_faults.py), reconciled by id: the reliability table.
 
 Each run uses its own database, Redis namespace and archive root (through the pipeline settings
 file), writes bench/results/pipeline_<kind>.json and leaves the stack running but the pipeline stopped.
@@ -502,6 +504,32 @@ def _reconcile_counts(s, summary: dict) -> dict:
                 "reconciled": generated == hot + archived and not mismatched,
             }
     return out
+
+
+@app.command()
+def faults(
+    products: int = typer.Option(2_000, help="catalogue size of the run the faults hit"),
+    seed: int = typer.Option(4242),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON instead of the table"),
+):
+    """The fault suite (bench/bench_faults.py): eight faults, one at a time, on one real `flashsale run`;
+    writes bench/results/faults.json and prints the README's reliability table. Exit 1 if any fault
+    failed its check or the records do not reconcile by id."""
+    from bench.bench_faults import run_suite, table
+    from cluster import stack as stack_mod
+    from flashsale.settings import load_settings
+
+    stack_mod.up(load_settings(profile="cluster"), echo=lambda *_: None)  # secrets exist from here on
+    s = load_settings(profile="cluster")
+    echo = (lambda *_: None) if as_json else print
+    results = run_suite(s, RESULTS / "faults", products=products, seed=seed, echo=echo)
+    results["machine"] = _machine()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "faults.json").write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str) if as_json else table(results))
+    failed = [f["fault"] for f in results["faults"] if f["error"]]
+    if failed or not results["reconciliation"]["reconciled"]:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

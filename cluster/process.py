@@ -43,6 +43,11 @@ def start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def log_file(run_dir: Path, name: str) -> Path:
+    """Where a process's output goes; it outlives the process (the record does not)."""
+    return run_dir / "logs" / f"{name}.log"
+
+
 def state_path(run_dir: Path, name: str) -> Path:
     return run_dir / "state" / f"{name}.json"
 
@@ -74,7 +79,7 @@ def live_process(run_dir: Path, name: str) -> psutil.Process | None:
 
 
 def start(run_dir: Path, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> ProcessRecord:
-    log_path = run_dir / "logs" / f"{name}.log"
+    log_path = log_file(run_dir, name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     state_path(run_dir, name).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

@@ -2,16 +2,21 @@
 
 Idempotent: a service already running (same pid and start time as recorded) is left alone, so `up`
 twice is a no-op; `down` stops every service the run directory knows, whatever the profile, and
-then checks that none of their ports still listens.
+then checks that none of their ports still listens. `up` and `down` hold the run directory's stack lock
+(``lock``), so two of them never interleave (a supervisor restarting a crashed service, a `make stop`
+in another terminal, an operator keeping a service down for maintenance).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -129,7 +134,24 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 # ---------------------------------------------------------------- commands
-def up(settings: Settings, only: list[str] | None = None, echo=print) -> list[ServiceStatus]:
+@contextlib.contextmanager
+def lock(s: Settings) -> Iterator[None]:
+    """The run directory's stack lock (an flock: released when its holder dies, even by SIGKILL)."""
+    path = private_dir(s.run_dir) / "stack.lock"
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def up(settings: Settings, only: list[str] | None = None, echo=print, locked: bool = False) -> list[ServiceStatus]:
+    """Start what is not running and wait until every wanted service is healthy. ``locked``: the caller
+    already holds ``lock``."""
+    if not locked:
+        with lock(settings):
+            return up(settings, only, echo, locked=True)
     started_at = time.monotonic()
     s = ensure_secrets(settings)
     names = [n for n in s.services if not only or n in only]
@@ -166,6 +188,11 @@ def up(settings: Settings, only: list[str] | None = None, echo=print) -> list[Se
 
 
 def down(settings: Settings, echo=print) -> None:
+    with lock(settings):
+        _down(settings, echo)
+
+
+def _down(settings: Settings, echo) -> None:
     s = settings
     # stop everything the run directory knows, whatever profile started it; dependents first
     order = list(reversed(list(SERVICES)))

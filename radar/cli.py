@@ -232,6 +232,7 @@ def dashboard(
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SUPERVISE_SECONDS = 5  # how often `flashsale run` looks for a crashed service to restart
 
 
 def _interrupt(signum, frame):
@@ -309,10 +310,14 @@ def run(
                 fg="green",
             )
         typer.echo("Ctrl-C (or `make stop` elsewhere) stops everything.")
+        next_status = 0.0
         while pipeline.running(s):  # until Ctrl-C, or `make stop` from another terminal
-            typer.echo(f"  [{time.strftime('%H:%M:%S')}] {pipeline.status_line(s)}")
-            time.sleep(30)
-        typer.echo("the stack was stopped elsewhere")
+            pipeline.supervise(s, echo=typer.echo)  # a crashed service comes back within seconds
+            if time.time() >= next_status:
+                typer.echo(f"  [{time.strftime('%H:%M:%S')}] {pipeline.status_line(s)}")
+                next_status = time.time() + 30
+            time.sleep(SUPERVISE_SECONDS)
+        typer.echo("the pipeline was stopped elsewhere (`make stop`)")
     except (KeyboardInterrupt, BrokenPipeError):
         _quiet_echo("\nstopping ...")
     finally:

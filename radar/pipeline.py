@@ -16,6 +16,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
@@ -247,6 +248,8 @@ def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
                 echo(f"  ended {len(ended)} running KPI run(s) and their YARN apps")
         except Exception as exc:  # a half-started Airflow must not block the stop
             echo(f"  could not pause the DAGs ({type(exc).__name__}: {exc}); stopping anyway")
+    with stack.lock(s):  # from here on a running `flashsale run` restarts nothing (``supervise``)
+        pipeline_file(s.run_dir).unlink(missing_ok=True)
     gen = process.live_process(s.run_dir, GENERATOR)
     if gen is not None:  # SIGINT: the generator stops issuing minutes and flushes what it generated
         gen.send_signal(signal.SIGINT)
@@ -257,7 +260,6 @@ def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
     for name in (GENERATOR, DASHBOARD):
         if process.stop(s.run_dir, name):
             echo(f"  stopped {name}")
-    pipeline_file(s.run_dir).unlink(missing_ok=True)
     if stop_stack:
         stack.down(s, echo=echo)
 
@@ -287,17 +289,44 @@ def first_alerts(
 
 
 def running(s: Settings) -> bool:
-    """The services the status line reads are up (False once `make stop` ran elsewhere)."""
-    return all(process.live_process(s.run_dir, name) is not None for name in ("redis", "airflow"))
+    """No `make stop` since the run started: the stop removes the run's pipeline file first. (A crashed
+    service is not a stop: ``supervise`` restarts it.)"""
+    return pipeline_file(s.run_dir).exists()
+
+
+def supervise(s: Settings, echo=print) -> list[str]:
+    """Restart the services and the dashboard that exited while the pipeline runs, as systemd or Docker's
+    restart policy would: the pipeline recovers without a person. Under the stack lock, so it never races
+    `make stop` (which removes the pipeline file before it takes the lock to stop the stack) or an
+    operator who holds the lock to keep a service down. Returns what it restarted."""
+    with stack.lock(s):
+        if not running(s):
+            return []
+        dead = [n for n in s.services if process.live_process(s.run_dir, n) is None]
+        if s.external_mongo and "hotstore" in dead:
+            dead.remove("hotstore")
+        if dead:
+            stack.up(s, only=dead, echo=lambda *_: None, locked=True)
+        if process.live_process(s.run_dir, DASHBOARD) is None:
+            from dashboard.serve import command
+
+            env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+            process.start(s.run_dir, DASHBOARD, command(s.dashboard_port, s.bind_host), env, cwd=s.run_dir)
+            dead.append(DASHBOARD)
+    if dead:
+        echo(f"  restarted {', '.join(dead)} (exited while the pipeline ran)")
+    return dead
 
 
 def generator_summary(s: Settings) -> dict | None:
-    """The JSON summary the generator printed last (its log's tail), or None if its last run printed none."""
+    """The JSON summary the generator printed last (its log's tail), or None if its last run printed none.
+    After a stop the process record is gone, but its log stays."""
     rec = process.read_record(s.run_dir, GENERATOR)
-    if rec is None:
+    log = Path(rec.log) if rec is not None else process.log_file(s.run_dir, GENERATOR)
+    if not log.exists():
         return None
-    with open(rec.log, "rb") as fh:
-        fh.seek(max(0, os.path.getsize(rec.log) - 64_000))  # the summary is ~1 KB; logs of long runs grow
+    with open(log, "rb") as fh:
+        fh.seek(max(0, os.path.getsize(log) - 64_000))  # the summary is ~1 KB; logs of long runs grow
         text = fh.read().decode(errors="replace")
     try:
         return json.loads(text[text.rindex("\n{") + 1 :])
@@ -349,7 +378,10 @@ def status_line(s: Settings) -> str:
     from flashsale.stores import redis_client
 
     _raise_if_generator_failed(s)
-    snap = read_snapshot(redis_client(s), keys_for(s))
+    try:
+        snap = read_snapshot(redis_client(s), keys_for(s))
+    except Exception as exc:  # noqa: BLE001 - Redis restarting: a status line, not the end of the run
+        return f"KPI cache unreachable ({type(exc).__name__}); the supervisor restarts it"
     if not snap:
         return "no KPI snapshot yet"
     age = (datetime.now(UTC) - datetime.fromisoformat(snap["computed_at"])) / timedelta(seconds=1)

@@ -23,6 +23,7 @@ def fake_pipeline(monkeypatch):
     monkeypatch.setattr(pipeline, "start", lambda s, opts, echo: (calls.append("start"), (s, None))[1])
     monkeypatch.setattr(pipeline, "first_alerts", lambda *a, **k: None)
     monkeypatch.setattr(pipeline, "status_line", lambda s: "ok")
+    monkeypatch.setattr(pipeline, "supervise", lambda s, echo: [])
     monkeypatch.setattr("time.sleep", lambda _: None)  # the status loop waits 30 s between lines
 
     def stop(s, echo):
