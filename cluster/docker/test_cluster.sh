@@ -6,8 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 t0=$SECONDS
 say() { printf '\033[1m[test-cluster]\033[0m %s\n' "$*"; }
+# stop dockerd at the end only if this run started it; FLASHSALE_KEEP_STACK=1 keeps the stack, so its engine too
+owned=0; [ -f .run/docker/dockerd.started ] || owned=1
 bash cluster/docker/engine.sh start
-trap 'bash cluster/docker/engine.sh stop' EXIT
+[ -f .run/docker/dockerd.started ] || owned=0
+if [ $owned = 1 ] && [ "${FLASHSALE_KEEP_STACK:-0}" != 1 ]; then
+  trap 'bash cluster/docker/engine.sh stop' EXIT
+elif [ $owned = 1 ]; then
+  say "FLASHSALE_KEEP_STACK=1: the stack and the dockerd started here stay up (bash cluster/docker/engine.sh stop)"
+fi
 say "engine ready: $((SECONDS - t0)) s"
 t=$SECONDS
 bash cluster/docker/images.sh --nohub

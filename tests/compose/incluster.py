@@ -1,11 +1,17 @@
 """Checks that run inside the compose network (piped to `python -` in the airflow-scheduler container,
 which has the rendered Hadoop conf, the settings of the stack and every client). Prints one JSON line.
 
-    archive RUN_ID   ids of RUN_ID's records in the hot store and the HDFS archive, and where the
-                     archive's blocks are (NameNode fsck over HTTP)
+    archive RUN_ID   ids of RUN_ID's records (o-RUN_ID-..., i-RUN_ID-...) in the hot store and the HDFS
+                     archive, and where the archive's blocks are (NameNode fsck over HTTP)
+    tasklog DAG RUN  the result line of DAG's run RUN (ARCHIVE_RESULT / KPI_RESULT) from its Airflow task
+                     log, and Spark's task locality per stage as the driver logged it (client mode: the
+                     driver's INFO lines are in the task log). A stage reading files (HDFS Parquet) is the
+                     first parentless stage after a "FileSourceScanExec: Planning scan" line.
 """
 
+import glob
 import json
+import re
 import sys
 import urllib.request
 
@@ -20,7 +26,7 @@ from flashsale.stores import hdfs_filesystem, mongo_client
 def archive(run_id: str) -> dict:
     s = load_settings()
     fs = hdfs_filesystem(s)
-    root = s.archive_root.removeprefix(s.hdfs_url)
+    root = (s.archive_root or "").removeprefix(s.hdfs_url)
     out: dict = {"root": root, "collections": {}}
     with mongo_client(s) as c:
         db = c.get_default_database()
@@ -29,13 +35,13 @@ def archive(run_id: str) -> dict:
             hot = [
                 d["_id"]
                 for _, n in existing_buckets(contract, names)
-                for d in db[n].find({"_id": {"$regex": f"^{run_id}"}}, {"_id": 1})
+                for d in db[n].find({"_id": {"$regex": f"^[a-z]+-{run_id}-"}}, {"_id": 1})
             ]
             files = fs.glob(f"{root}/{contract.name}/date=*/hour=*/*.parquet")
             archived = []
             for f in files:
                 ids = pq.read_table(fs.open(f, "rb"), columns=[contract.key]).column(0).to_pylist()
-                archived += [i for i in ids if str(i).startswith(run_id)]
+                archived += [i for i in ids if str(i).split("-")[1:2] == [run_id]]
             out["collections"][contract.name] = {"hot": hot, "archived": archived, "files": len(files)}
     nn = s.namenode_http
     with urllib.request.urlopen(f"{nn}/fsck?ugi=root&path={root}&files=1&blocks=1&locations=1", timeout=120) as r:
@@ -44,6 +50,56 @@ def archive(run_id: str) -> dict:
     return out
 
 
+STARTING = re.compile(
+    r"Starting task \S+ in stage (\d+)\.\d+ \(TID \d+\) \(([^,]+), ?executor [^,]+, partition \d+, (\w+),"
+)
+SUBMITTING = re.compile(r"DAGScheduler: Submitting \d+ missing tasks from \w+ (\d+) ")
+PARENTS = re.compile(r"DAGScheduler: Parents of final stage: List\((.*)\)")
+FINAL = re.compile(r"DAGScheduler: Final stage: \w+ (\d+) ")
+
+
+def tasklog(dag_id: str, run_id: str) -> dict:
+    s = load_settings()
+    logs = sorted(glob.glob(f"{s.run_dir}/airflow/logs/dag_id={dag_id}/run_id={run_id}/task_id=*/attempt=*.log"))
+    result, tasks, scans = None, [], set()
+    scan_pending, final, parents = False, None, None
+    for path in logs:
+        for line in open(path, errors="replace"):
+            try:
+                event = str(json.loads(line).get("event", ""))
+            except ValueError:
+                event = line
+            for ev in event.splitlines():
+                if ev.startswith(("ARCHIVE_RESULT ", "KPI_RESULT ")):
+                    result = json.loads(ev.split(" ", 1)[1])
+                elif "FileSourceScanExec: Planning scan" in ev:
+                    scan_pending = True
+                elif m := FINAL.search(ev):
+                    final = int(m.group(1))
+                elif m := PARENTS.search(ev):
+                    parents = m.group(1).strip()
+                elif (m := SUBMITTING.search(ev)) and scan_pending:
+                    if int(m.group(1)) == final and parents == "":
+                        scans.add(final)
+                        scan_pending = False
+                elif m := STARTING.search(ev):
+                    tasks.append((int(m.group(1)), m.group(2), m.group(3)))
+
+    def share(rows):
+        count: dict[str, int] = {}
+        for _, _, loc in rows:
+            count[loc] = count.get(loc, 0) + 1
+        return {"tasks": len(rows), "locality": count, "hosts": sorted({h for _, h, _ in rows})}
+
+    return {
+        "logs": logs,
+        "result": result,
+        "scan_stages": sorted(scans),
+        "file_reads": share([t for t in tasks if t[0] in scans]),
+        "all_tasks": share(tasks),
+    }
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    print(json.dumps({"archive": archive}[cmd](*args)))
+    print(json.dumps(archive(*args) if cmd == "archive" else tasklog(*args)))

@@ -237,10 +237,18 @@ def test_the_compose_stack_does_its_job(stack):
         "the archival run",
     )
     assert state == "success", state
-    t = phase("5b. archival DAG run", t)
     script = (Path(__file__).parent / "incluster.py").read_text()
-    out = dc("exec", "-T", "airflow-scheduler", "python", "-", "archive", HIST, stdin=script, timeout=600)
-    result = json.loads(out.strip().splitlines()[-1])
+
+    def incluster(*args: str) -> dict:
+        out = dc("exec", "-T", "airflow-scheduler", "python", "-", *args, stdin=script, timeout=600)
+        return json.loads(out.strip().splitlines()[-1])
+
+    arch = incluster("tasklog", "flashsale_archive", run["dag_run_id"])
+    res = arch["result"] or {}
+    batches = [b.get("batch_id") for b in res.get("batches", [])]
+    print(f"[test-cluster] archival: {res.get('trigger')!r}, now {res.get('now')}, batches {batches}")
+    t = phase("5b. archival DAG run", t)
+    result = incluster("archive", HIST)
     for name, c in result["collections"].items():
         hot, archived = c["hot"], c["archived"]
         assert archived, f"nothing of {name} was archived ({len(hot)} hot, {c['files']} archive files)"
@@ -254,4 +262,35 @@ def test_the_compose_stack_does_its_job(stack):
     block_ips = set(re.findall(r"DatanodeInfoWithStorage\[([\d.]+):\d+", result["fsck"]))
     worker_ips = set(nms.values())
     assert block_ips and block_ips <= worker_ips, (block_ips, worker_ips)
-    phase(f"5c. archive exactly once; HDFS blocks on {sorted(block_ips)} (workers {sorted(worker_ips)})", t)
+    t = phase(f"5c. archive exactly once; HDFS blocks on {sorted(block_ips)} (workers {sorted(worker_ips)})", t)
+
+    # 6. Spark's task locality (the driver's TaskSetManager lines in the Airflow task logs): the archive
+    #    read is the archival job's read-back of its Parquet (the first stage after each file-scan plan);
+    #    the cold-baseline read is the next KPI app's read of the archive (kpi/baseline.py)
+    reads = arch["file_reads"]
+    assert reads["tasks"], f"no file-scan stage in the archival run's log ({arch['all_tasks']})"
+    share = reads["locality"].get("NODE_LOCAL", 0) / reads["tasks"]
+    on = f"{reads['tasks']} tasks {reads['locality']} on {reads['hosts']}"
+    print(f"[test-cluster] archive read: {on}: NODE_LOCAL {share:.0%}")
+    snap = wait(
+        lambda: (
+            (s := read_snapshot(redis_client(snap_settings), keys_for(snap_settings)))
+            and (s.get("baseline") or {}).get("rows", 0) >= generated["orders_fact"]
+            and s
+        ),
+        300,
+        "a KPI snapshot whose cold baseline holds the archived hour",
+    )
+    runs = airflow_api.call(af, "GET", "dags/flashsale_kpi_minute/dagRuns?order_by=-run_after&limit=5", jwt=jwt)
+    done = [r for r in runs["dag_runs"] if r["state"] == "success"]
+    kpi = incluster("tasklog", "flashsale_kpi_minute", done[0]["dag_run_id"]) if done else {"file_reads": {"tasks": 0}}
+    base = snap["baseline"]
+    kreads = kpi["file_reads"]
+    where = (
+        f"{kreads['tasks']} Spark tasks {kreads['locality']}, NODE_LOCAL "
+        f"{kreads['locality'].get('NODE_LOCAL', 0) / kreads['tasks']:.0%}"
+        if kreads["tasks"]
+        else "no Spark task: pyarrow in the driver (client mode, airflow-scheduler, not a DataNode), NODE_LOCAL 0%"
+    )
+    print(f"[test-cluster] cold-baseline read: {base['rows']} rows, {base['partitions']} partitions: {where}")
+    phase("6. task locality reported", t)
