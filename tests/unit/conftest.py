@@ -110,3 +110,11 @@ def _stays_a_unit_test(monkeypatch):
             "tests/services/): " + "; ".join(problems),
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def _own_run_directory(monkeypatch, tmp_path_factory):
+    """A unit test reads no run directory of a live pipeline: `.run/pipeline.env` of a `make run` in another
+    terminal would change the settings it loads (a sale calendar, a database). A test may set its own."""
+    if "FLASHSALE_RUN_DIR" not in os.environ:
+        monkeypatch.setenv("FLASHSALE_RUN_DIR", str(tmp_path_factory.getbasetemp() / "run"))
