@@ -522,7 +522,11 @@ def faults(
     stack_mod.up(load_settings(profile="cluster"), echo=lambda *_: None)  # secrets exist from here on
     s = load_settings(profile="cluster")
     echo = (lambda *_: None) if as_json else print
-    results = run_suite(s, RESULTS / "faults", products=products, seed=seed, echo=echo)
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="fsr-faults-"))  # the run's log and the regenerated reference
+    results = run_suite(s, work, products=products, seed=seed, echo=echo)
+    results["work_dir"] = str(work)
     results["machine"] = _machine()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "faults.json").write_text(json.dumps(results, indent=2, default=str))
