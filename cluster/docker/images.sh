@@ -25,8 +25,10 @@ for c in docker /usr/bin/docker; do
 done
 [ -n "$client" ] || { echo "images: no docker client that builds with BuildKit (install docker-buildx)" >&2; exit 1; }
 if [ "$base" = flashsale/debian-base:bookworm ] && ! docker image inspect "$base" >/dev/null 2>&1; then
-  command -v debootstrap >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo; $SUDO apt-get install -y -qq debootstrap >/dev/null; }
-  mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep -v security | head -1)
+  command -v debootstrap >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo; $SUDO apt-get update -qq; $SUDO apt-get install -y -qq debootstrap >/dev/null; }
+  # the host apt's Debian mirror (one-line or deb822 sources; comments skipped); none: deb.debian.org
+  mirror=$({ grep -rhE '^(deb |URIs:)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } \
+    | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -1 | tr -d ' ' || true)
   rootfs=$(mktemp -d)
   trap 'rm -rf "$rootfs"' EXIT
   say "debootstrap --variant=minbase bookworm from ${mirror:-deb.debian.org} -> $base"
