@@ -20,8 +20,9 @@ stop:               ## stop the pipeline and every service; nothing is left runn
 status:
 	$(FLASHSALE) stack status
 
-test: install       ## install what is missing, then run every tier in order: unit, integration, services, e2e
+test: install       ## install what is missing, then run every tier in order: unit, integration, services, e2e, compose (test-cluster)
 	$(PYTEST) $(TIERS) $(PYTEST_ARGS)
+	bash cluster/docker/test_cluster.sh
 
 test-unit: install  ## the fast tier only (tests/unit): no JVM, no server, no Ray; with the lint checks; < 2 min
 	$(PYTEST) -m unit tests/unit $(PYTEST_ARGS)
