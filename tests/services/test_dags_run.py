@@ -86,12 +86,26 @@ running_before = [a["id"] for a in apps_with_tag(s, op.yarn_tag)] if op.yarn_tag
 if kill:
     op.on_kill()
 t.join(240)
-time.sleep(2)
-left = apps_with_tag(s, op.yarn_tag)
-final = apps_with_tag(s, op.yarn_tag, states="FINISHED,FAILED,KILLED")
 import psutil  # the client-mode driver (spark-submit JVM + the job's Python) must be gone too
-drivers = [p.pid for p in psutil.process_iter(["cmdline"]) if sys.argv[1] in " ".join(p.info["cmdline"] or [])
-           and p.pid != os.getpid() and p.status() != psutil.STATUS_ZOMBIE]  # (this script names the job too)
+def drivers_alive():
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if (sys.argv[1] in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()
+                    and p.status() != psutil.STATUS_ZOMBIE):  # (this script names the job too)
+                out.append(p.pid)
+        except psutil.Error:  # it ended while we looked
+            pass
+    return out
+# the ResourceManager moves a killed app out of the active states within seconds, and the driver's
+# processes exit as fast as a loaded machine lets them: wait for both (up to 60 s), never just sleep
+settle = time.time() + 60
+while True:
+    left, drivers = apps_with_tag(s, op.yarn_tag), drivers_alive()
+    if (not left and not drivers) or time.time() > settle:
+        break
+    time.sleep(1)
+final = apps_with_tag(s, op.yarn_tag, states="FINISHED,FAILED,KILLED")
 print(json.dumps({"running_before": running_before, "left": [a["id"] for a in left],
                   "final": {a["id"]: a["state"] for a in final}, "error": error, "drivers_left": drivers}))
 """
@@ -114,8 +128,11 @@ def test_failed_or_killed_spark_task_leaves_no_yarn_application(stack, mode):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(result["running_before"]) == 1, result
     assert result["left"] == [] and result["drivers_left"] == [], result
-    assert result["error"], result  # the task failed
+    if mode == "crash":
+        assert result["error"], result  # the task failed
     if mode == "kill":
+        # execute() may return normally here (the client-mode driver of a killed app can exit 0): Airflow
+        # marks a killed task failed itself; what on_kill owes is no application and no driver left
         # Either we kill the application by its tag, or the SIGKILLed client-mode driver disconnects first
         # and Spark's ExecutorLauncher unregisters it as FINISHED: a race, and both end it.
         assert result["final"] and set(result["final"].values()) <= {"KILLED", "FINISHED"}, result
