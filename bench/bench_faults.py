@@ -176,6 +176,9 @@ class Run:
     def db(self):
         return self.client.get_default_database()
 
+    def close(self) -> None:
+        self._client.close()
+
     def data_now(self) -> datetime:
         latest = self.observer.latest()
         if latest is None:
@@ -503,28 +506,34 @@ def reference_ids(run: Run, minutes: int, out: Path) -> dict[str, set[str]]:
     }
 
 
-def stored_ids(s: Settings) -> dict[str, Counter]:
-    """Every fact id in the hot store (buckets and sealed buckets) and the archive (partitions and
-    quarantine), counted: a count of 2 is a duplicate."""
+def hot_ids(s: Settings, contract: Contract) -> list[str]:
+    """Every id of a fact in the hot store: its buckets and any sealed bucket an archival run holds."""
+    with mongo_client(s) as client:
+        db = client.get_default_database()
+        names = db.list_collection_names()
+        buckets = existing_buckets(contract, names) + existing_sealed(contract, names)
+        return [d["_id"] for _, name in buckets for d in db[name].find({}, {"_id": 1})]
+
+
+def archived_ids(s: Settings, contract: Contract) -> list[str]:
+    """Every id of a fact in the HDFS archive: its hour partitions and its quarantine."""
     import pyarrow.parquet as pq
     from bson import json_util
 
     fs = hdfs_filesystem(s)
     root = str(s.archive_root).removeprefix(s.hdfs_url)
-    out: dict[str, Counter] = {c.name: Counter() for c in FACTS}
-    with mongo_client(s) as client:
-        db = client.get_default_database()
-        names = db.list_collection_names()
-        for c in FACTS:
-            for _, name in existing_buckets(c, names) + existing_sealed(c, names):
-                out[c.name].update(d["_id"] for d in db[name].find({}, {"_id": 1}))
-    for c in FACTS:
-        for f in fs.glob(f"{root}/{c.name}/date=*/hour=*/*.parquet"):
-            out[c.name].update(pq.read_table(fs.open(f, "rb"), columns=[c.key]).column(0).to_pylist())
-        for f in fs.glob(f"{root}/quarantine/{c.name}/**/*.parquet"):
-            raws = pq.read_table(fs.open(f, "rb"), columns=["_raw"]).column(0).to_pylist()
-            out[c.name].update(json_util.loads(r)["_id"] for r in raws)
-    return out
+    ids: list[str] = []
+    for f in fs.glob(f"{root}/{contract.name}/date=*/hour=*/*.parquet"):
+        ids += pq.read_table(fs.open(f, "rb"), columns=[contract.key]).column(0).to_pylist()
+    for f in fs.glob(f"{root}/quarantine/{contract.name}/**/*.parquet"):
+        raws = pq.read_table(fs.open(f, "rb"), columns=["_raw"]).column(0).to_pylist()
+        ids += [json_util.loads(r)["_id"] for r in raws]
+    return ids
+
+
+def stored_ids(s: Settings) -> dict[str, Counter]:
+    """Every fact id in hot store + archive, counted: a count of 2 is a duplicate."""
+    return {c.name: Counter(hot_ids(s, c) + archived_ids(s, c)) for c in FACTS}
 
 
 def reconcile(run: Run, out: Path) -> dict:
@@ -590,7 +599,7 @@ def run_suite(stack_settings: Settings, out: Path, products: int = 2_000, seed: 
             echo(json.dumps(entry))
     finally:
         run.observer.halt.set()
-        run._client.close()
+        run.close()
         if run.proc.poll() is None:  # the suite ended before fault 8: end the run the user's way (Ctrl-C)
             run.proc.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):

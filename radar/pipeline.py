@@ -218,20 +218,31 @@ def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, d
     s = load_settings(profile=s.profile, run_dir=s.run_dir)  # secrets may have just been generated
     counts = seed_dimensions(catalogue_params(s), s)
     echo("  seeded " + ", ".join(f"{n} ({c['documents']:,})" for n, c in counts.items()))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     sim_start = simulated_start(s, opts)
     write_pipeline_env(s, opts, sim_start)  # the run's clock, read by every KPI and archival run
-    process.start(s.run_dir, GENERATOR, generator_command(s, opts, sim_start), env, cwd=s.run_dir)
+    process.start(s.run_dir, GENERATOR, generator_command(s, opts, sim_start), _process_env(), cwd=s.run_dir)
     pace = "fast-forward" if opts.speed is None else f"{opts.speed:g} simulated min per minute"
     echo(f"  started generator        {pace}, spike at minute {opts.spike_minute}")
-    if process.live_process(s.run_dir, DASHBOARD) is None:
-        from dashboard.serve import command
-
-        process.start(s.run_dir, DASHBOARD, command(s.dashboard_port, s.bind_host), env, cwd=s.run_dir)
+    if _start_dashboard(s):
         echo(f"  started dashboard        http://{s.bind_host}:{s.dashboard_port}")
     airflow_api.set_paused(s, PIPELINE_DAGS, paused=False)
     echo(f"  unpaused DAGs            {', '.join(PIPELINE_DAGS)}")
     return s, sim_start
+
+
+def _process_env() -> dict[str, str]:
+    """The environment of the pipeline's own processes: the project's tools first on PATH."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _start_dashboard(s: Settings) -> bool:
+    """Start the dashboard unless it runs; True if it was started."""
+    if process.live_process(s.run_dir, DASHBOARD) is not None:
+        return False
+    from dashboard.serve import command
+
+    process.start(s.run_dir, DASHBOARD, command(s.dashboard_port, s.bind_host), _process_env(), cwd=s.run_dir)
+    return True
 
 
 def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
@@ -307,11 +318,7 @@ def supervise(s: Settings, echo=print) -> list[str]:
             dead.remove("hotstore")
         if dead:
             stack.up(s, only=dead, echo=lambda *_: None, locked=True)
-        if process.live_process(s.run_dir, DASHBOARD) is None:
-            from dashboard.serve import command
-
-            env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-            process.start(s.run_dir, DASHBOARD, command(s.dashboard_port, s.bind_host), env, cwd=s.run_dir)
+        if _start_dashboard(s):
             dead.append(DASHBOARD)
     if dead:
         echo(f"  restarted {', '.join(dead)} (exited while the pipeline ran)")

@@ -116,6 +116,21 @@ class DashboardServer:
         return Path(self.log.name).read_text(errors="replace")
 
 
+def queue_table_rows(url: str, timeout_ms: int) -> list[str]:
+    """The rows of the dashboard's first table (the action queue) as Chromium shows them at 1440x900."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(url)
+            page.wait_for_selector('[data-testid="stTable"] tbody tr', timeout=timeout_ms)
+            return page.locator('[data-testid="stTable"]').first.locator("tbody tr").all_inner_texts()
+        finally:
+            browser.close()
+
+
 def launch_chromium(playwright):
     if not Path(CHROMIUM).exists():
         raise RuntimeError(

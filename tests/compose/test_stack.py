@@ -193,8 +193,7 @@ def test_the_compose_stack_does_its_job(stack):
     t = phase(f"3. minute KPI DAG on YARN (executors: { {w: len(c) for w, c in executors.items()} })", t)
 
     # 4. the dashboard shows the action queue's top item in Chromium
-    from dashboard_services import launch_chromium
-    from playwright.sync_api import sync_playwright
+    from dashboard_services import queue_table_rows
 
     snap = wait(
         lambda: (s := read_snapshot(redis_client(snap_settings), keys_for(snap_settings))) and s["queue"] and s,
@@ -203,15 +202,7 @@ def test_the_compose_stack_does_its_job(stack):
     )
     first = snap["queue"][0]
     dash = ip_of(containers("dashboard")[0])
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(f"http://{dash}:8501")
-            page.wait_for_selector('[data-testid="stTable"] tbody tr', timeout=120_000)
-            texts = page.locator('[data-testid="stTable"]').first.locator("tbody tr").all_inner_texts()
-        finally:
-            browser.close()
+    texts = queue_table_rows(f"http://{dash}:8501", timeout_ms=120_000)
     queue_ids = {
         str(q["product_id"]) for q in read_snapshot(redis_client(snap_settings), keys_for(snap_settings))["queue"][:5]
     }

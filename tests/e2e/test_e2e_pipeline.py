@@ -12,15 +12,15 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import pyarrow.parquet as pq
 import pytest
 
+from bench.bench_faults import archived_ids, hot_ids
 from cluster import airflow_api, process, yarn
 from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
 from flashsale.hot_layout import existing_buckets
 from flashsale.redis_keys import keys_for, read_snapshot, read_state
 from flashsale.settings import load_settings
-from flashsale.stores import hdfs_filesystem, mongo_client, redis_client
+from flashsale.stores import mongo_client, redis_client
 from radar import pipeline
 
 START = datetime(2025, 11, 11, 23, 45, tzinfo=UTC)  # the spike lands near midnight; hour 23 becomes archivable
@@ -81,25 +81,6 @@ def _active_kpi_apps(s) -> list[str]:
     return [a["id"] for a in yarn.apps(s) if a["name"] == "flashsale-kpi"]
 
 
-def _hot_ids(s, contract) -> list[str]:
-    with mongo_client(s) as c:
-        db = c.get_default_database()
-        return [
-            d["_id"]
-            for _, n in existing_buckets(contract, db.list_collection_names())
-            for d in db[n].find({}, {"_id": 1})
-        ]
-
-
-def _archived_ids(s, contract) -> list[str]:
-    fs = hdfs_filesystem(s)
-    root = s.archive_root.removeprefix(s.hdfs_url)
-    ids: list[str] = []
-    for f in fs.glob(f"{root}/{contract.name}/date=*/hour=*/*.parquet"):
-        ids += pq.read_table(fs.open(f, "rb"), columns=[contract.key]).column(0).to_pylist()
-    return ids
-
-
 def test_flash_sale_through_every_component(e2e):
     s, opts = e2e
     t0 = time.time()
@@ -137,7 +118,7 @@ def test_flash_sale_through_every_component(e2e):
     run_id = airflow_api.trigger(s, "flashsale_archive")
     assert airflow_api.wait_for_run(s, "flashsale_archive", run_id, timeout=600) == "success"
     for contract in (ORDERS_FACT, INVENTORY_FACT):
-        hot, archived = _hot_ids(s, contract), _archived_ids(s, contract)
+        hot, archived = hot_ids(s, contract), archived_ids(s, contract)
         assert archived, f"nothing of {contract.name} was archived"
         assert len(set(hot) | set(archived)) == len(hot) + len(archived) == generated[contract.name], contract.name
     with mongo_client(s) as c:
@@ -145,21 +126,12 @@ def test_flash_sale_through_every_component(e2e):
     assert not [n for t, n in existing_buckets(ORDERS_FACT, names) if t.hour == 23], "hour 23 is still hot"
 
     # 5. the dashboard shows the action queue's top item in a real browser
-    from dashboard_services import launch_chromium
-    from playwright.sync_api import sync_playwright
+    from dashboard_services import queue_table_rows
 
     snap = read_snapshot(redis_client(s), keys_for(s))
     assert snap["queue"], "a flash sale that drains shelves must put something in the action queue"
     first = snap["queue"][0]
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(f"http://{s.bind_host}:{s.dashboard_port}")
-            page.wait_for_selector('[data-testid="stTable"] tbody tr', timeout=90_000)
-            rows = page.locator('[data-testid="stTable"]').first.locator("tbody tr").all_inner_texts()
-        finally:
-            browser.close()
+    rows = queue_table_rows(f"http://{s.bind_host}:{s.dashboard_port}", timeout_ms=90_000)
     assert any(f"#{first['product_id']} " in row for row in rows), (first, rows[:3])
 
     # 6. stopping the pipeline ends the running KPI apps too (two overlap while they hand over)
