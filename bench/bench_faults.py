@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -483,9 +483,15 @@ def sigkill_run_then_stop(run: Run) -> dict:
 def reference_ids(run: Run, minutes: int, out: Path) -> dict[str, set[str]]:
     """The generator's records, regenerated from its own command line (same seed, catalogue, start and run
     id) without Ray or a server, for the minutes it simulated."""
+    return regenerated_ids(run.generator_cmd, minutes, out)
+
+
+def regenerated_ids(generator_cmd: list[str], minutes: int, out: Path, timeout: float = 900) -> dict[str, set[str]]:
+    """The records of the generator started with ``generator_cmd`` (a `flashsale generate` command line),
+    regenerated without Ray or a server for ``minutes`` simulated minutes: their ids per fact."""
     import pyarrow.dataset as ds
 
-    cmd = [str(BIN / "flashsale"), *run.generator_cmd[run.generator_cmd.index("generate") :]]
+    cmd = [str(BIN / "flashsale"), *generator_cmd[generator_cmd.index("generate") :]]
     drop = {"--ray": 1, "--speed": 1, "--minutes": 1, "--no-verify-store": 0, "--json": 0, "--profile": 1}
     kept: list[str] = []
     i = 0
@@ -497,7 +503,7 @@ def reference_ids(run: Run, minutes: int, out: Path) -> dict[str, set[str]]:
         i += 1
     ref = out / "reference"
     args = [*kept, "--fast", "--ray", "inline", "--sink", "parquet", "--out", str(ref), "--minutes", str(minutes)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=PROJECT_ROOT)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
     if done.returncode != 0:
         raise FaultFailed(f"regenerating the reference failed: {done.stderr.strip()[-400:]}")
     return {
@@ -508,27 +514,36 @@ def reference_ids(run: Run, minutes: int, out: Path) -> dict[str, set[str]]:
 
 def hot_ids(s: Settings, contract: Contract) -> list[str]:
     """Every id of a fact in the hot store: its buckets and any sealed bucket an archival run holds."""
+    return [i for chunk in iter_hot_ids(s, contract) for i in chunk]
+
+
+def iter_hot_ids(s: Settings, contract: Contract) -> Iterator[list[str]]:
+    """``hot_ids`` one bucket at a time (a long run's ids need not all be in memory at once)."""
     with mongo_client(s) as client:
         db = client.get_default_database()
         names = db.list_collection_names()
         buckets = existing_buckets(contract, names) + existing_sealed(contract, names)
-        return [d["_id"] for _, name in buckets for d in db[name].find({}, {"_id": 1})]
+        for _, name in buckets:
+            yield [d["_id"] for d in db[name].find({}, {"_id": 1})]
 
 
 def archived_ids(s: Settings, contract: Contract) -> list[str]:
     """Every id of a fact in the HDFS archive: its hour partitions and its quarantine."""
+    return [i for chunk in iter_archived_ids(s, contract) for i in chunk]
+
+
+def iter_archived_ids(s: Settings, contract: Contract) -> Iterator[list[str]]:
+    """``archived_ids`` one Parquet file at a time."""
     import pyarrow.parquet as pq
     from bson import json_util
 
     fs = hdfs_filesystem(s)
     root = str(s.archive_root).removeprefix(s.hdfs_url)
-    ids: list[str] = []
     for f in fs.glob(f"{root}/{contract.name}/date=*/hour=*/*.parquet"):
-        ids += pq.read_table(fs.open(f, "rb"), columns=[contract.key]).column(0).to_pylist()
+        yield pq.read_table(fs.open(f, "rb"), columns=[contract.key]).column(0).to_pylist()
     for f in fs.glob(f"{root}/quarantine/{contract.name}/**/*.parquet"):
         raws = pq.read_table(fs.open(f, "rb"), columns=["_raw"]).column(0).to_pylist()
-        ids += [json_util.loads(r)["_id"] for r in raws]
-    return ids
+        yield [json_util.loads(r)["_id"] for r in raws]
 
 
 def stored_ids(s: Settings) -> dict[str, Counter]:
@@ -541,14 +556,26 @@ def reconcile(run: Run, out: Path) -> dict:
     if not summary:
         raise FaultFailed("the generator left no summary")
     expected = reference_ids(run, summary["simulated_minutes"], out)
-    stored = stored_ids(run.s)
+    return compare_ids(summary, expected, stored_ids(run.s), run.injected)
+
+
+def compare_ids(
+    summary: dict,
+    expected: dict[str, set[str]],
+    stored: dict[str, Counter],
+    injected: dict[str, set[str]] | None = None,
+) -> dict:
+    """Per fact: the expected ids (regenerated, plus any a test wrote itself) against the stored ones
+    (hot store + archive, counted): lost, unexpected, duplicated; reconciled if none of them, and the
+    regenerated count is the generator's own."""
+    injected = injected or {c.name: set() for c in FACTS}
     result: dict = {"simulated_minutes": summary["simulated_minutes"]}
     for c in FACTS:
-        want = expected[c.name] | run.injected[c.name]
+        want = expected[c.name] | injected[c.name]
         have = stored[c.name]
         result[c.name] = {
             "generated": len(expected[c.name]),
-            "injected": len(run.injected[c.name]),
+            "injected": len(injected[c.name]),
             "stored": sum(have.values()),
             "lost": len(want - set(have)),
             "unexpected": len(set(have) - want),

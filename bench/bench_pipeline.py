@@ -96,21 +96,63 @@ class Sampler(threading.Thread):
                 }
 
 
-def kpi_cycles(s, since: float) -> list[dict]:
-    """KPI_RESULT / KPI_REFRESH lines of the minute DAG's task logs written after ``since``."""
-    out = []
-    for f in (s.airflow_home / "logs" / "dag_id=flashsale_kpi_minute").rglob("*.log"):
-        if f.stat().st_mtime < since:
+def result_lines(lines, prefixes: tuple[str, ...]) -> tuple[list[tuple[str, dict, str | None]], int]:
+    """The result lines (``<PREFIX> {json}``) of an Airflow task log (one JSON record per line, the
+    app's output in its ``event``): ``[(prefix without its space, parsed result, the record's
+    timestamp)]`` and the number of result lines that could not be read. Never raises on one bad line:
+    an event of several lines is read line by line, a result followed by more text keeps its first
+    JSON value, a record or result that is not JSON (cut off, interleaved) is skipped and counted."""
+    decoder = json.JSONDecoder()
+    out: list[tuple[str, dict, str | None]] = []
+    bad = 0
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):  # not a log record: maybe a raw line of the app's output
+            if any(p in line for p in prefixes):
+                bad += 1
             continue
-        for line in f.read_text(errors="replace").splitlines():
-            try:
-                event = json.loads(line).get("event", "")
-            except ValueError:
+        stamp = record.get("timestamp")
+        for ev in str(record.get("event", "")).splitlines():
+            prefix = next((p for p in prefixes if ev.startswith(p)), None)
+            if prefix is None:
                 continue
-            for prefix in ("KPI_RESULT ", "KPI_REFRESH "):
-                if event.startswith(prefix):
-                    res = json.loads(event[len(prefix) :])
-                    out.append({"kind": prefix.strip(), "data_as_of": res["data_as_of"], **res["timings_s"]})
+            try:
+                res, _ = decoder.raw_decode(ev[len(prefix) :].lstrip())
+            except ValueError:
+                bad += 1
+                continue
+            if not isinstance(res, dict):
+                bad += 1
+                continue
+            out.append((prefix.strip(), res, stamp if isinstance(stamp, str) else None))
+    return out, bad
+
+
+def kpi_cycles(s, since: float, stats: dict | None = None) -> list[dict]:
+    """KPI_RESULT / KPI_REFRESH lines of the minute DAG's task logs written after ``since``. A line that
+    cannot be read is skipped and counted in ``stats["unparsable_lines"]`` (when given)."""
+    out = []
+    bad = 0
+    for f in (s.airflow_home / "logs" / "dag_id=flashsale_kpi_minute").rglob("*.log"):
+        try:
+            if f.stat().st_mtime < since:
+                continue
+            lines = f.read_text(errors="replace").splitlines()
+        except OSError:  # rotated or removed meanwhile
+            continue
+        found, skipped = result_lines(lines, ("KPI_RESULT ", "KPI_REFRESH "))
+        bad += skipped
+        for kind, res, _ in found:
+            try:
+                timings = {k: v for k, v in res["timings_s"].items() if isinstance(v, int | float)}
+                out.append({"kind": kind, "data_as_of": res["data_as_of"], **timings})
+            except (KeyError, AttributeError):
+                bad += 1
+    if stats is not None:
+        stats["unparsable_lines"] = stats.get("unparsable_lines", 0) + bad
     return out
 
 
@@ -120,12 +162,12 @@ def _pct(values, q) -> float | None:
     return round(float(np.percentile(values, q)), 2) if len(values) else None
 
 
-def _dag_summary(s, dag_id: str, since: float) -> dict:
+def _dag_summary(s, dag_id: str, since: float, limit: int = 200) -> dict:
     from cluster import airflow_api
 
     runs = [
         r
-        for r in airflow_api.dag_runs(s, dag_id, limit=200)
+        for r in airflow_api.dag_runs(s, dag_id, limit=limit)
         if r["start_date"] and datetime.fromisoformat(r["start_date"].replace("Z", "+00:00")).timestamp() >= since
     ]
     states: dict[str, int] = {}
@@ -248,7 +290,8 @@ def freshness(
     ok = idx < len(as_of)
     refresh = s.dashboard_refresh_seconds  # the dashboard polls Redis this often: count the whole interval
     latency = seen_by[idx[ok]] - ts[ok] + refresh
-    cycles = kpi_cycles(s, t0)
+    log_stats: dict = {}
+    cycles = kpi_cycles(s, t0, log_stats)
     result = {
         "measured_at": datetime.now(UTC).isoformat(),
         "machine": _machine(),
@@ -268,6 +311,7 @@ def freshness(
             k: _pct([c[k] for c in cycles if k in c], 50)
             for k in sorted({k for c in cycles for k in c if k.endswith("_s")})
         },
+        "unparsable_log_lines": log_stats.get("unparsable_lines", 0),
         "cycles": cycles,
     }
     _save("freshness", result)
@@ -298,8 +342,9 @@ def run_pipeline(s, opts, sampler: Sampler, final_archive_timeout: float) -> dic
     finally:
         sampler.stop.set()
         pipeline.stop(s, stop_stack=False)
-    cycles = [c for c in kpi_cycles(s, t0) if c["kind"] == "KPI_RESULT"]
-    submit_to_snapshot = [c["submit_to_snapshot_s"] for c in cycles]
+    log_stats: dict = {}
+    cycles = [c for c in kpi_cycles(s, t0, log_stats) if c["kind"] == "KPI_RESULT"]
+    submit_to_snapshot = [c["submit_to_snapshot_s"] for c in cycles if "submit_to_snapshot_s" in c]
     return {
         "summary": summary,
         "generate_s": gen_s,
@@ -310,6 +355,7 @@ def run_pipeline(s, opts, sampler: Sampler, final_archive_timeout: float) -> dic
                 "p50": _pct(submit_to_snapshot, 50),
                 "p95": _pct(submit_to_snapshot, 95),
                 "n": len(cycles),
+                "unparsable_log_lines": log_stats.get("unparsable_lines", 0),
             },
             "kpi_dag_runs": kpi_runs,
             "archive_dag_runs_during": archive_during,
@@ -386,7 +432,7 @@ def scale(
         "generate_records_per_s": round(summary["records"] / gen_s),
         "total_s_with_archival": run["total_s"],
         **run["dags"],
-        "archive_reconciliation": _reconcile_counts(s, summary),
+        "archive_reconciliation": _reconcile_ids(s, summary),
         "peak_memory_used_mb": run["peak_memory_used_mb"],
         "hot_store_records": run["hot_store_records"],
         "generator": summary,
@@ -438,7 +484,7 @@ def bounded(
             [x for x in run["hot_store_records"]["samples"] if x[0] <= run["generate_s"]], ARCHIVE_INTERVAL_S
         ),
         "hot_store_records": run["hot_store_records"],
-        "archive_reconciliation": _reconcile_counts(s, summary),
+        "archive_reconciliation": _reconcile_ids(s, summary),
         "peak_memory_used_mb": run["peak_memory_used_mb"],
     }
     _save("bounded", result)
@@ -458,51 +504,64 @@ def _discard_if_reconciled(s, reconciliation: dict) -> None:
         )
 
 
-def _reconcile_counts(s, summary: dict) -> dict:
-    """generated == hot + archived (manifest rows + quarantined) per fact. A hot bucket a manifest
-    already names (committed, its drop cut off) is counted once, as archived, if its size is the
-    manifest's; any other size is reported and fails the reconciliation."""
-    from flashsale.archive_layout import manifest_path
-    from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
-    from flashsale.hot_layout import existing_buckets
-    from flashsale.stores import hdfs_client, mongo_client
-    from spark.archive_job import exact_counts
+def id_tally(chunks, owned_prefix: str | None = None) -> dict:
+    """Distinct and duplicated ids over chunks of ids (lists), by 64-bit hashes so that tens of millions
+    of ids fit in memory (8 bytes each; a false duplicate needs a hash collision, ~1e-4 at 69 M ids).
+    ``owned_prefix``: ids not starting with it are counted as ``foreign`` (another run's records)."""
+    import numpy as np
 
+    parts, stored, foreign = [], 0, 0
+    for chunk in chunks:
+        stored += len(chunk)
+        if owned_prefix is not None:
+            foreign += sum(1 for i in chunk if not str(i).startswith(owned_prefix))
+        parts.append(np.fromiter((hash(str(i)) for i in chunk), dtype=np.int64, count=len(chunk)))
+    hashes = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    repeated = hashes[1:] == hashes[:-1] if len(hashes) > 1 else np.zeros(0, dtype=bool)
+    distinct = int(len(hashes) - repeated.sum())
+    # an id stored n > 1 times is one duplicated id: count the starts of runs of equal hashes
+    starts = repeated & ~np.concatenate(([False], repeated[:-1])) if len(repeated) else repeated
+    return {"stored": stored, "distinct": distinct, "duplicated": int(starts.sum()), "foreign": foreign}
+
+
+def _counted(sizes: dict[str, int], where: str, chunks):
+    for chunk in chunks:
+        sizes[where] += len(chunk)
+        yield chunk
+
+
+def _reconcile_ids(s, summary: dict) -> dict:
+    """By id, not by the manifests' own row counts: every id in the hot store (live and sealed buckets)
+    and in the archive's Parquet files (hour partitions and quarantine) is read; per fact, the distinct
+    ids must be as many as the generator generated, none stored twice, none of another run (the
+    generator's ids are ``o-<run>-...`` / ``i-<run>-...``)."""
+    from itertools import chain
+
+    from bench.bench_faults import FACTS, iter_archived_ids, iter_hot_ids
+
+    run_id = summary.get("run_id")
     out = {}
-    client = hdfs_client(s)
-    root = s.archive_root.removeprefix(s.hdfs_url)
-    manifests = []
-    try:
-        for st in client.list_status(f"{root}/metadata"):
-            with client.read(manifest_path(root, st.path.rsplit("/", 1)[-1].removesuffix(".json"))) as fh:
-                manifests.append(json.loads(fh.read()))
-    except FileNotFoundError:
-        pass
-    with mongo_client(s) as c:
-        db = c.get_default_database()
-        names = db.list_collection_names()
-        for contract in (ORDERS_FACT, INVENTORY_FACT):
-            committed = {b: n for m in manifests if m["fact"] == contract.name for b, n in m["bucket_counts"].items()}
-            hot = pending_drop = 0
-            mismatched = {}
-            buckets = [name for _, name in existing_buckets(contract, names)]
-            for name, count in exact_counts(s, buckets).items():
-                if name not in committed:
-                    hot += count
-                elif count == committed[name]:
-                    pending_drop += count
-                else:
-                    mismatched[name] = {"hot": count, "manifest": committed[name]}
-            archived = sum(m["rows"] + m["quarantined"] for m in manifests if m["fact"] == contract.name)
-            generated = summary["collections"][contract.name]["generated"]
-            out[contract.name] = {
-                "generated": generated,
-                "hot": hot,
-                "archived": archived,
-                "committed_not_yet_dropped": pending_drop,
-                "mismatched_buckets": mismatched,
-                "reconciled": generated == hot + archived and not mismatched,
-            }
+    for contract in FACTS:
+        sizes = {"hot": 0, "archived": 0}
+
+        prefix = f"{contract.name[0]}-{run_id}-" if run_id else None
+        tally = id_tally(
+            chain(
+                _counted(sizes, "hot", iter_hot_ids(s, contract)),
+                _counted(sizes, "archived", iter_archived_ids(s, contract)),
+            ),
+            prefix,
+        )
+        generated = summary["collections"][contract.name]["generated"]
+        out[contract.name] = {
+            "generated": generated,
+            **sizes,
+            **tally,
+            "reconciled": tally["distinct"] == generated
+            and tally["stored"] == generated
+            and tally["duplicated"] == 0
+            and tally["foreign"] == 0,
+        }
     return out
 
 

@@ -332,14 +332,18 @@ def run(
 
 
 def _add_bench_commands() -> None:
-    """`flashsale bench scale|freshness|bounded|faults`: bench/bench_pipeline.py (long runs; faults also runs in CI)."""
+    """`flashsale bench scale|freshness|bounded|faults|sustained`: bench/bench_pipeline.py and bench_sustained.py
+    (long runs; faults also runs in CI)."""
     from bench.bench_pipeline import app as bench
+    from bench.bench_sustained import sustained
 
+    bench.command("sustained")(sustained)  # bench/bench_sustained.py: real time at the seed's volume
     app.add_typer(
         bench,
         name="bench",
         help="Pipeline benchmarks: scale (~69 M records), freshness (order to dashboard), "
-        "bounded (hot-store size with archival on), faults (the reliability table).",
+        "bounded (hot-store size with archival on), faults (the reliability table), "
+        "sustained (an hour in real time at the seed's volume).",
     )
 
 
