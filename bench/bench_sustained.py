@@ -250,8 +250,22 @@ def archive_runs(attempts: Iterable[dict]) -> dict:
 
 
 def scaled_rate(rate: float, records: float, target: float) -> float:
-    """The rate that would give ``target`` records if records grew linearly with the rate."""
+    """The rate that would give ``target`` records if records grew in proportion to the rate."""
     return rate * target / records if records > 0 else rate * 2
+
+
+MIN_RATE = 0.01
+
+
+def next_rate(trials: Sequence[tuple[float, float]], target: float) -> float:
+    """The next rate to try for ``target`` records from the (rate, records) tried so far: linear scaling
+    after one trial, then the secant through the last two (records = fixed + per-rate x rate: the first
+    minute's inventory of every (product, warehouse) pair does not depend on the rate)."""
+    r2, n2 = trials[-1]
+    if len(trials) < 2 or trials[-2][1] == n2 or trials[-2][0] == r2:
+        return max(MIN_RATE, scaled_rate(r2, n2, target))
+    r1, n1 = trials[-2]
+    return max(MIN_RATE, r2 + (target - n2) * (r2 - r1) / (n2 - n1))
 
 
 def default_spike_minute(minutes: int) -> int:
@@ -405,7 +419,8 @@ def calibrate(
     records_per_s: float, minutes: int, spike_minute: int, products: int, warehouses: int, seed: int, echo
 ) -> dict:
     """The base rate that makes the generator write ``records_per_s`` on average over the run, from the
-    simulator itself (fast-forward, no sink, no Ray), scaled linearly until within 3 % (at most 3 runs)."""
+    simulator itself (fast-forward, no sink, no Ray): scaled linearly, then by the secant, until within
+    3 % (at most 5 runs)."""
     import subprocess
 
     from cluster.services import BIN
@@ -413,8 +428,8 @@ def calibrate(
 
     target = records_per_s * minutes * 60
     rate = max(0.1, records_per_s * 60 / RECORDS_PER_MIN_AT_RATE_100 * 100)
-    trials = []
-    for _ in range(3):
+    trials: list[dict] = []
+    for _ in range(5):
         cmd = [
             str(BIN / "flashsale"),
             "generate",
@@ -449,10 +464,15 @@ def calibrate(
         summary = json.loads(text[0 if text.startswith("{") else text.index("\n{") + 1 :])
         records = int(summary["records"])
         trials.append({"rate": round(rate, 4), "records": records, "took_s": round(time.monotonic() - t0, 1)})
-        echo(f"  calibration: rate {rate:.2f} -> {records:,} records ({records / minutes / 60:.0f}/s)")
+        per_s = records / minutes / 60
+        echo(f"  calibration: rate {rate:.2f} -> {records:,} records ({per_s:.0f}/s, target {records_per_s:g}/s)")
         if abs(records - target) <= 0.03 * target:
             break
-        rate = scaled_rate(rate, records, target)  # after the last trial: unchecked, the best estimate
+        if rate <= MIN_RATE and records > target:
+            echo(f"  calibration: {records_per_s:g} records/s is below what this catalogue writes at any rate")
+            break
+        # after the last trial: unchecked, the best estimate
+        rate = next_rate([(x["rate"], x["records"]) for x in trials], target)
     return {"rate": round(rate, 4), "target_records": round(target), "trials": trials}
 
 
@@ -655,6 +675,7 @@ def run_sustained(
     echo=_stderr,
 ) -> None:
     """The whole bench; fills ``result`` as it goes (the caller writes it whatever happens)."""
+    import shutil
     import tempfile
 
     from bench.bench_faults import _pipeline_processes, compare_ids, regenerated_ids, stored_ids
@@ -668,40 +689,44 @@ def run_sustained(
     result.update(seed=seed, spike_minute=spike, speed=1.0, machine=_machine())
     marks: dict = result.setdefault("marks", {})
 
+    if refused := pipeline.refusal(load_settings(profile="cluster")):  # someone else's run: touch nothing
+        raise pipeline.PipelineRefused(refused)
     echo(f"calibrating the rate for {records_per_s:g} records/s over {minutes} minutes (spike at minute {spike})")
     cal = calibrate(records_per_s, minutes, spike, products, warehouses, seed, echo)
     result["calibration"] = cal
 
     stack_settings = load_settings(profile="cluster")
-    stack.up(stack_settings, echo=lambda *_: None)
-    stack_settings = load_settings(profile="cluster")  # secrets exist from here on
-    age = {} if min_age is None else {"archive_min_age_minutes": min_age}
-    overrides = _overrides(stack_settings, "sustained", **age, **settings)
-    result["settings"] = overrides
-    s = load_settings(profile="cluster", **overrides)
-    result["effective"] = {
-        k: getattr(s, k)
-        for k in ("archive_min_age_minutes", "hot_bucket_minutes", "kpi_window_minutes", "archive_max_hot_records")
-        if hasattr(s, k)
-    }
-    pipeline.discard_data(s)
-    opts = pipeline.RunOptions(
-        speed=1.0,
-        minutes=minutes,
-        spike_minute=spike,
-        products=products,
-        warehouses=warehouses,
-        seed=seed,
-        rate=cal["rate"],
-        settings=overrides,
-    )
-    sampler = Sampler(s)
-    t0 = time.time()
-    marks["t0"] = t0
-    result["_sampler"] = sampler  # summarized in the caller's finally
-    work = Path(tempfile.mkdtemp(prefix="fsr-sustained-"))
-    result["work_dir"] = str(work)
+    s = stack_settings
+    sampler: Sampler | None = None
     try:
+        stack.up(stack_settings, echo=lambda *_: None)
+        stack_settings = load_settings(profile="cluster")  # secrets exist from here on
+        age = {} if min_age is None else {"archive_min_age_minutes": min_age}
+        overrides = _overrides(stack_settings, "sustained", **age, **settings)
+        result["settings"] = overrides
+        s = load_settings(profile="cluster", **overrides)
+        result["effective"] = {
+            k: getattr(s, k)
+            for k in ("archive_min_age_minutes", "hot_bucket_minutes", "kpi_window_minutes", "archive_max_hot_records")
+            if hasattr(s, k)
+        }
+        pipeline.discard_data(s)
+        opts = pipeline.RunOptions(
+            speed=1.0,
+            minutes=minutes,
+            spike_minute=spike,
+            products=products,
+            warehouses=warehouses,
+            seed=seed,
+            rate=cal["rate"],
+            settings=overrides,
+        )
+        sampler = Sampler(s)
+        t0 = time.time()
+        marks["t0"] = t0
+        result["_sampler"] = sampler  # summarized in the caller's finally
+        work = Path(tempfile.mkdtemp(prefix="fsr-sustained-"))
+        result["work_dir"] = str(work)
         gen_cmd = _run_pipeline(s, opts, sampler, marks, echo)
         summary = pipeline.generator_summary(s)
         result["generator"] = summary
@@ -733,10 +758,13 @@ def run_sustained(
         result["reconciled"] = rec["reconciled"]
         if rec["reconciled"]:
             pipeline.discard_data(s)
+            shutil.rmtree(work, ignore_errors=True)  # the regenerated reference
+            result["work_dir"] = None
         else:
             echo(f"NOT reconciled: kept database {s.mongo_db} and {s.archive_root} for inspection")
     finally:
-        sampler.halt.set()
+        if sampler is not None:
+            sampler.halt.set()
         if pipeline.running(s):  # an error before the normal stop
             pipeline.stop(s, echo=echo, stop_stack=False)
         if not keep_stack:

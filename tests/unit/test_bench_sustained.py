@@ -11,6 +11,7 @@ from bench.bench_sustained import (
     default_spike_minute,
     last_half,
     minute_weight,
+    next_rate,
     projection,
     publications,
     published_share,
@@ -139,6 +140,11 @@ def test_rate_calibration_scales_linearly():
     assert scaled_rate(100, 50_000, 100_000) == 200
     assert scaled_rate(100, 0, 100_000) == 200  # nothing generated: try more
     assert default_spike_minute(60) == 20
+    # records = 42,000 fixed + 1,800 per unit of rate (the first minute's inventory does not scale)
+    trials = [(103.45, 42_000 + 1_800 * 103.45)]
+    trials.append((next_rate(trials, 45_000), 42_000 + 1_800 * next_rate(trials, 45_000)))
+    assert next_rate(trials, 45_000) == pytest.approx(3_000 / 1_800)
+    assert next_rate([(1.0, 50_000), (0.5, 49_000)], 10_000) == pytest.approx(0.01)  # unreachable: the floor
     assert default_spike_minute(2) == 1
 
 
