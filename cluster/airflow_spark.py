@@ -29,12 +29,20 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
     id, and the scheduler flushing the timed-out run then dies with StaleDataError (seen here;
     apache/airflow#63926)."""
 
-    def __init__(self, *, profile: str | None = None, retry_on_timeout: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        profile: str | None = None,
+        retry_on_timeout: bool = True,
+        supervise_kpi_app: bool = False,
+        **kwargs: Any,
+    ) -> None:
         profile = profile or os.environ.get("FLASHSALE_PROFILE", "local")  # env only: no I/O at parse time
         kwargs.setdefault("conn_id", SPARK_CONN_ID[profile])
         kwargs.setdefault("spark_binary", "spark-submit")
         super().__init__(**kwargs)
         self.retry_on_timeout = retry_on_timeout
+        self.supervise_kpi_app = supervise_kpi_app
         self.yarn_tag: str | None = None
 
     def execute(self, context: Any) -> Any:
@@ -45,6 +53,8 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
         from flashsale.settings import get_settings
 
         s = get_settings()
+        if self.supervise_kpi_app and not self.kpi_app_needed(s):
+            return None  # a live app serves the snapshot: this minute's run only looked
         master = BaseHook.get_connection(self._conn_id).host
         if master is None:
             raise AirflowFailException(f"connection {self._conn_id!r} has no host (the Spark master)")
@@ -58,6 +68,34 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
             ensure_spark_archives(s, echo=self.log.info)
         self.log.info("submitting %s to %s (YARN tag %s)", self.application, master, self.yarn_tag)
         return self.guarded(lambda: super(FlashsaleSparkSubmitOperator, self).execute(context))
+
+    def kpi_app_needed(self, s) -> bool:
+        """The minute DAG's look at the KPI app serving the snapshot (flashsale.redis_keys.kpi_app_decision):
+        True when this run must start one (and it claimed the start), False when one serves or starts."""
+        import time
+
+        from flashsale.redis_keys import claim_launch, keys_for, kpi_app_decision, read_head, read_launch
+        from flashsale.stores import redis_client
+
+        r, keys = redis_client(s), keys_for(s)
+        launch = read_launch(r, keys)
+        start, why = kpi_app_decision(
+            read_head(r, keys),
+            launch,
+            time.time(),
+            stale_s=s.kpi_app_stale_seconds,
+            lead_s=s.kpi_handover_lead_seconds,
+            grace_s=s.kpi_launch_grace_seconds,
+        )
+        self.log.info("KPI app: %s", why)
+        if not start:
+            return False
+        args = [str(a) for a in self.application_args or []]
+        submitted_at = float(args[args.index("--submitted-at") + 1]) if "--submitted-at" in args else time.time()
+        if not claim_launch(r, keys, submitted_at, s.kpi_launch_grace_seconds, launch):
+            self.log.info("KPI app: another run claimed the start meanwhile")
+            return False
+        return True
 
     def guarded(self, submit) -> Any:
         """Run ``submit``; whatever ends it early kills this try's YARN applications first."""

@@ -1,11 +1,13 @@
-"""Minute-level KPIs: every minute, spark-submit the KPI job (YARN on `cluster`, local[*] on `local`).
+"""Minute-level KPIs: every minute, look at the KPI app serving the snapshot and spark-submit a new one
+(YARN on `cluster`, local[*] on `local`) when it is needed.
 
-Two runs overlap at most (max_active_runs=2): each Spark app refreshes the snapshot until the next
-minute's app has published (the hand-over, flashsale/redis_keys.py) or kpi_refresh_for_seconds after
-its submission, so the next app's YARN start-up (~20-45 s on 2 cores) never leaves the dashboard
-without fresh data. Downtime causes no catch-up storm (catchup=False), a run times out before the
-minute after next, and a failed, timed-out or killed run kills its YARN application
-(cluster.airflow_spark.FlashsaleSparkSubmitOperator). Parsing this file does no I/O.
+One app serves for settings.kpi_refresh_for_seconds (an hour) on a warm SparkSession, refreshing the
+snapshot from the buckets that changed. Each minute's run only looks (flashsale/redis_keys.py
+kpi_app_decision) unless the snapshot is stale (the app died or hangs: replaced within a minute), the
+serving app ends within the hand-over lead (its successor starts and takes over once it has published),
+or no app ever ran. So two runs overlap at most (max_active_runs=2: the serving app's, and a looking or
+starting one). Downtime causes no catch-up storm (catchup=False), and a failed, timed-out or killed run
+kills its YARN application (cluster.airflow_spark.FlashsaleSparkSubmitOperator). Parsing this file does no I/O.
 """
 
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=2,
-    dagrun_timeout=timedelta(seconds=119),
+    dagrun_timeout=timedelta(minutes=65),
     tags=["flashsale", "kpi"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=2)},
 ) as dag:
@@ -29,9 +31,10 @@ with DAG(
         task_id="compute_kpis",
         application=app_path("kpi_job.py"),
         name="flashsale-kpi",
-        # --refresh: after its first cycle the app keeps refreshing the snapshot until the next app has
-        # published or settings.kpi_refresh_for_seconds (< the timeout): the YARN start is paid once a minute
+        # --refresh: after its first cycle the app keeps refreshing the snapshot until its successor has
+        # published or settings.kpi_refresh_for_seconds (<= 60 min, < the timeout): one YARN start an hour
         application_args=["--submitted-at", "{{ macros.time.time() }}", "--refresh"],
-        execution_timeout=timedelta(seconds=118),
-        retry_on_timeout=False,  # the next minute's run supersedes it (and see the operator's docstring)
+        supervise_kpi_app=True,
+        execution_timeout=timedelta(minutes=64),
+        retry_on_timeout=False,  # the next minute's run replaces it (and see the operator's docstring)
     )

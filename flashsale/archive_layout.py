@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from flashsale.contracts import Contract
-from flashsale.hot_layout import sealed_name
+from flashsale.hot_layout import SEALED, sealed_name
 
 STEPS = ("plan", "seal", "write", "verify", "commit", "delete")
 
@@ -107,30 +107,52 @@ def seal_renames(live: list[str], existing) -> list[tuple[str, str]]:
 
 
 def plan(
-    contract: Contract, bucket_counts: list[tuple[datetime, str, int]], now: datetime, min_age_minutes: int
+    contract: Contract,
+    bucket_counts: list[tuple[datetime, str, int]],
+    now: datetime,
+    min_age_minutes: int,
+    bucket_minutes: int,
 ) -> list[Batch]:
-    """Hours to archive, oldest first: every hour whose end is older than ``min_age_minutes``.
+    """Batches to archive, oldest hour first: per hour, its buckets that ended ``min_age_minutes`` before
+    ``now`` (and any sealed bucket, an interrupted batch's), so the hot store holds about min_age of data
+    whatever the volume. An hour's first batch writes its partition; a later one of the same hour (the
+    rest of the hour, or late records) is a supplement (anti-join by id, see spark/archive_job.py).
 
-    Younger hours are never taken, whatever the hot store's size: the KPI window still reads them
+    Younger buckets are never taken, whatever the hot store's size: the KPI window still reads them
     (settings keep min_age above the window). ``bucket_counts``: (bucket start, collection, documents).
     """
+    cutoff = now - timedelta(minutes=min_age_minutes)
     hours: dict[datetime, list[tuple[str, int]]] = {}
     for start, name, count in bucket_counts:
-        hours.setdefault(start.replace(minute=0), []).append((name, count))
-    cutoff = now - timedelta(minutes=min_age_minutes)
+        if start + timedelta(minutes=bucket_minutes) <= cutoff or name.endswith(SEALED):
+            hours.setdefault(start.replace(minute=0), []).append((name, count))
     return [
         Batch(contract.name, h, tuple(sorted(n for n, _ in hours[h])), sum(c for _, c in hours[h]))
         for h in sorted(hours)
-        if h + timedelta(hours=1) <= cutoff
     ]
 
 
+def in_spike(bucket_counts: list[tuple[datetime, str, int]], factor: float) -> bool:
+    """Whether the intake is in a flash spike: the newest complete bucket holds ``factor`` times the
+    median of the hot store's complete buckets (the newest bucket is still filling, so it is left out)."""
+    counts = [c for _, c in sorted((t, c) for t, n, c in bucket_counts if not n.endswith(SEALED))][:-1]
+    if len(counts) < 3:
+        return False
+    ordered = sorted(counts)
+    median = ordered[len(ordered) // 2]
+    return counts[-1] > factor * max(median, 1)
+
+
 def should_archive(
-    total_hot_records: int, oldest_bucket: datetime | None, now: datetime, max_hot_records: int, max_age_minutes: int
+    total_hot_records: int, eligible_records: int, spike: bool, max_hot_records: int, spike_defer_share: float
 ) -> tuple[bool, str]:
-    """The archival DAG's trigger: the hot store crossed the record-count or the age threshold."""
+    """The archival DAG's trigger: buckets older than the minimum age exist, but not during a flash spike
+    (archival would take cores from the minute KPI job exactly when it matters) unless the hot store
+    nears its record limit; over the limit, always."""
     if total_hot_records > max_hot_records:
         return True, f"{total_hot_records} hot records > {max_hot_records}"
-    if oldest_bucket is not None and now - oldest_bucket > timedelta(minutes=max_age_minutes + 60):
-        return True, f"oldest hot data from {oldest_bucket:%Y-%m-%d %H:%M} is older than {max_age_minutes} min + 1 h"
-    return False, f"{total_hot_records} hot records, nothing old enough"
+    if not eligible_records:
+        return False, f"{total_hot_records} hot records, nothing old enough"
+    if spike and total_hot_records < spike_defer_share * max_hot_records:
+        return False, f"flash spike: {eligible_records} old records wait ({total_hot_records} hot records)"
+    return True, f"{eligible_records} records older than the minimum age"

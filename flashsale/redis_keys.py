@@ -14,8 +14,11 @@ key                        type    content                                      
 ``<ns>:state:alerts``      string  JSON: hysteresis state of open alerts (KPI-internal)        EX state ttl
 ``<ns>:state:inventory``   string  JSON: latest inventory per (product, warehouse) carried     EX state ttl
                                    between runs so a run reads only its window (KPI-internal)
-``<ns>:head``              string  JSON: ``run_id``, ``data_as_of``, ``app_started_at`` of the   EX state ttl
-                                   run that wrote the keys above (KPI-internal: hand-over)
+``<ns>:head``              string  JSON: ``run_id``, ``data_as_of``, ``app_started_at``,        EX state ttl
+                                   ``app_deadline``, ``published_at`` of the run that wrote
+                                   the keys above (KPI-internal: hand-over, app supervision)
+``<ns>:launch``            string  JSON: ``submitted_at`` of a KPI app being started by the     EX launch grace
+                                   minute DAG (KPI-internal: one start at a time)
 =========================  ======  ==========================================================  ===================
 
 Atomicity: one run writes all five keys in ONE ``MULTI/EXEC`` transaction, so a reader never sees a
@@ -27,6 +30,11 @@ published), so a scheduled run writes with a compare-and-set (``expect_head``): 
 published since it read the carried state and its data is not older than the published one. A
 superseded write changes nothing and returns None; an app stops refreshing once the head names an app
 started after it (:func:`read_head`).
+
+Supervision: one scheduled KPI app serves for ``kpi_refresh_for_seconds`` (an hour), refreshing the
+snapshot on its warm SparkSession. Every minute the DAG only looks (:func:`kpi_app_decision`): it starts
+a new app when the published head is stale (the app died or hangs), when the live app ends within
+the hand-over lead, or when none ever ran, unless an app it started is still starting (``launch``).
 A snapshot expires (TTL) when the job stops running: a dashboard then shows "no data", never stale data
 presented as fresh; it should also compare ``data_as_of`` with the wall clock.
 
@@ -73,6 +81,7 @@ Trend point (``<ns>:trend`` element): ``run_id``, ``computed_at``, ``data_as_of`
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,8 +119,12 @@ class Keys:
     def head(self) -> str:
         return f"{self.namespace}:head"
 
+    @property
+    def launch(self) -> str:
+        return f"{self.namespace}:launch"
+
     def all(self) -> list[str]:
-        return [self.snapshot, self.trend, self.alert_state, self.inventory_state, self.head]
+        return [self.snapshot, self.trend, self.alert_state, self.inventory_state, self.head, self.launch]
 
 
 def keys_for(settings) -> Keys:
@@ -170,6 +183,7 @@ def write_snapshot(
     alert_state: dict | None = None,
     inventory_state: dict | None = None,
     app_started_at: float | None = None,
+    app_deadline: float | None = None,
 ) -> int | None:
     """Write one run in a single MULTI/EXEC; returns the snapshot size in bytes.
 
@@ -177,7 +191,7 @@ def write_snapshot(
     older than the published snapshot's changes nothing and gets None (overlapping minute apps, a manual
     `flashsale kpi --as-of` in the past). A run with newer data replaces the snapshot whoever published
     before it. ``app_started_at`` identifies the writing app for the hand-over (None: a one-off run, which
-    never makes a scheduled app stop).
+    never makes a scheduled app stop); ``app_deadline`` (epoch s) is when that app plans to end.
     """
     if snapshot.get("schema") != SNAPSHOT_SCHEMA:
         raise ValueError(f"snapshot schema must be {SNAPSHOT_SCHEMA}")
@@ -188,7 +202,13 @@ def write_snapshot(
     blob = _dumps(snapshot)
     if len(blob) > MAX_SNAPSHOT_BYTES:
         raise SnapshotTooLarge(f"snapshot is {len(blob)} bytes > {MAX_SNAPSHOT_BYTES}")
-    head = {"run_id": snapshot["run_id"], "data_as_of": snapshot["data_as_of"], "app_started_at": app_started_at}
+    head = {
+        "run_id": snapshot["run_id"],
+        "data_as_of": snapshot["data_as_of"],
+        "app_started_at": app_started_at,
+        "app_deadline": app_deadline,
+        "published_at": time.time(),
+    }
     for _ in range(WRITE_ATTEMPTS):
         with client.pipeline(transaction=True) as pipe:
             pipe.watch(keys.head)
@@ -248,12 +268,62 @@ def read_head(client, keys: Keys) -> dict | None:
     return json.loads(raw) if raw else None
 
 
+def kpi_app_decision(
+    head: dict | None, launch: dict | None, now: float, *, stale_s: float, lead_s: float, grace_s: float
+) -> tuple[bool, str]:
+    """(start a new scheduled KPI app?, why): the minute DAG's look at the app serving the snapshot.
+
+    ``head``: the published head; ``launch``: the last start the DAG claimed (``<ns>:launch``). A start
+    counts as pending until its app has published (the head's ``app_started_at`` reaches it) or
+    ``grace_s`` has passed."""
+    head = head or {}
+    started = float(head.get("app_started_at") or 0)
+    pending = launch is not None and float(launch.get("submitted_at") or 0) > started
+    if pending and now - float(launch.get("submitted_at") or 0) < grace_s:  # type: ignore[union-attr]
+        return False, f"an app submitted {now - float(launch['submitted_at']):.0f} s ago is starting"  # type: ignore[index]
+    published = head.get("published_at")
+    if not started or published is None:
+        return True, "no scheduled app has published"
+    age = now - float(published)
+    if age > stale_s:
+        return True, f"the last snapshot was published {age:.0f} s ago (> {stale_s:.0f} s): the app is gone or stuck"
+    left = float(head.get("app_deadline") or 0) - now
+    if left < lead_s:
+        return True, f"the serving app ends in {left:.0f} s: its successor starts now (hand-over)"
+    return False, f"the app started at {started:.0f} serves (published {age:.0f} s ago, ends in {left:.0f} s)"
+
+
+def claim_launch(client, keys: Keys, submitted_at: float, grace_s: float, seen: dict | None) -> bool:
+    """Record a KPI app start, if the launch key still holds what the decision saw (``seen``, from
+    :func:`read_launch`); False when another start was claimed meanwhile (WATCH/MULTI)."""
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(keys.launch)
+            raw = pipe.get(keys.launch)
+            if (json.loads(raw) if raw else None) != seen:
+                return False
+            pipe.multi()
+            pipe.set(keys.launch, _dumps({"submitted_at": submitted_at}), ex=max(1, int(grace_s)))
+            pipe.execute()
+            return True
+        except WatchError:
+            return False
+
+
+def read_launch(client, keys: Keys) -> dict | None:
+    raw = client.get(keys.launch)
+    return json.loads(raw) if raw else None
+
+
 __all__ = [
     "Keys",
     "MAX_SNAPSHOT_BYTES",
     "SNAPSHOT_SCHEMA",
     "SnapshotTooLarge",
+    "claim_launch",
     "keys_for",
+    "kpi_app_decision",
+    "read_launch",
     "read_head",
     "read_snapshot",
     "read_state",

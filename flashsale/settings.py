@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     mongo_root_user: str = "root"
     mongo_root_password: SecretStr | None = None
     hot_store_backend: Literal["sqlite", "postgresql"] = "sqlite"
-    hot_bucket_minutes: int = Field(5, ge=1, le=60)  # facts live in per-bucket collections (flashsale/hot_layout.py)
+    # facts live in per-bucket collections (flashsale/hot_layout.py); 1 minute: a running KPI app re-reads
+    # only the buckets that changed, and at 800 records/s one minute is ~48k documents (~2.5 s on FerretDB)
+    hot_bucket_minutes: int = Field(1, ge=1, le=60)
     postgres_port: int = 5433  # only for hot_store_backend=postgresql; 5433 avoids a system server
 
     # KPI cache
@@ -132,18 +134,25 @@ class Settings(BaseSettings):
     catalogue_cities: int = Field(27, ge=1)
     catalogue_warehouses: int = Field(20, ge=1)
     catalogue_rate: float | None = Field(None, gt=0)  # base orders per city-minute; None: the simulator's
-    # the minute DAG's Spark app keeps refreshing the snapshot until this long after submission (0 = one
-    # cycle per run), at most once per kpi_refresh_min_interval_seconds, or until the next minute's app has
-    # published (hand-over): two apps overlap, so the next YARN start-up never leaves a gap in snapshots
-    kpi_refresh_for_seconds: float = Field(110.0, ge=0, le=112)  # + spark.stop + task overhead < 118 s timeout
+    # One scheduled KPI app serves the snapshot for this long after its submission (0 = one cycle),
+    # refreshing it on its warm SparkSession at most once per kpi_refresh_min_interval_seconds and reading
+    # only the buckets that changed, until then or until its successor has published (hand-over). The
+    # minute DAG looks every minute and starts a new app when the snapshot is kpi_app_stale_seconds old
+    # (the app died or hangs) or the serving app ends within kpi_handover_lead_seconds; a start counts as
+    # pending (no second start) for kpi_launch_grace_seconds. See flashsale/redis_keys.kpi_app_decision.
+    kpi_refresh_for_seconds: float = Field(3600.0, ge=0, le=3600)  # < the DAG task's timeout (64 min)
     kpi_refresh_min_interval_seconds: float = Field(5.0, ge=0)
-    # a refresh re-reads facts from this long before the previous cycle's as-of (the rest of the window is
-    # kept from the last read): documents stored later than this behind their event time are missed
-    kpi_refresh_reread_seconds: float = Field(120.0, gt=0)
+    kpi_app_stale_seconds: float = Field(75.0, gt=0)
+    kpi_handover_lead_seconds: float = Field(180.0, ge=0)
+    kpi_launch_grace_seconds: float = Field(240.0, gt=0)
     action_horizon_minutes: int = Field(60, ge=1)
     restock_lead_time_minutes: int = Field(45, ge=1)
     archive_max_hot_records: int = Field(5_000_000, ge=1)
     archive_min_age_minutes: int = Field(60, ge=16)  # never archive what the KPI window still reads
+    # no archival while the newest bucket holds this many times the median bucket (a flash spike) ...
+    archive_spike_factor: float = Field(2.0, gt=1)
+    # ... unless the hot store holds this share of archive_max_hot_records
+    archive_spike_defer_share: float = Field(0.8, gt=0, le=1)
 
     # KPI engine (kpi/rules.py documents how each is used)
     # alpha and prior were tuned by `flashsale backtest` (spark/README.md "Backtest"): a jumpy velocity

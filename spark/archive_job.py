@@ -518,7 +518,7 @@ def archive_fs(root: str):
 def hot_inventory(s):
     """(fact -> [(bucket start, name, count)]) for every fact bucket in the hot store, sealed ones (an
     archival batch a crash interrupted) included."""
-    from flashsale import hot_layout
+    from flashsale import hot_layout, hot_store
     from flashsale.contracts import FACTS
     from flashsale.stores import mongo_client
 
@@ -527,26 +527,11 @@ def hot_inventory(s):
         names = db.list_collection_names()
         return {
             c.name: [
-                (t, n, estimated_count(db, n))
+                (t, n, hot_store.bucket_count(db, n))
                 for t, n in sorted(hot_layout.existing_buckets(c, names) + hot_layout.existing_sealed(c, names))
             ]
             for c in FACTS
         }
-
-
-def estimated_count(db, collection: str) -> int:
-    """A bucket's document count from its statistics (summed over shards). Planning needs only an
-    estimate (the trigger threshold, the files per hour), and FerretDB answers
-    ``estimated_document_count`` by reading every document (~5 s per 100k): the whole hot store on
-    every run of the archival DAG."""
-    from pymongo.errors import OperationFailure
-
-    try:
-        return sum(int(d.get("count", 0)) for d in db[collection].aggregate([{"$collStats": {"count": {}}}]))
-    except OperationFailure as exc:
-        if exc.code == 26:  # NamespaceNotFound: dropped since it was listed
-            return 0
-        raise
 
 
 def archive_now(s, bucket_starts: list[datetime], wall_now: datetime | None = None) -> datetime:
@@ -566,7 +551,7 @@ def main(argv=None) -> int:
 
     from pyspark.sql import SparkSession
 
-    from flashsale.archive_layout import manifest_path, plan, should_archive
+    from flashsale.archive_layout import in_spike, manifest_path, plan, should_archive
     from flashsale.contracts import CONTRACTS
 
     a = parse_args(argv if argv is not None else sys.argv[1:])
@@ -576,12 +561,15 @@ def main(argv=None) -> int:
     starts = [t for rows in inventory.values() for t, _, _ in rows]
     total = sum(c for rows in inventory.values() for _, _, c in rows)
     now = datetime.fromisoformat(a.now) if a.now else archive_now(s, starts)
-    go, why = should_archive(
-        total, min(starts) if starts else None, now, s.archive_max_hot_records, s.archive_min_age_minutes
-    )
     batches = [
-        b for fact, rows in inventory.items() for b in plan(CONTRACTS[fact], rows, now, s.archive_min_age_minutes)
+        b
+        for fact, rows in inventory.items()
+        for b in plan(CONTRACTS[fact], rows, now, s.archive_min_age_minutes, s.hot_bucket_minutes)
     ]
+    spike = any(in_spike(rows, s.archive_spike_factor) for rows in inventory.values())
+    go, why = should_archive(
+        total, sum(b.rows for b in batches), spike, s.archive_max_hot_records, s.archive_spike_defer_share
+    )
     batches.sort(key=lambda b: (b.hour, b.fact))
     if a.max_batches:
         batches = batches[: a.max_batches]

@@ -40,15 +40,6 @@ PRODUCT_BUCKETS = 4  # Python calls of the per-product KPI functions per cycle (
 
 
 @dataclass
-class WindowRead:
-    """One fact's window as last read, kept by an app so its refresh cycles re-read only the tail."""
-
-    docs: Any  # what flashsale.hot_store returned (raw BSON documents)
-    start: datetime
-    as_of: datetime
-
-
-@dataclass
 class KpiInputs:
     """The job's input: everything one cycle reads from the stores, validated (facts and dims as Arrow
     tables in the contracts' schemas, the cold baseline as a pandas frame)."""
@@ -67,7 +58,8 @@ class KpiInputs:
     timings: dict[str, float] = field(default_factory=dict)
     inv_start: datetime | None = None
     collections_read: list[str] = field(default_factory=list)
-    window_docs: dict[str, WindowRead] = field(default_factory=dict)
+    # per fact, what the window read took from each bucket: a running app's next cycle reads only changes
+    window_reads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,8 +96,8 @@ def _read_inputs(
     """Everything the run needs from the stores (runs in a thread while the JVM starts).
 
     ``reuse``: the previous cycle's inputs of the same app (refresh cycles): its dims and archive
-    baseline are kept, and of the window only the tail is read again (settings.kpi_refresh_reread_seconds
-    before the last as-of), the rest comes from the last read; the next minute's app reads it all again.
+    baseline are kept, and of the window only the buckets whose count changed are read again
+    (flashsale.hot_store.read_buckets); a new app reads it all.
     """
     from flashsale import hot_store
     from flashsale.contracts import (
@@ -132,21 +124,17 @@ def _read_inputs(
         t["read_dims_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         names = db.list_collection_names()
-        window_docs: dict[str, WindowRead] = {}
+        window_reads: dict[str, dict[str, Any]] = {}
+        fact_docs: dict[str, list[dict]] = {}
         cols: list[str] = []
         for fact, fact_start in ((ORDERS_FACT, start), (INVENTORY_FACT, inv_start)):
-            prev = reuse.window_docs.get(fact.name) if reuse else None
-            if prev and prev.start <= fact_start:
-                # a refresh re-reads only the tail of the window (from a lateness margin before the last as-of)
-                read_from = max(fact_start, prev.as_of - timedelta(seconds=s.kpi_refresh_reread_seconds))
-                docs, read = hot_store.refresh_window(
-                    db, fact, fact_start, read_from, prev.docs, s.hot_bucket_minutes, names
-                )
-            else:
-                docs, read = hot_store.read_window(db, fact, fact_start, s.hot_bucket_minutes, names)
-            window_docs[fact.name] = WindowRead(docs, fact_start, as_of)
+            # a refresh reads only the buckets that changed since the app's last cycle
+            previous = reuse.window_reads.get(fact.name) if reuse else None
+            reads, read = hot_store.read_buckets(db, fact, fact_start, s.hot_bucket_minutes, names, previous)
+            window_reads[fact.name] = reads
+            fact_docs[fact.name] = hot_store.window_documents(reads, fact, fact_start)
             cols += read
-        orders_raw, inv_raw = window_docs[ORDERS_FACT.name].docs, window_docs[INVENTORY_FACT.name].docs
+        orders_raw, inv_raw = fact_docs[ORDERS_FACT.name], fact_docs[INVENTORY_FACT.name]
         t["read_facts_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     if reuse is None:
@@ -195,7 +183,7 @@ def _read_inputs(
         timings=t,
         inv_start=inv_start,
         collections_read=cols,
-        window_docs=window_docs,
+        window_reads=window_reads,
     )
 
 
@@ -504,6 +492,7 @@ def run_cycle(
         alert_state=alert_state,
         inventory_state=inv_state,
         app_started_at=app_started_at,
+        app_deadline=app_started_at + s.kpi_refresh_for_seconds if app_started_at is not None else None,
     )
     timings["redis_write_s"] = time.perf_counter() - t4
     return {
@@ -557,10 +546,10 @@ def _refresh(
 ) -> None:
     """Keep the snapshot fresh while this app's JVM and YARN containers are paid for.
 
-    The minute DAG lets two apps overlap: each refreshes (new data, new as-of, at most once per
-    kpi_refresh_min_interval_seconds) until kpi_refresh_for_seconds after its submission, or until an
-    app started after it has published (the hand-over), so the next minute's YARN start-up never
-    leaves the dashboard without fresh snapshots.
+    The app refreshes (new data, new as-of, at most once per kpi_refresh_min_interval_seconds, reading
+    only the hot-store buckets that changed) until kpi_refresh_for_seconds after its submission, or until
+    an app started after it has published (the hand-over: the minute DAG starts the successor
+    kpi_handover_lead_seconds before this app's end, so its YARN start-up leaves no gap in snapshots).
     """
     from flashsale.redis_keys import keys_for, read_head
     from flashsale.stores import redis_client

@@ -42,6 +42,7 @@ for dag_id, dag in bag.dags.items():
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                               "retries": t.retries, "conn_id": getattr(t, "_conn_id", None),
                               "retry_on_timeout": getattr(t, "retry_on_timeout", None),
+                              "supervise": getattr(t, "supervise_kpi_app", None),
                               "args": [str(a) for a in getattr(t, "application_args", None) or []]} for t in dag.tasks},
     }
 print(json.dumps(out))
@@ -80,16 +81,18 @@ def test_dags_import_cleanly_without_io(tmp_path, profile, conn):
             assert task["retries"] >= 1 and task["timeout"]
     kpi = dags["flashsale_kpi_minute"]
     assert kpi["schedule"] == "* * * * *"
-    # shorter than two intervals: with max_active_runs=2 a third app never waits behind a stuck one
-    assert kpi["dagrun_timeout"] < 120 and kpi["tasks"]["compute_kpis"]["timeout"] < kpi["dagrun_timeout"]
+    # the serving app lives about an hour: its task's timeout is longer, the run's longer still
+    assert kpi["tasks"]["compute_kpis"]["timeout"] < kpi["dagrun_timeout"]
     assert kpi["tasks"]["compute_kpis"]["type"] == "FlashsaleSparkSubmitOperator"
     assert kpi["tasks"]["compute_kpis"]["conn_id"] == conn
-    # a try that timed out is not retried (the next minute supersedes it; Airflow 3's scheduler crashed
+    # a try that timed out is not retried (the next minute replaces it; Airflow 3's scheduler crashed
     # on the retry racing the run's timeout); quick failures still are (retries >= 1 above)
     assert kpi["tasks"]["compute_kpis"]["retry_on_timeout"] is False
     assert dags["flashsale_archive"]["tasks"]["archive_cold_hours"]["retry_on_timeout"] is False
     # the app keeps refreshing after its first cycle, and stops refreshing well before the timeout
     assert "--refresh" in kpi["tasks"]["compute_kpis"]["args"]
+    assert kpi["tasks"]["compute_kpis"]["supervise"] is True  # each minute looks; starts an app only if needed
+    assert dags["flashsale_archive"]["tasks"]["archive_cold_hours"]["supervise"] is False
     from flashsale.settings import Settings
 
     refresh_cap = Settings.model_fields["kpi_refresh_for_seconds"].metadata

@@ -6,7 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flashsale import hot_layout
-from flashsale.archive_layout import STEPS, plan, seal_renames, should_archive, supplement_number, unclaimed
+from flashsale.archive_layout import (
+    STEPS,
+    in_spike,
+    plan,
+    seal_renames,
+    should_archive,
+    supplement_number,
+    unclaimed,
+)
 from flashsale.contracts import ORDERS_FACT
 
 T0 = datetime(2026, 11, 11, 0, 0, tzinfo=UTC)
@@ -24,26 +32,47 @@ def _rows(hours):
     ]
 
 
-def test_plan_takes_only_hours_older_than_the_minimum_age():
+def test_plan_takes_only_buckets_older_than_the_minimum_age():
     now = T0 + timedelta(hours=3, minutes=30)
-    batches = plan(ORDERS_FACT, _rows(range(4)), now, min_age_minutes=60)
-    assert [b.hour for b in batches] == [T0, T0 + timedelta(hours=1)]  # 02:00-03:00 ends 30 min ago: too young
+    batches = plan(ORDERS_FACT, _rows(range(4)), now, min_age_minutes=60, bucket_minutes=5)
+    # 02:00-02:30 ended 60 min ago: taken; 02:30 onwards is too young, whatever the hot store's size
+    assert [b.hour for b in batches] == [T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)]
     assert batches[0].rows == 120 and len(batches[0].buckets) == 12
+    assert len(batches[2].buckets) == 6 and max(batches[2].buckets) == hot_layout.bucket_name(
+        ORDERS_FACT, T0 + timedelta(hours=2, minutes=25)
+    )
     assert batches[0].batch_id == "orders_fact-20261111T00"
     assert batches[0].partition("hdfs://nn/a") == "hdfs://nn/a/orders_fact/date=2026-11-11/hour=00"
+    # one minute later the next bucket is old enough; a bucket still filling never is
+    assert len(plan(ORDERS_FACT, _rows([2]), now + timedelta(minutes=4), 60, 5)[0].buckets) == 6
+    assert len(plan(ORDERS_FACT, _rows([2]), now + timedelta(minutes=5), 60, 5)[0].buckets) == 7
+    assert plan(ORDERS_FACT, _rows([3]), now, 60, 5) == []
 
 
-def test_trigger_on_count_or_age():
-    now = T0 + timedelta(hours=5)
-    assert should_archive(11, None, now, max_hot_records=10, max_age_minutes=60)[0]
-    assert should_archive(5, T0, now, max_hot_records=10, max_age_minutes=60)[0]
-    assert not should_archive(5, now - timedelta(minutes=30), now, max_hot_records=10, max_age_minutes=60)[0]
+def test_trigger_on_old_buckets_or_count_but_not_in_a_spike():
+    assert should_archive(11, 0, False, max_hot_records=10, spike_defer_share=0.8)[0]  # over the limit
+    assert should_archive(11, 5, True, max_hot_records=10, spike_defer_share=0.8)[0]  # over it, even in a spike
+    assert should_archive(5, 3, False, max_hot_records=10, spike_defer_share=0.8)[0]
+    assert not should_archive(5, 0, False, max_hot_records=10, spike_defer_share=0.8)[0]  # nothing old enough
+    assert not should_archive(5, 3, True, max_hot_records=10, spike_defer_share=0.8)[0]  # spike: wait ...
+    assert should_archive(9, 3, True, max_hot_records=10, spike_defer_share=0.8)[0]  # ... unless near the limit
+
+
+def test_a_spike_is_the_newest_complete_bucket_far_above_the_median():
+    def rows(counts):
+        return [(T0 + timedelta(minutes=5 * i), f"b{i}", c) for i, c in enumerate(counts)]
+
+    assert in_spike(rows([100, 110, 90, 400, 5]), factor=2)  # the last bucket is still filling
+    assert not in_spike(rows([100, 110, 90, 150, 5]), factor=2)
+    assert not in_spike(rows([100, 400]), factor=2)  # too little history to say
+    sealed = [(T0 - timedelta(hours=1), "orders_fact__20261110_2300__sealed", 10_000)]
+    assert in_spike(rows([100, 110, 90, 400, 5]) + sealed, factor=2)  # a sealed bucket is not intake
 
 
 def test_plan_takes_sealed_buckets_with_their_hour():
     rows = _rows([0])
     sealed = [(t, hot_layout.sealed_name(n), c) for t, n, c in rows[:3]]
-    batches = plan(ORDERS_FACT, rows + sealed, T0 + timedelta(hours=3), min_age_minutes=60)
+    batches = plan(ORDERS_FACT, rows + sealed, T0 + timedelta(hours=3), min_age_minutes=60, bucket_minutes=5)
     assert len(batches) == 1 and len(batches[0].buckets) == 15  # an interrupted seal: both kinds, one batch
 
 

@@ -1,7 +1,8 @@
 """The KPI window read's bookkeeping (flashsale/hot_store.py) without a server: which collections a window
 reads (sealed buckets once, before their fresh namesake), the filter that also returns documents whose
-time is missing or not a date, and how a refresh keeps those documents counted exactly once. The
-filter's meaning on the real server is tested in tests/services/test_kpi_window_quality.py."""
+time is missing or not a date, and how a running app's refresh reads only the buckets that changed,
+keeping those documents counted exactly once. The filter's meaning on the real server is tested in
+tests/services/test_kpi_window_quality.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _order(oid: str, ts) -> dict:
 
 class FakeDb:
     """Answers every find of a collection with its documents (the server applies the filter; here the
-    documents are chosen to match it) and records the filters."""
+    documents are chosen to match it), and $collStats with their count; records the finds."""
 
     def __init__(self, docs: dict[str, list[dict]]):
         self.docs, self.finds = docs, []
@@ -36,6 +37,10 @@ class FakeDb:
             def find(self, flt, projection=None, batch_size=None):
                 db.finds.append((name, flt))
                 return [dict(d) for d in db.docs.get(name, [])]
+
+            def aggregate(self, pipeline):
+                assert pipeline == [{"$collStats": {"count": {}}}]
+                return [{"count": len(db.docs.get(name, []))}]
 
         return Coll()
 
@@ -71,14 +76,34 @@ def test_undated_documents_are_read_tagged_and_counted_once_per_refresh():
     assert undated == {"missing": b0, "text": b0, "null": b1}
     checked = validate_batch(ORDERS_FACT, first, as_of=T + timedelta(minutes=10))
     assert checked.quarantined == 3 and checked.by_reason["missing"] == 2 and checked.by_reason["wrong_type"] == 1
-    # a refresh re-reads only b1 (from 00:06): b0's undated documents come from the last read, b1's from the store
-    db.docs[b0] = []  # would not be asked anyway
-    db.docs[b1] = [_order("d1", T + timedelta(minutes=6)), _order("null", None)]
-    again, cols = hot_store.refresh_window(db, ORDERS_FACT, T, T + timedelta(minutes=6), first, 5, [b0, b1])
-    assert cols == [b1]
-    assert sorted(d["order_id"] for d in again) == ["d0", "d1", "missing", "null", "text"]
+    # a refresh reads only the bucket whose count changed: b0's documents (undated ones too) come from the
+    # last read, b1's from the store
+    reads, _ = hot_store.read_buckets(db, ORDERS_FACT, T, 5)
+    db.docs[b1] = db.docs[b1] + [_order("d2", T + timedelta(minutes=7))]
+    db.finds.clear()
+    reads, cols = hot_store.read_buckets(db, ORDERS_FACT, T, 5, previous=reads)
+    assert cols == [b1] and [n for n, _ in db.finds] == [b1]
+    again = hot_store.window_documents(reads, ORDERS_FACT, T)
+    assert sorted(d["order_id"] for d in again) == ["d0", "d1", "d2", "missing", "null", "text"]
+    db.finds.clear()  # nothing changed: nothing is read
+    assert hot_store.read_buckets(db, ORDERS_FACT, T, 5, previous=reads)[1] == [] and db.finds == []
     # the window moved past b0: its documents, dated or not, leave the window
-    later = hot_store.refresh_window(
-        db, ORDERS_FACT, T + timedelta(minutes=5), T + timedelta(minutes=6), again, 5, [b0, b1]
+    later = hot_store.window_documents(
+        hot_store.read_buckets(db, ORDERS_FACT, T + timedelta(minutes=5), 5, previous=reads)[0],
+        ORDERS_FACT,
+        T + timedelta(minutes=5),
     )
-    assert sorted(d["order_id"] for d in later[0]) == ["d1", "null"]
+    assert sorted(d["order_id"] for d in later) == ["d1", "d2", "null"]
+    # a window that starts earlier than a bucket's last read reads that bucket again
+    db.finds.clear()
+    hot_store.read_buckets(db, ORDERS_FACT, T - timedelta(minutes=1), 5, previous=reads)
+    assert {n for n, _ in db.finds} == {b0, b1}
+
+
+def test_a_bucket_with_the_same_count_but_an_older_read_is_trimmed_to_the_window():
+    b0 = hl.collection_for(ORDERS_FACT, T, 5)
+    db = FakeDb({b0: [_order("early", T + timedelta(minutes=1)), _order("late", T + timedelta(minutes=4))]})
+    reads, _ = hot_store.read_buckets(db, ORDERS_FACT, T, 5)
+    moved = T + timedelta(minutes=3)
+    reads2, cols = hot_store.read_buckets(db, ORDERS_FACT, moved, 5, previous=reads)
+    assert cols == [] and [d["order_id"] for d in hot_store.window_documents(reads2, ORDERS_FACT, moved)] == ["late"]

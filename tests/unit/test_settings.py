@@ -80,7 +80,7 @@ def test_the_archivers_now_never_passes_the_clock(tmp_path):
     from spark.archive_job import archive_now
 
     wall = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-    s = load_settings(run_dir=tmp_path, kpi_clock="wall")
+    s = load_settings(run_dir=tmp_path, kpi_clock="wall", hot_bucket_minutes=5)
     buckets = [wall - timedelta(minutes=30), wall - timedelta(minutes=5)]
     assert archive_now(s, buckets, wall) == wall  # the newest bucket's end
     # a bucket pre-created a day ahead would have made every hour before it "old enough"
