@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 KPI_DAG = "flashsale_kpi_minute"
 PIPELINE_DAGS = (KPI_DAG, "flashsale_archive")
 GENERATOR, DASHBOARD = "generator", "dashboard"
+FIRST_ALERTS = "first_alerts.json"  # in the run dir: this run's start-up and first-alerts times (bench/bench_run.py)
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,16 @@ def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, d
         raise PipelineRefused(refused)
     write_pipeline_env(settings, opts)
     s = load_settings(profile=settings.profile, run_dir=settings.run_dir)
-    stack.up(s, echo=echo)
+    started: list[str] = []
+
+    def stack_echo(line: str = "") -> None:
+        if line.strip().startswith("started "):
+            started.append(line.split()[1])
+        echo(line)
+
+    t = time.monotonic()
+    stack.up(s, echo=stack_echo)
+    _record_run(s, opts, stack_up_s=round(time.monotonic() - t, 1), services_started=started)
     s = load_settings(profile=s.profile, run_dir=s.run_dir)  # secrets may have just been generated
     counts = seed_dimensions(catalogue_params(s), s)
     echo("  seeded " + ", ".join(f"{n} ({c['documents']:,})" for n, c in counts.items()))
@@ -275,11 +285,44 @@ def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
         stack.down(s, echo=echo)
 
 
+def _record_run(s: Settings, opts: RunOptions, **fields: object) -> None:
+    """Start this run's record ``<run dir>/first_alerts.json``: its conditions and the stack's start-up."""
+    record = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profile": s.profile,
+        "services": list(s.services),
+        "products": opts.products,
+        "speed": opts.speed,
+        "spike_minute": opts.spike_minute,
+        "seed": opts.seed,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        **fields,
+    }
+    (s.run_dir / FIRST_ALERTS).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _record_first_alerts(s: Settings, since: float, snap: dict) -> None:
+    """Add the first alerts to this run's record: seconds from the command (``since``) to the snapshot."""
+    path = s.run_dir / FIRST_ALERTS
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = {"profile": s.profile}
+    record.update(
+        first_alerts_s=round(time.time() - since, 1),
+        open_alerts=snap["kpis"]["open_alerts"],
+        data_as_of=snap["data_as_of"],
+        measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def first_alerts(
     s: Settings, since: float, timeout: float, data_since: datetime | None = None, poll: float = 2.0
 ) -> dict | None:
     """Wait for a snapshot computed after ``since`` (epoch) that holds at least one alert, from data at
-    or after ``data_since`` (this run's simulated start: an earlier run's data in the store does not count)."""
+    or after ``data_since`` (this run's simulated start: an earlier run's data in the store does not count).
+    The time it took is added to the run's record (``FIRST_ALERTS`` in the run dir)."""
     from flashsale.redis_keys import keys_for, read_snapshot
     from flashsale.stores import redis_client
 
@@ -294,6 +337,7 @@ def first_alerts(
             and datetime.fromisoformat(snap["computed_at"]).timestamp() > since
             and (data_since is None or datetime.fromisoformat(snap["data_as_of"]) >= data_since)
         ):
+            _record_first_alerts(s, since, snap)
             return snap
         time.sleep(poll)
     return None
