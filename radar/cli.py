@@ -259,7 +259,7 @@ def run(
         60, "--stock-cover", help="initial stock in minutes of baseline demand: lower drains sooner"
     ),
     products: int = typer.Option(
-        2_000, "--products", help="catalogue size (one machine: FerretDB reads ~20k docs/s, the KPI window must fit)"
+        20_000, "--products", help="catalogue size (the simulator's default)"
     ),
     seed: int = typer.Option(1111, "--seed"),
     alert_timeout: float = typer.Option(180, "--alert-timeout", help="seconds to wait for the first alerts"),

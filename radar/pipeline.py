@@ -39,7 +39,7 @@ class RunOptions:
     speed: float | None = 5.0  # simulated minutes per wall-clock minute; None = fast-forward
     minutes: int = 24 * 60  # simulated minutes before the generator ends (Ctrl-C stops earlier)
     spike_minute: int = 10  # the flash spike's simulated minute (the default curve waits 2 hours)
-    products: int = 2_000  # one machine: the KPI window read (FerretDB ~20k docs/s) must fit the minute
+    products: int = 20_000  # the simulator's catalogue: a running KPI app reads only new buckets (issue 19)
     cities: int = 27
     warehouses: int = 20
     stock_cover: float = 60.0  # initial stock in minutes of baseline demand (the simulator's default 180 drains slowly)
