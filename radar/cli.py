@@ -258,9 +258,7 @@ def run(
     stock_cover: float = typer.Option(
         60, "--stock-cover", help="initial stock in minutes of baseline demand: lower drains sooner"
     ),
-    products: int = typer.Option(
-        20_000, "--products", help="catalogue size (the simulator's default)"
-    ),
+    products: int = typer.Option(20_000, "--products", help="catalogue size (the simulator's default)"),
     seed: int = typer.Option(1111, "--seed"),
     alert_timeout: float = typer.Option(180, "--alert-timeout", help="seconds to wait for the first alerts"),
     setting: list[str] = typer.Option(
