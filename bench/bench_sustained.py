@@ -134,9 +134,10 @@ def visibility(
     step_s: float = 1.0,
 ) -> dict:
     """Order-to-dashboard freshness over event times ts in [lo, hi) every ``step_s``: the publish time of
-    the first publication with data_as_of >= ts, minus ts, plus ``refresh_s``. A ts no publication
-    covered by ``end`` counts as end - ts + refresh_s (a lower bound). ``weight(ts)``: orders per second
-    at ts (None: uniform in time)."""
+    the first publication with data_as_of >= ts, minus ts (0 if that was before ts: the generator writes a
+    simulated minute at its start, so data can be published ahead of its event time; their share is
+    ``published_before_event_share``), plus ``refresh_s``. A ts no publication covered by ``end`` counts as
+    end - ts + refresh_s (a lower bound). ``weight(ts)``: orders per second at ts (None: uniform in time)."""
     import numpy as np
 
     if hi <= lo:
@@ -154,6 +155,7 @@ def visibility(
     late = seen > end
     seen[late] = end
     not_visible = ~covered | late
+    ahead = seen < ts  # published before its event time (data written ahead of its clock): counts as 0
     latency = np.maximum(seen - ts, 0.0) + refresh_s
     w = np.ones(len(ts)) if weight is None else np.array([weight(t) for t in ts], dtype=float)
     lat = latency.tolist()
@@ -164,6 +166,7 @@ def visibility(
         "max": _round(weighted_quantile(lat, wl, 1.0)),
         "seconds": len(ts),
         "not_visible_by_end": int(not_visible.sum()),
+        "published_before_event_share": round(float(w[ahead].sum() / w.sum()), 4) if w.sum() else None,
     }
 
 
@@ -206,7 +209,7 @@ def last_half(samples: Sequence[tuple[float, float]]) -> list[tuple[float, float
 
 def projection(samples: Sequence[tuple[float, float]], horizon_min: float = HORIZON_MIN) -> dict:
     """Where a series gets at ``horizon_min`` minutes from its first sample if it keeps its last-half
-    slope: its last value + slope x the minutes left."""
+    slope: its last value + slope x the minutes left (never below 0: sizes and counts)."""
     if not samples:
         return {"last": None, "slope_per_min_last_half": None, "at_horizon": None}
     slope = slope_per_min(last_half(samples))
@@ -215,14 +218,15 @@ def projection(samples: Sequence[tuple[float, float]], horizon_min: float = HORI
     return {
         "last": v_last,
         "slope_per_min_last_half": _round(slope, 2),
-        "at_horizon": None if slope is None else round(v_last + slope * left),
+        "at_horizon": None if slope is None else round(max(0.0, v_last + slope * left)),
     }
 
 
 def archive_runs(attempts: Iterable[dict]) -> dict:
     """Archival runs from their task logs: ``attempts`` = [{"result": ARCHIVE_RESULT dict, "task_s": the
     attempt's duration}]. Records archived (rows + quarantined of every batch, supplements included) per
-    second of task time of the runs that archived something."""
+    second of task time of the runs that archived something (the app's own seconds where the task log's
+    times cannot be read)."""
     runs = skipped = batches = records = 0
     busy_s = 0.0
     app_s = 0.0
@@ -236,8 +240,9 @@ def archive_runs(attempts: Iterable[dict]) -> dict:
             continue
         batches += len(done)
         records += n
-        busy_s += float(a.get("task_s") or 0)
-        app_s += sum(float(v) for v in (res.get("seconds") or {}).values() if isinstance(v, int | float))
+        in_app = sum(float(v) for v in (res.get("seconds") or {}).values() if isinstance(v, int | float))
+        app_s += in_app
+        busy_s += float(a.get("task_s") or in_app)  # no task time readable: the app's own seconds
     return {
         "runs": runs,
         "runs_that_archived": runs - skipped,
@@ -507,6 +512,16 @@ def _archive_attempts(s, since: float) -> tuple[list[dict], int]:
     return out, bad
 
 
+def _active_runs(s, dag_id: str) -> int | None:
+    """Queued or running runs of a DAG (the stop marks them failed: not the pipeline's failures)."""
+    from cluster import airflow_api
+
+    try:
+        return sum(1 for r in airflow_api.dag_runs(s, dag_id, limit=10) if r["state"] in ("queued", "running"))
+    except Exception:  # noqa: BLE001 - a figure, not a step
+        return None
+
+
 def _wait_archive_idle(s, timeout: float) -> str:
     """Wait for the archival DAG's queued or running runs to end (the DAG is paused: no new ones)."""
     from cluster import airflow_api
@@ -581,6 +596,12 @@ def summarize(result: dict, sampler: Sampler, t0: float, refresh_s: float) -> No
     result["published_share"] = share["share"]
     result["published_share_detail"] = share
     result["snapshots_published"] = len(pubs)
+    lags = [t - a for t, a in pubs]  # publish time - data as-of: negative = data ahead of the wall clock
+    result["publish_minus_data_as_of_s"] = {
+        "p50": _round(weighted_quantile(lags, [1.0] * len(lags), 0.5)),
+        "max": _round(max(lags, default=None)),
+        "min": _round(min(lags, default=None)),
+    }
     result["snapshots_seen"] = len(sampler.points)
     sim_start = marks.get("sim_start")
     sim_minutes = result.get("simulated_minutes") or result.get("minutes")
@@ -733,9 +754,14 @@ def run_sustained(
         if summary:
             result["simulated_minutes"] = summary.get("simulated_minutes")
             gen_s = summary.get("elapsed_seconds") or (marks["generator_end"] - marks["generator_start"])
+            # at speed 1 the generator writes each simulated minute at that minute's start: its records
+            # arrive over simulated_minutes x 60 wall seconds, though the process ends ~a minute earlier
+            span_s = max(float(gen_s), (summary.get("simulated_minutes") or 0) * 60.0)
             result["records"] = summary["records"]
             result["generate_s"] = round(gen_s, 1)
-            result["records_per_s"] = round(summary["records"] / gen_s, 1) if gen_s else None
+            result["intake_span_s"] = round(span_s, 1)
+            result["records_per_s"] = round(summary["records"] / span_s, 1) if span_s else None
+            result["records_per_generator_wall_s"] = round(summary["records"] / gen_s, 1) if gen_s else None
         result["archive_idle"] = _wait_archive_idle(s, ARCHIVE_IDLE_TIMEOUT_S)
         result["final_archive_runs"] = _archive_leftover_sealed(s, echo)
         result["kpi"] = _kpi_stats(s, t0, minutes)
@@ -803,6 +829,7 @@ def _run_pipeline(s, opts, sampler: Sampler, marks: dict, echo) -> list[str]:
                 break
             time.sleep(5)
         marks["stop"] = time.time()
+        marks["kpi_runs_ended_by_the_stop"] = _active_runs(s, pipeline.KPI_DAG)
     finally:
         sampler.halt.set()
         pipeline.stop(s, echo=echo, stop_stack=False)

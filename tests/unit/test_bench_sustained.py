@@ -72,6 +72,14 @@ def test_visibility_uses_the_earliest_covering_publication():
     assert v["max"] == pytest.approx(40)
 
 
+def test_visibility_of_data_published_ahead_of_its_event_time_is_zero():
+    pubs = [(T0 + 10, T0 + 60)]  # a whole minute written (and published) at its start
+    v = visibility(pubs, lo=T0, hi=T0 + 60, end=T0 + 100, refresh_s=5)
+    assert v["max"] == pytest.approx(15)  # ts = T0: 10 s
+    assert v["p50"] == 5  # ts >= T0 + 10: on the dashboard before it happened
+    assert v["published_before_event_share"] == pytest.approx(50 / 60, abs=0.02)
+
+
 def test_visibility_counts_a_stall_until_the_end():
     pubs = [(T0 + 20, T0 + 10)]  # nothing after: orders after T0+10 are never visible
     v = visibility(pubs, lo=T0, hi=T0 + 100, end=T0 + 300, refresh_s=0)
@@ -115,6 +123,8 @@ def test_projection_to_24_hours():
     assert p["slope_per_min_last_half"] == pytest.approx(50)
     assert p["at_horizon"] == 4000 + 50 * (1440 - 60)
     assert projection([])["at_horizon"] is None
+    falling = [(t * 60.0, 1000.0 - 10 * t) for t in range(61)]
+    assert projection(falling)["at_horizon"] == 0  # a size never projects below 0
 
 
 def test_archive_runs_from_task_logs():
@@ -134,6 +144,8 @@ def test_archive_runs_from_task_logs():
     assert a["records"] == 10_000 and a["batches"] == 2
     assert a["records_per_task_s"] == 100.0
     assert a["app_s"] == 51
+    no_times = archive_runs([{"result": {"batches": [{"rows": 500}], "seconds": {"batches": 5}}, "task_s": None}])
+    assert no_times["records_per_task_s"] == 100.0
 
 
 def test_rate_calibration_scales_linearly():
@@ -199,3 +211,35 @@ def test_id_tally_counts_distinct_duplicated_and_foreign_ids():
     t = id_tally(iter(chunks), owned_prefix="o-run1-")
     assert t == {"stored": 7, "distinct": 4, "duplicated": 2, "foreign": 1}
     assert id_tally(iter([]))["distinct"] == 0
+
+
+def test_summarize_a_sampled_run():
+    from types import SimpleNamespace
+
+    from bench.bench_sustained import summarize
+
+    t0 = T0
+    # 10 minutes of data from t0; a publication every minute 20 s after its as-of; one minute missed
+    points = {
+        (f"r{k}", str(k)): {"computed_at": t0 + 60 * k + 20, "data_as_of": t0 + 60 * k} for k in range(1, 11) if k != 6
+    }
+    samples = [
+        {"t": t0 + s, "hot_records": 100 * s, "mem_used_mb": 5000, "db_bytes": 10 * s, "wal_bytes": 5, "load_1": 1.0}
+        for s in range(0, 660, 10)
+    ]
+    sampler = SimpleNamespace(points=points, orders_per_minute={}, samples=samples, errors={})
+    result = {
+        "minutes": 10,
+        "simulated_minutes": 10,
+        "spike_minute": 3,
+        "marks": {"t0": t0, "sim_start": t0, "generator_end": t0 + 600, "stop": t0 + 660},
+    }
+    summarize(result, sampler, t0, refresh_s=5)
+    assert result["snapshots_published"] == 9
+    assert result["published_share"] == pytest.approx(7 / 8)  # minutes 2..9 whole after the first; 6 missed
+    assert result["freshness_p95_s"] > result["freshness_p50_s"] > 5
+    assert result["freshness"]["uniform_in_time"]["not_visible_by_end"] == 0
+    assert result["hot_store_slope_last_half"] == pytest.approx(6000)  # 100 per second
+    assert result["projection_24h"]["hot_store_records"]["at_horizon"] > 100 * 600
+    assert result["publish_minus_data_as_of_s"]["p50"] == 20
+    assert len(result["series"]["rows"]) == len(samples)
