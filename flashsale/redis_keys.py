@@ -12,8 +12,10 @@ key                        type    content                                      
 ``<ns>:snapshot``          string  JSON: the latest complete KPI snapshot (fields below)       EX snapshot_ttl
 ``<ns>:trend``             list    JSON points, oldest first, one per run (RPUSH + LTRIM)      EX trend ttl, capped
 ``<ns>:state:alerts``      string  JSON: hysteresis state of open alerts (KPI-internal)        EX state ttl
-``<ns>:state:inventory``   string  JSON: latest inventory per (product, warehouse) carried     EX state ttl
-                                   between runs so a run reads only its window (KPI-internal)
+``<ns>:state:inventory``   string  Arrow IPC stream (zstd): latest inventory per (product,    EX state ttl
+                                   warehouse), carried between runs so a run reads only its
+                                   window (KPI-internal; 400k pairs at 20,000 products: binary,
+                                   ~100x cheaper per cycle than the JSON it replaced)
 ``<ns>:head``              string  JSON: ``run_id``, ``data_as_of``, ``app_started_at``,        EX state ttl
                                    ``app_deadline``, ``published_at`` of the run that wrote
                                    the keys above (KPI-internal: hand-over, app supervision)
@@ -87,6 +89,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import pyarrow as pa
 from redis.exceptions import WatchError
 
 SNAPSHOT_SCHEMA = "fsr.kpi.snapshot/1"
@@ -181,7 +184,7 @@ def write_snapshot(
     ttl_seconds: int,
     trend_max_points: int,
     alert_state: dict | None = None,
-    inventory_state: dict | None = None,
+    inventory_state: bytes | None = None,
     app_started_at: float | None = None,
     app_deadline: float | None = None,
 ) -> int | None:
@@ -224,7 +227,7 @@ def write_snapshot(
             if alert_state is not None:
                 pipe.set(keys.alert_state, _dumps(alert_state), ex=STATE_TTL_SECONDS)
             if inventory_state is not None:
-                pipe.set(keys.inventory_state, _dumps(inventory_state), ex=STATE_TTL_SECONDS)
+                pipe.set(keys.inventory_state, inventory_state, ex=STATE_TTL_SECONDS)  # encode_inventory_state
             pipe.set(keys.head, _dumps(head), ex=STATE_TTL_SECONDS)
             try:
                 pipe.execute()
@@ -251,15 +254,42 @@ def read_snapshot(client, keys: Keys, trend_points: int | None = None) -> dict |
     return snap
 
 
-def read_state(client, keys: Keys) -> tuple[dict, dict, dict | None]:
-    """(alert_state, inventory_state, head) carried from the previous run, read atomically; empty
-    dicts (and None) when absent. Pass the head back as ``write_snapshot(expect_head=...)``."""
+def inventory_state_schema() -> pa.Schema:
+    """The carried inventory: inventory_fact's columns without the event id (one row per pair)."""
+    from flashsale.contracts import INVENTORY_FACT, arrow_schema
+
+    schema = arrow_schema(INVENTORY_FACT)
+    return schema.remove(schema.get_field_index(INVENTORY_FACT.key))
+
+
+def encode_inventory_state(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, inventory_state_schema(), options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+        w.write_table(table.select(inventory_state_schema().names).cast(inventory_state_schema()))
+    return sink.getvalue().to_pybytes()
+
+
+def decode_inventory_state(raw: bytes | None) -> pa.Table | None:
+    """The carried inventory, or None when absent or unreadable (a state written by an older job, in
+    JSON): the KPI job then bootstraps it from the hot store's inventory events, as after its TTL."""
+    if not raw:
+        return None
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(raw)).read_all()
+    except pa.ArrowInvalid:
+        return None
+    return table if table.schema.equals(inventory_state_schema()) else None
+
+
+def read_state(client, keys: Keys) -> tuple[dict, pa.Table | None, dict | None]:
+    """(alert_state, inventory_state, head) carried from the previous run, read atomically; an empty
+    dict, None and None when absent."""
     pipe = client.pipeline(transaction=True)
     pipe.get(keys.alert_state)
     pipe.get(keys.inventory_state)
     pipe.get(keys.head)
     a, i, h = pipe.execute()
-    return (json.loads(a) if a else {}), (json.loads(i) if i else {}), (json.loads(h) if h else None)
+    return (json.loads(a) if a else {}), decode_inventory_state(i), (json.loads(h) if h else None)
 
 
 def read_head(client, keys: Keys) -> dict | None:
@@ -321,6 +351,9 @@ __all__ = [
     "SNAPSHOT_SCHEMA",
     "SnapshotTooLarge",
     "claim_launch",
+    "decode_inventory_state",
+    "encode_inventory_state",
+    "inventory_state_schema",
     "keys_for",
     "kpi_app_decision",
     "read_launch",

@@ -21,7 +21,6 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,7 +48,7 @@ class KpiInputs:
     dims: dict[str, pa.Table]  # products_dim / warehouses_dim / cities_dim
     baseline: pd.DataFrame  # kpi.baseline.BASELINE_COLUMNS
     window_start: datetime
-    inv_state: dict[str, dict] = field(default_factory=dict)  # carried latest inventory per "product:warehouse"
+    inv_state: Any = None  # carried latest inventory per pair (redis_keys.inventory_state_schema), or None
     alert_state: dict[str, dict] = field(default_factory=dict)  # carried alert hysteresis
     head: dict | None = None  # the published head the carried state belongs to (its data_as_of)
     known_ids: dict[str, set[int]] = field(default_factory=dict)
@@ -188,7 +187,7 @@ def _read_inputs(
 
 
 def inventory_read_start(
-    s: Settings, params: KpiParams, as_of: datetime, inv_state: dict, head: dict | None
+    s: Settings, params: KpiParams, as_of: datetime, inv_state: Any, head: dict | None
 ) -> datetime:
     """Where this cycle reads inventory events from.
 
@@ -197,31 +196,42 @@ def inventory_read_start(
     under load), the events of the gap still reach the pairs they drained. Without state, a bootstrap
     look-back."""
     start = as_of - timedelta(minutes=params.window_minutes)
-    if not inv_state:
+    if inv_state is None or not len(inv_state):
         return as_of - timedelta(minutes=max(s.kpi_inventory_bootstrap_minutes, params.window_minutes))
     carried_as_of = datetime.fromisoformat(head["data_as_of"]).astimezone(UTC) if head else start
     return min(start, carried_as_of)
 
 
-def _carried_inventory_table(inv_state: dict):
+def _carried_inventory_table(inv_state):
     """The carried latest inventory per pair as inventory_fact rows (one definition of the schema)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from flashsale.contracts import INVENTORY_FACT, arrow_schema
+    from flashsale.redis_keys import inventory_state_schema
 
-    rows: dict[str, list[Any]] = {c: [] for c in INVENTORY_FACT.column_names}
-    for key, v in inv_state.items():
-        p, w = (int(x) for x in key.split(":"))
-        rows["inventory_event_id"].append(f"carried:{key}")
-        rows["product_id"].append(p)
-        rows["warehouse_id"].append(w)
-        rows["inventory_on_hand"].append(int(v["on_hand"]))
-        rows["reserved_stock"].append(int(v["reserved"]))
-        rows["fulfillment_delay"].append(float(v["delay"]))
-        rows["inventory_ts"].append(datetime.fromisoformat(v["ts"]))
-        rows["inbound_units"].append(int(v.get("inbound", 0)))  # state carried by an older job has none
-        rows["inbound_due_minutes"].append(float(v.get("inbound_due", 0.0)))
-    return pa.Table.from_pydict(rows, schema=arrow_schema(INVENTORY_FACT))
+    schema = arrow_schema(INVENTORY_FACT)
+    if inv_state is None:
+        inv_state = inventory_state_schema().empty_table()
+    pair = pc.binary_join_element_wise(
+        pc.cast(inv_state["product_id"], pa.string()), pc.cast(inv_state["warehouse_id"], pa.string()), ":"
+    )
+    ids = pc.binary_join_element_wise(pa.scalar("carried"), pair, ":") if len(inv_state) else pa.array([], pa.string())
+    return inv_state.append_column(INVENTORY_FACT.key, ids).select(schema.names).cast(schema)
+
+
+def _inventory_state(latest) -> bytes:
+    """The newest inventory row per pair (a pandas frame from Spark) as the carried state's bytes."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from flashsale.redis_keys import encode_inventory_state, inventory_state_schema
+
+    ts = pd.to_datetime(latest["inventory_ts"])
+    ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+    columns = {c: latest[c] for c in inventory_state_schema().names if c != "inventory_ts"}
+    table = pa.table({**columns, "inventory_ts": ts})
+    return encode_inventory_state(table)
 
 
 def _default_as_of(s) -> datetime:
@@ -365,7 +375,7 @@ def assemble(
     run_id: str,
     master: str,
     timings: dict,
-) -> tuple[dict, dict, dict]:
+) -> tuple[dict, dict, bytes]:
     """Driver-side rollups, hysteresis and the snapshot dict (pure given its inputs)."""
     from flashsale.redis_keys import SNAPSHOT_SCHEMA
     from kpi import rules as R
@@ -382,19 +392,7 @@ def assemble(
     kpis = R.headline(skus, series, wh, alerts, quarantined, out.pairs_without_inventory)
     kpis["queue_items"] = len(queue)
     kpis["queue_expected_loss"] = round(sum(a["numbers"].get("expected_loss") or 0.0 for a in queue), 2)
-    # pandas-stubs types every namedtuple field as the Scalar union; here each has its column's type
-    latest_inventory: Iterator[Any] = out.latest_inventory.itertuples(index=False)
-    inv_state = {
-        f"{int(r.product_id)}:{int(r.warehouse_id)}": {
-            "on_hand": int(r.inventory_on_hand),
-            "reserved": int(r.reserved_stock),
-            "delay": float(r.fulfillment_delay),
-            "ts": r.inventory_ts.to_pydatetime().astimezone(UTC).isoformat(),
-            "inbound": int(r.inbound_units),
-            "inbound_due": float(r.inbound_due_minutes),
-        }
-        for r in latest_inventory
-    }
+    inv_state = _inventory_state(out.latest_inventory)
     sku_cols = [
         "product_id",
         "category",

@@ -13,7 +13,7 @@ from pymongo import monitoring
 from cluster.spark_apps import run_kpi
 from flashsale import hot_layout
 from flashsale.contracts import FACTS
-from flashsale.redis_keys import keys_for, read_snapshot
+from flashsale.redis_keys import encode_inventory_state, keys_for, read_snapshot
 from flashsale.settings import load_settings
 from flashsale.stores import mongo_client, redis_client
 from kpi import scenarios as synthetic
@@ -162,11 +162,19 @@ def test_store_is_asked_only_for_the_window(as_of):
     monitoring.register(listener)
     params = KpiParams.from_settings(s)
     # carried inventory state present -> inventory is read on the same window
-    redis_client(s).set(
-        keys_for(s).inventory_state,
-        '{"1:10": {"on_hand": 1, "reserved": 0, "delay": 1.0, "ts": "2020-01-01T00:00:00+00:00"}}',
-        ex=60,
+    state = pa.table(
+        {
+            "product_id": [1],
+            "warehouse_id": [10],
+            "inventory_on_hand": [1],
+            "reserved_stock": [0],
+            "fulfillment_delay": [1.0],
+            "inventory_ts": pa.array([datetime(2020, 1, 1, tzinfo=UTC)], pa.timestamp("ms", tz="UTC")),
+            "inbound_units": [0],
+            "inbound_due_minutes": [0.0],
+        }
     )
+    redis_client(s).set(keys_for(s).inventory_state, encode_inventory_state(state), ex=60)
     try:
         inputs = _read_inputs(s, as_of, params, use_archive=False)
     finally:
