@@ -255,6 +255,15 @@ def _start_dashboard(s: Settings) -> bool:
     return True
 
 
+def _forget_kpi_launch(s: Settings) -> None:
+    """The ended KPI app's start claim must not make the next start wait out its grace (a restart within
+    kpi_launch_grace_seconds would otherwise look "still starting" and start nothing)."""
+    from flashsale.redis_keys import keys_for
+    from flashsale.stores import redis_client
+
+    redis_client(s).delete(keys_for(s).launch)
+
+
 def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
     """Pause the DAGs, stop the generator (flushing), the dashboard and the stack; nothing is left running."""
     from cluster import airflow_api
@@ -263,10 +272,11 @@ def stop(s: Settings, echo=print, stop_stack: bool = True) -> None:
         try:
             airflow_api.set_paused(s, PIPELINE_DAGS, paused=True)
             echo(f"  paused DAGs {', '.join(PIPELINE_DAGS)}")
-            # a paused DAG's running KPI app would refresh for up to two minutes more; the archive run is
+            # a paused DAG's running KPI app would refresh for up to an hour more; the archive run is
             # left to finish its batch (it is crash-safe, but a clean commit is quicker to reason about)
             if ended := airflow_api.fail_active_runs(s, KPI_DAG):
                 echo(f"  ended {len(ended)} running KPI run(s) and their YARN apps")
+            _forget_kpi_launch(s)
         except Exception as exc:  # a half-started Airflow must not block the stop
             echo(f"  could not pause the DAGs ({type(exc).__name__}: {exc}); stopping anyway")
     with stack.lock(s):  # from here on a running `flashsale run` restarts nothing (``supervise``)
