@@ -19,6 +19,7 @@ from bench.bench_sustained import (
     slope_per_min,
     visibility,
     weighted_quantile,
+    write_time,
 )
 
 T0 = 1_800_000_000.0  # a whole minute (divisible by 60)
@@ -78,6 +79,11 @@ def test_visibility_of_data_published_ahead_of_its_event_time_is_zero():
     assert v["max"] == pytest.approx(15)  # ts = T0: 10 s
     assert v["p50"] == 5  # ts >= T0 + 10: on the dashboard before it happened
     assert v["published_before_event_share"] == pytest.approx(50 / 60, abs=0.02)
+    # from the write (the minute's start, T0): 10 s for every order of the minute
+    written = write_time(sim_start=T0, wall_start=T0)
+    w = visibility(pubs, lo=T0, hi=T0 + 60, end=T0 + 100, refresh_s=5, origin=written)
+    assert w["p50"] == w["max"] == 15
+    assert written(T0 + 59) == T0 and written(T0 + 61) == T0 + 60
 
 
 def test_visibility_counts_a_stall_until_the_end():
@@ -242,4 +248,5 @@ def test_summarize_a_sampled_run():
     assert result["hot_store_slope_last_half"] == pytest.approx(6000)  # 100 per second
     assert result["projection_24h"]["hot_store_records"]["at_horizon"] > 100 * 600
     assert result["publish_minus_data_as_of_s"]["p50"] == 20
+    assert result["freshness_from_write_p95_s"] is not None
     assert len(result["series"]["rows"]) == len(samples)
