@@ -118,10 +118,20 @@ def expected_short(
     mean = shape / rate * exposure
     sd = np.sqrt(mean + mean**2 / np.maximum(shape, 1e-9))
     top = np.maximum(mean + 8 * sd, k) - k
+    out = np.zeros(k.shape)
+    # where the stock is beyond mean + 8 sd the grid has no width and the shortfall is 0: only the rest is
+    # integrated (at 20,000 products most pairs, 10-50x less work; same numbers)
+    on = top > 0
+    if not on.any():
+        return out
     frac = np.linspace(0.0, 1.0, steps)
-    x = k[:, None] + top[:, None] * frac[None, :]
-    sf = p_at_least(np.maximum(x, 1e-9), shape[:, None], rate[:, None], np.broadcast_to(exposure, k.shape)[:, None])
-    return np.trapezoid(sf, dx=1.0, axis=1) * top / (steps - 1)
+    x = k[on, None] + top[on, None] * frac[None, :]
+    e = np.broadcast_to(exposure, k.shape)[on, None]
+    sf = p_at_least(
+        np.maximum(x, 1e-9), np.broadcast_to(shape, k.shape)[on, None], np.broadcast_to(rate, k.shape)[on, None], e
+    )
+    out[on] = np.trapezoid(sf, dx=1.0, axis=1) * top[on] / (steps - 1)
+    return out
 
 
 def minutes_for_exposure(cum: np.ndarray, x: np.ndarray) -> np.ndarray:
