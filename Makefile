@@ -6,7 +6,7 @@ PYTEST := .venv/bin/python -m pytest -ra
 # the test tiers, one folder and one marker each, cheapest first (tests/README.md)
 TIERS := tests/unit tests/integration tests/services tests/e2e
 
-.PHONY: install run stop status test test-unit test-integration test-services test-e2e test-cluster cluster-images cluster-up cluster-down lint bench clean
+.PHONY: install run stop status test test-unit test-integration test-services test-e2e test-cluster cluster-images cluster-up cluster-down lint bench benchmarks-doc clean
 
 install:            ## install what is missing (apt packages, .venv, FerretDB, Hadoop jars)
 	bash scripts/install.sh
@@ -61,6 +61,9 @@ lint:               ## ruff, ruff format --check, mypy, the import-linter layer 
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports
+
+benchmarks-doc:     ## regenerate docs/benchmarks.md and the README's key figures from bench/results/ (no server)
+	.venv/bin/python -m bench.report
 
 clean: stop
 	rm -rf .run
