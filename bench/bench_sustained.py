@@ -319,7 +319,7 @@ class Sampler(threading.Thread):
         from flashsale.hot_layout import existing_buckets, existing_sealed
         from flashsale.stores import mongo_client
 
-        count = getattr(hot_store, "bucket_count", None) or collstats_count  # the kernel's, where it has one
+        count = hot_store.bucket_count
         with mongo_client(self.s) as c:
             db = c.get_default_database()
             names = db.list_collection_names()
@@ -402,18 +402,6 @@ class Sampler(threading.Thread):
                 self._err("sample")
             if self.halt.wait(self.every):
                 return
-
-
-def collstats_count(db, collection: str) -> int:
-    """A bucket's document count from its statistics ($collStats: metadata, no scan on FerretDB)."""
-    from pymongo.errors import OperationFailure
-
-    try:
-        return sum(int(d.get("count", 0)) for d in db[collection].aggregate([{"$collStats": {"count": {}}}]))
-    except OperationFailure as exc:
-        if exc.code == 26:  # NamespaceNotFound: dropped (archived) since it was listed
-            return 0
-        raise
 
 
 def dir_bytes(path: Path) -> int:
