@@ -237,6 +237,9 @@ def start(settings: Settings, opts: RunOptions, echo=print) -> tuple[Settings, d
         echo(f"  started dashboard        http://{s.bind_host}:{s.dashboard_port}")
     airflow_api.set_paused(s, PIPELINE_DAGS, paused=False)
     echo(f"  unpaused DAGs            {', '.join(PIPELINE_DAGS)}")
+    # the KPI app starts now, not at the next minute's run (which then only looks: one start at a time)
+    airflow_api.trigger(s, KPI_DAG)
+    echo(f"  triggered                {KPI_DAG} (its app serves an hour; each minute's run looks at it)")
     return s, sim_start
 
 
