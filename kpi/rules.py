@@ -220,7 +220,7 @@ def units_per_order(minutes: pd.DataFrame) -> float:
 
 
 # ------------------------------------------------------------------ per (product, warehouse)
-SKU_COLUMNS = {  # output of sku_kpis + choose_actions: name -> Spark type (the job builds its schema here)
+SKU_COLUMNS = {  # output of sku_kpis + choose_actions: name -> SQL type
     "product_id": "BIGINT",
     "warehouse_id": "BIGINT",
     "category": "STRING",
@@ -257,10 +257,6 @@ STATE_COLUMNS = [  # what sku_kpis needs of each pair's inventory state (the job
     "unit_price",
     "baseline_velocity",
 ]
-
-
-def sku_spark_schema() -> str:
-    return ", ".join(f"{k} {v}" for k, v in SKU_COLUMNS.items())
 
 
 def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> pd.DataFrame:

@@ -264,12 +264,46 @@ def build_spark(app_name: str = "flashsale-kpi"):
     )
 
 
+def pair_state(latest, dims: dict, baseline, end_ms: int):
+    """The KPI functions' per-pair state (kpi.rules.STATE_COLUMNS): the newest inventory row per pair joined
+    with its warehouse's city, its product and its archive baseline (inner joins on the dims: a pair whose
+    warehouse, city or product is unknown gets no KPIs; left join on the baseline)."""
+    import numpy as np
+    import pandas as pd
+
+    wh = dims["warehouses_dim"].select(["warehouse_id", "city_id"]).to_pandas()
+    cities = dims["cities_dim"].select(["city_id", "city", "province"]).to_pandas()
+    products = dims["products_dim"].select(["product_id", "category", "base_price", "discount_pct"]).to_pandas()
+    st = latest.merge(wh, on="warehouse_id").merge(cities, on="city_id").merge(products, on="product_id")
+    st = st.merge(
+        baseline[["product_id", "warehouse_id", "baseline_velocity"]], on=["product_id", "warehouse_id"], how="left"
+    )
+    ts = pd.to_datetime(st["inventory_ts"])
+    ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+    age_min = (end_ms - ts.astype("int64").to_numpy() // 1_000_000) / 60000.0
+    return pd.DataFrame(
+        {
+            "product_id": st["product_id"].astype("int64"),
+            "warehouse_id": st["warehouse_id"].astype("int64"),
+            "available": np.maximum(st["inventory_on_hand"] - st["reserved_stock"], 0).astype("int64"),
+            "inbound_units": st["inbound_units"].astype("int64"),
+            "inbound_in_min": np.maximum(st["inbound_due_minutes"].to_numpy(dtype=float) - age_min, 0.0),
+            "category": st["category"],
+            "city": st["city"],
+            "province": st["province"],
+            "unit_price": st["base_price"] * (1 - st["discount_pct"] / 100.0),
+            "baseline_velocity": st["baseline_velocity"].astype(float),
+        }
+    )
+
+
 def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> KpiFrames:
-    """Spark part: early aggregation, joins and the per-product KPI functions. Returns pandas frames."""
+    """Spark aggregates the window (product x warehouse x minute; the newest inventory per pair), the driver
+    runs the pure KPI functions on those aggregates. Returns pandas frames."""
 
     import pyarrow as pa
 
-    from kpi.rules import product_group_kpis, run_params, sku_spark_schema
+    from kpi.rules import product_group_kpis, run_params
 
     start = inputs.window_start
     start_ms = int(start.timestamp() * 1000)
@@ -278,10 +312,7 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
     spark.createDataFrame(inputs.orders).createOrReplaceTempView("orders")
     inv_all = pa.concat_tables([inputs.inventory, _carried_inventory_table(inputs.inv_state)])
     spark.createDataFrame(inv_all).createOrReplaceTempView("inventory")
-    for name, tbl in dims.items():
-        spark.createDataFrame(tbl).createOrReplaceTempView(name)
     base = inputs.baseline
-    spark.createDataFrame(pa.Table.from_pandas(base, preserve_index=False)).createOrReplaceTempView("baseline")
 
     # 1. aggregate early: product x warehouse x minute (WHERE, GROUP BY, HAVING)
     order_minutes = spark.sql(f"""
@@ -291,54 +322,31 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
         FROM orders
         WHERE order_ts >= timestamp_millis({start_ms}) AND order_ts < timestamp_millis({end_ms})
         GROUP BY product_id, warehouse_id, CAST(FLOOR((unix_millis(order_ts) - {start_ms}) / 60000) AS INT)
-        HAVING SUM(order_qty) > 0""").cache()
-    order_minutes.createOrReplaceTempView("order_minutes")
+        HAVING SUM(order_qty) > 0""")
     latest = spark.sql(f"""
         SELECT product_id, warehouse_id, inventory_on_hand, reserved_stock, fulfillment_delay, inventory_ts,
                inbound_units, inbound_due_minutes
         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY product_id, warehouse_id
                                            ORDER BY inventory_ts DESC, inventory_event_id DESC) AS rn
               FROM inventory WHERE inventory_ts < timestamp_millis({end_ms}))
-        WHERE rn = 1""").cache()
-    latest.createOrReplaceTempView("latest_inventory")
-    # 2. join the (small) aggregates with the dims and the cold baseline
-    state = spark.sql(f"""
-        SELECT i.product_id, i.warehouse_id, GREATEST(i.inventory_on_hand - i.reserved_stock, 0) AS available,
-               i.inbound_units,
-               GREATEST(i.inbound_due_minutes - CAST({end_ms} - unix_millis(i.inventory_ts) AS DOUBLE) / 60000, 0.0)
-                 AS inbound_in_min,
-               p.category, c.city, c.province, p.base_price * (1 - p.discount_pct / 100.0) AS unit_price,
-               b.baseline_velocity
-        FROM latest_inventory i
-        JOIN warehouses_dim w ON i.warehouse_id = w.warehouse_id
-        JOIN cities_dim c ON w.city_id = c.city_id
-        JOIN products_dim p ON i.product_id = p.product_id
-        LEFT JOIN baseline b ON b.product_id = i.product_id AND b.warehouse_id = i.warehouse_id""")
-    # 3. the pure KPI functions over whole products (all warehouses of a product: the reroute rule needs
-    #    them), a bucket of products per Python call: one call per product costs ~5 ms each, minutes for 20k.
-    #    The sale-wide lift is one number over all pairs: the driver computes it from the small minute
-    #    aggregate (collected here, used again in 4) and every group gets it in its params.
+        WHERE rn = 1""")
+    # 2. the two aggregates go to the driver once: every extra Spark job costs ~0.5-1.5 s of scheduling on
+    #    a one-executor YARN app, and at 20,000 products x 20 warehouses shipping 400k pairs to a Python
+    #    worker and their KPIs back (the former cogroup/applyInPandas) cost 30-45 s a cycle, against ~3 s
+    #    for the same pure functions on the driver (issue 19)
     minutes_pd = order_minutes.toPandas()
+    latest_pd = latest.toPandas()
+    # 3. the pure KPI functions over all products at once (all warehouses of a product: the reroute rule
+    #    needs them). The sale-wide lift is one number over all pairs, from the minute aggregate.
     category = dims["products_dim"].select(["product_id", "category"]).to_pandas().set_index("product_id")["category"]
     this_run = run_params(params, as_of, minutes_pd, base, category)
-    fn = lambda m, s: product_group_kpis(m, s, this_run)  # noqa: E731
-    bucket = f"pmod(product_id, {PRODUCT_BUCKETS}) AS product_bucket"
-    sku = (
-        spark.table("order_minutes")
-        .selectExpr("product_id", "warehouse_id", "minute_idx", "units", "orders", bucket)
-        .groupBy("product_bucket")
-        .cogroup(state.selectExpr("*", bucket).groupBy("product_bucket"))
-        .applyInPandas(fn, sku_spark_schema())
-    )
-    sku.createOrReplaceTempView("sku_kpis")
-    skus = spark.sql("""
-        SELECT s.*, w.warehouse_name
-        FROM sku_kpis s JOIN warehouses_dim w ON s.warehouse_id = w.warehouse_id""").toPandas()
-    # 4. the rollups come from the two small aggregates the driver collects once: every extra Spark job
-    #    costs ~0.5-1.5 s of scheduling on a one-executor YARN app, far more than this pandas work
-    latest_pd = latest.toPandas()
-    order_minutes.unpersist()
-    latest.unpersist()
+    state = pair_state(latest_pd, dims, base, end_ms)
+    skus = product_group_kpis(minutes_pd, state, this_run)
+    names = dims["warehouses_dim"].select(["warehouse_id", "warehouse_name"]).to_pandas()
+    skus = skus.merge(names, on="warehouse_id", how="inner")
+    # nullable integer columns as Spark's Arrow collect gave them (float, NaN for null): assemble's contract
+    skus = skus.astype({c: "float64" for c, t in skus.dtypes.items() if str(t) == "Int64"})
+    # 4. the rollups come from the same two aggregates
     per_minute = minutes_pd.groupby("minute_idx", as_index=False)[["orders", "units"]].sum()
     wh_load = minutes_pd.groupby(["warehouse_id", "minute_idx"], as_index=False)["orders"].sum()
     wh_load = wh_load[wh_load["orders"] > 0]
