@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -131,10 +132,12 @@ def test_newest_data_wins_whoever_publishes_and_older_data_changes_nothing(rc_ke
     assert write_snapshot(r, keys, _at(1), **put) is None  # e.g. `flashsale kpi --as-of` in the past
     assert {k: r.get(k) for k in before} == before
     alerts, _, head = read_state(r, keys)
+    assert head is not None and time.time() - head.pop("published_at") < 60  # when: for the DAG's look
     assert alerts == {"by": "new"} and head == {
         "run_id": "run-3",
         "data_as_of": _at(3)["data_as_of"],
         "app_started_at": 160.0,
+        "app_deadline": None,
     }
     assert read_head(r, keys)["app_started_at"] > 100.0  # what makes the old app stop refreshing
     assert [p["run_id"] for p in read_snapshot(r, keys)["trend"]] == ["run-1", "run-2", "run-3"]
