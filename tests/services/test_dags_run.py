@@ -17,8 +17,9 @@ from cluster.services import airflow_env
 from flashsale.settings import PROJECT_ROOT
 
 
-def airflow(stack, *args, timeout=600):
+def airflow(stack, *args, timeout=600, env_extra: dict[str, str] | None = None):
     env = {**os.environ, **airflow_env(stack), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.update(env_extra or {})
     return subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -37,19 +38,41 @@ def test_seed_dag_runs_and_is_idempotent(stack):
 
 
 def test_kpi_dag_on_yarn_leaves_a_fresh_snapshot(stack):
+    """No app serves: the minute's run starts one (here for one cycle, not the hour), which publishes."""
     from datetime import datetime
 
     from flashsale.redis_keys import keys_for, read_snapshot
     from flashsale.stores import redis_client
 
+    r, keys = redis_client(stack), keys_for(stack)
+    r.delete(keys.head, keys.launch)
     started = time.time()
-    out = airflow(stack, "dags", "test", "flashsale_kpi_minute")
+    out = airflow(stack, "dags", "test", "flashsale_kpi_minute", env_extra={"FLASHSALE_KPI_REFRESH_FOR_SECONDS": "0"})
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
-    assert "to yarn (YARN tag" in log
-    snap = read_snapshot(redis_client(stack), keys_for(stack))
+    assert "KPI app: no scheduled app has published" in log and "to yarn (YARN tag" in log
+    snap = read_snapshot(r, keys)
     assert snap is not None
     assert datetime.fromisoformat(snap["computed_at"]).timestamp() >= started - 1
+
+
+def test_kpi_dag_only_looks_while_an_app_serves(stack):
+    """A live app published seconds ago and serves for long: the minute's run starts no Spark app."""
+    from flashsale.redis_keys import keys_for
+    from flashsale.stores import redis_client
+
+    r, keys = redis_client(stack), keys_for(stack)
+    now = time.time()
+    head = {"run_id": "live", "data_as_of": "2026-01-01T00:00:00+00:00", "app_started_at": now - 60}
+    r.set(keys.head, json.dumps({**head, "app_deadline": now + 3000, "published_at": now}), ex=300)
+    r.delete(keys.launch)
+    try:
+        out = airflow(stack, "dags", "test", "flashsale_kpi_minute")
+    finally:
+        r.delete(keys.head, keys.launch)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert "serves (published" in log and "to yarn (YARN tag" not in log
 
 
 def test_archive_dag_runs(stack):
