@@ -264,6 +264,28 @@ def build_spark(app_name: str = "flashsale-kpi"):
     )
 
 
+def newest_per_pair(inventory, end_ms: int):
+    """The newest inventory row per (product, warehouse) before ``end_ms`` (ties: the larger event id), as
+    pandas with the columns the KPI state needs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = [
+        "product_id",
+        "warehouse_id",
+        "inventory_on_hand",
+        "reserved_stock",
+        "fulfillment_delay",
+        "inventory_ts",
+        "inbound_units",
+        "inbound_due_minutes",
+    ]
+    before = pc.less(inventory["inventory_ts"], pa.scalar(end_ms, pa.timestamp("ms", tz="UTC")))
+    df = inventory.filter(before).to_pandas()
+    df = df.sort_values(["inventory_ts", "inventory_event_id"], ascending=False, kind="stable")
+    return df.drop_duplicates(["product_id", "warehouse_id"], keep="first")[cols].reset_index(drop=True)
+
+
 def pair_state(latest, dims: dict, baseline, end_ms: int):
     """The KPI functions' per-pair state (kpi.rules.STATE_COLUMNS): the newest inventory row per pair joined
     with its warehouse's city, its product and its archive baseline (inner joins on the dims: a pair whose
@@ -279,8 +301,8 @@ def pair_state(latest, dims: dict, baseline, end_ms: int):
         baseline[["product_id", "warehouse_id", "baseline_velocity"]], on=["product_id", "warehouse_id"], how="left"
     )
     ts = pd.to_datetime(st["inventory_ts"])
-    ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
-    age_min = (end_ms - ts.astype("int64").to_numpy() // 1_000_000) / 60000.0
+    ts = (ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")).dt.as_unit("ms")
+    age_min = (end_ms - ts.astype("int64").to_numpy()) / 60000.0  # ms since the epoch, whatever the source unit
     return pd.DataFrame(
         {
             "product_id": st["product_id"].astype("int64"),
@@ -310,11 +332,9 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
     end_ms = int(as_of.timestamp() * 1000)
     dims = inputs.dims
     spark.createDataFrame(inputs.orders).createOrReplaceTempView("orders")
-    inv_all = pa.concat_tables([inputs.inventory, _carried_inventory_table(inputs.inv_state)])
-    spark.createDataFrame(inv_all).createOrReplaceTempView("inventory")
     base = inputs.baseline
 
-    # 1. aggregate early: product x warehouse x minute (WHERE, GROUP BY, HAVING)
+    # 1. Spark aggregates the window early: product x warehouse x minute (WHERE, GROUP BY, HAVING)
     order_minutes = spark.sql(f"""
         SELECT product_id, warehouse_id,
                CAST(FLOOR((unix_millis(order_ts) - {start_ms}) / 60000) AS INT) AS minute_idx,
@@ -323,19 +343,17 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
         WHERE order_ts >= timestamp_millis({start_ms}) AND order_ts < timestamp_millis({end_ms})
         GROUP BY product_id, warehouse_id, CAST(FLOOR((unix_millis(order_ts) - {start_ms}) / 60000) AS INT)
         HAVING SUM(order_qty) > 0""")
-    latest = spark.sql(f"""
-        SELECT product_id, warehouse_id, inventory_on_hand, reserved_stock, fulfillment_delay, inventory_ts,
-               inbound_units, inbound_due_minutes
-        FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY product_id, warehouse_id
-                                           ORDER BY inventory_ts DESC, inventory_event_id DESC) AS rn
-              FROM inventory WHERE inventory_ts < timestamp_millis({end_ms}))
-        WHERE rn = 1""")
     # 2. the two aggregates go to the driver once: every extra Spark job costs ~0.5-1.5 s of scheduling on
     #    a one-executor YARN app, and at 20,000 products x 20 warehouses shipping 400k pairs to a Python
     #    worker and their KPIs back (the former cogroup/applyInPandas) cost 30-45 s a cycle, against ~3 s
     #    for the same pure functions on the driver (issue 19)
     minutes_pd = order_minutes.toPandas()
-    latest_pd = latest.toPandas()
+    # the newest inventory per pair is a reduction of the carried state (one row per pair: 400k at 20,000
+    # products) and the window's events: on the driver, vectorized (~1 s), because shipping the carried
+    # rows to a YARN executor every cycle cost ~35 s there (issue 19's sustained run)
+    latest_pd = newest_per_pair(
+        pa.concat_tables([inputs.inventory, _carried_inventory_table(inputs.inv_state)]), end_ms
+    )
     # 3. the pure KPI functions over all products at once (all warehouses of a product: the reroute rule
     #    needs them). The sale-wide lift is one number over all pairs, from the minute aggregate.
     category = dims["products_dim"].select(["product_id", "category"]).to_pandas().set_index("product_id")["category"]
