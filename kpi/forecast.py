@@ -119,17 +119,14 @@ def expected_short(
     sd = np.sqrt(mean + mean**2 / np.maximum(shape, 1e-9))
     top = np.maximum(mean + 8 * sd, k) - k
     out = np.zeros(k.shape)
-    # where the stock is beyond mean + 8 sd the grid has no width and the shortfall is 0: only the rest is
-    # integrated (at 20,000 products most pairs, 10-50x less work; same numbers)
+    shape_b, rate_b, e_b = (np.broadcast_to(a, k.shape) for a in (shape, rate, exposure))
+    # where the stock is beyond mean + 8 sd the grid has no width and the shortfall is exactly 0
     on = top > 0
     if not on.any():
         return out
     frac = np.linspace(0.0, 1.0, steps)
     x = k[on, None] + top[on, None] * frac[None, :]
-    e = np.broadcast_to(exposure, k.shape)[on, None]
-    sf = p_at_least(
-        np.maximum(x, 1e-9), np.broadcast_to(shape, k.shape)[on, None], np.broadcast_to(rate, k.shape)[on, None], e
-    )
+    sf = p_at_least(np.maximum(x, 1e-9), shape_b[on, None], rate_b[on, None], e_b[on, None])
     out[on] = np.trapezoid(sf, dx=1.0, axis=1) * top[on] / (steps - 1)
     return out
 
@@ -170,12 +167,15 @@ def forecast(
     measured_minutes: float = 0.0,
     prior_cv: float = 0.0,
     unseen_prior_minutes: float = UNSEEN_PRIOR_MINUTES,
+    short_min_p: float = 0.0,
 ) -> Forecast:
     """The module's forecaster for n pairs.
 
     ``orders_series``: (n, W) orders per window minute, oldest first. ``prior_rate``: (n,) orders per
     unit of planned intensity, NaN where the archive has no baseline. ``short_for``: pairs (bool mask)
-    whose expected shortfall is computed (the rest get 0). ``lift_sigma``, ``measured_minutes``: the plan's
+    whose expected shortfall is computed (the rest get 0); ``short_min_p``: nor below this stockout
+    probability (a pair that can raise no alert: its shortfall is ~0, and integrating it for every one of
+    400k pairs took ~33 s a cycle at 20,000 products, issue 19). ``lift_sigma``, ``measured_minutes``: the plan's
     lift error and how long an event runs before the data has measured it (module doc). ``prior_cv``: the
     least coefficient of variation of an archive prior. ``unseen_prior_minutes``: the evidence a pair's
     absence from a non-empty archive is worth (its prior: ~0 orders in that many minutes)."""
@@ -229,7 +229,7 @@ def forecast(
     late = (inb > 0) & (pes > d)
     pes = np.where(late, minutes_for_exposure(cum, gammaincinv(kQI, pessimistic_q) / r_hat), pes)
     short = np.zeros(n)
-    sel = np.flatnonzero(short_for) if short_for is not None else np.arange(n)
+    sel = np.flatnonzero((short_for if short_for is not None else True) & (p >= short_min_p))
     if len(sel):
         k_sel = np.where(Q[sel] + inb[sel] <= 0, 0.0, kQI[sel])
         for m, wt in zip(*lift_error_nodes(lift_sigma if open_events else 0.0, SHORT_NODES), strict=True):
