@@ -289,7 +289,8 @@ def test_a_write_between_verify_and_drop_survives_and_is_archived(archive_settin
         first = running.result()
     monkeypatch.delenv("FLASHSALE_ARCHIVE_PAUSE_AT")
     assert [b["batch_id"] for b in first["batches"]] == ["inventory_fact-20261111T00", "orders_fact-20261111T00"]
-    assert _hot_names(s, "20261111_00") == ["inventory_fact__20261111_0015"]  # the late record, in a fresh bucket
+    fresh = hot_layout.collection_for(INVENTORY_FACT, late["inventory_ts"], s.hot_bucket_minutes)
+    assert _hot_names(s, "20261111_00") == [fresh]  # the late record, in a fresh bucket
     _reconcile(s, ids)  # nothing lost: the late record is still hot
     second = run_archive(s, master="local[*]", now=now, force=True)
     assert [(b["batch_id"], b["supplement"], b["rows"]) for b in second["batches"]] == [
