@@ -96,7 +96,8 @@ def test_generate_into_the_hot_store_then_rerun_duplicates_nothing(stack, scratc
     with mongo_client(stack) as client:
         db = client[scratch_db]
         buckets = fact_collections(db, ORDERS_FACT)
-        assert len(buckets) == 3 and "orders_fact" not in db.list_collection_names()  # 15 minutes, 5-minute buckets
+        minutes = int(SMALL["minutes"])  # one bucket per hot_bucket_minutes of the simulated run
+        assert len(buckets) == minutes // stack.hot_bucket_minutes and "orders_fact" not in db.list_collection_names()
         for name in buckets:  # every order sits in the bucket of its own event time
             for order in db[name].find({}).limit(50):
                 validate("orders_fact", order)
