@@ -46,15 +46,25 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
         self.yarn_tag: str | None = None
 
     def execute(self, context: Any) -> Any:
+        from flashsale.settings import get_settings
+
+        s = get_settings()
+        if self.supervise_kpi_app:
+            if not self.kpi_app_needed(s):
+                return None  # a live app serves the snapshot: this minute's run only looked
+            try:
+                return self._submit_app(s, context)
+            except BaseException:
+                self.release_launch(s)  # the next minute's run may start one at once, not after the grace
+                raise
+        return self._submit_app(s, context)
+
+    def _submit_app(self, s, context: Any) -> Any:
         from airflow.sdk import BaseHook
 
         from cluster.spark_submit import ensure_spark_archives, submit_conf
         from cluster.yarn import safe_tag
-        from flashsale.settings import get_settings
 
-        s = get_settings()
-        if self.supervise_kpi_app and not self.kpi_app_needed(s):
-            return None  # a live app serves the snapshot: this minute's run only looked
         master = BaseHook.get_connection(self._conn_id).host
         if master is None:
             raise AirflowFailException(f"connection {self._conn_id!r} has no host (the Spark master)")
@@ -95,7 +105,19 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
         if not claim_launch(r, keys, submitted_at, s.kpi_launch_grace_seconds, launch):
             self.log.info("KPI app: another run claimed the start meanwhile")
             return False
+        self._claimed_at = submitted_at
         return True
+
+    def release_launch(self, s) -> None:
+        """Forget this run's start claim when its app failed to start (if no other run claimed since)."""
+        from flashsale.redis_keys import keys_for, read_launch
+        from flashsale.stores import redis_client
+
+        r, keys = redis_client(s), keys_for(s)
+        mine = getattr(self, "_claimed_at", None)
+        if mine is not None and (read_launch(r, keys) or {}).get("submitted_at") == mine:
+            r.delete(keys.launch)
+            self.log.info("KPI app: the start failed; its claim is released")
 
     def guarded(self, submit) -> Any:
         """Run ``submit``; whatever ends it early kills this try's YARN applications first."""

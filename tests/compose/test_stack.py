@@ -154,7 +154,8 @@ def test_the_compose_stack_does_its_job(stack):
     where = {"head" if ip == head else ip: on.count(ip) for ip in set(on)}
     t = phase(f"2. shard actors on both Ray workers ({where})", t)
 
-    # 3. the minute KPI DAG succeeds on YARN, executors on both workers, a fresh snapshot in Redis
+    # 3. the minute KPI DAG starts the KPI app on YARN (an executor on a worker) and it publishes a snapshot;
+    #    the minute's other runs only look at it and succeed
     from cluster import airflow_api
     from flashsale.redis_keys import keys_for, read_snapshot
     from flashsale.stores import redis_client
@@ -180,12 +181,12 @@ def test_the_compose_stack_does_its_job(stack):
                     executors[w].add(c["id"])
         runs = airflow_api.call(af, "GET", "dags/flashsale_kpi_minute/dagRuns?order_by=-run_after&limit=20", jwt=jwt)
         ok = [r for r in runs["dag_runs"] if r["state"] == "success"]
-        return ok and all(executors.values())
+        return ok and any(executors.values()) and read_snapshot(redis_client(snap_settings), keys_for(snap_settings))
 
-    wait(kpi_ok, 900, "a successful minute KPI run and executors on both workers", poll=3)
     snap_settings = Settings(
         _env_file=None, redis_host=ip_of(containers("redis")[0]), redis_password=env["FLASHSALE_REDIS_PASSWORD"]
     )
+    wait(kpi_ok, 900, "a KPI app with an executor on a worker, a published snapshot and a looking run", poll=3)
     snap = read_snapshot(redis_client(snap_settings), keys_for(snap_settings))
     assert snap and snap["master"] == "yarn", snap and snap.get("master")
     age = datetime.now(UTC) - datetime.fromisoformat(snap["computed_at"])
