@@ -132,15 +132,19 @@ def plan(
     ]
 
 
-def in_spike(bucket_counts: list[tuple[datetime, str, int]], factor: float) -> bool:
-    """Whether the intake is in a flash spike: the newest complete bucket holds ``factor`` times the
-    median of the hot store's complete buckets (the newest bucket is still filling, so it is left out)."""
-    counts = [c for _, c in sorted((t, c) for t, n, c in bucket_counts if not n.endswith(SEALED))][:-1]
-    if len(counts) < 3:
+def in_spike(bucket_counts: list[tuple[datetime, str, int]], factor: float, live_after: datetime | None) -> bool:
+    """Whether the intake is in a flash spike now: the newest complete bucket holds ``factor`` times the
+    median of the hot store's complete buckets (the newest bucket is still filling, so it is left out) and
+    started at or after ``live_after`` (the clock's now less a few buckets). Data that stopped arriving, or
+    a load with no clock (``live_after`` None: fast-forward, replay), is no spike: archival must not wait
+    for intake that is not coming."""
+    if live_after is None:
         return False
-    ordered = sorted(counts)
-    median = ordered[len(ordered) // 2]
-    return counts[-1] > factor * max(median, 1)
+    live = sorted((t, c) for t, n, c in bucket_counts if not n.endswith(SEALED))[:-1]
+    if len(live) < 3 or live[-1][0] < live_after:
+        return False
+    ordered = sorted(c for _, c in live)
+    return live[-1][1] > factor * max(ordered[len(ordered) // 2], 1)
 
 
 def should_archive(

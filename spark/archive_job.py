@@ -546,6 +546,15 @@ def archive_now(s, bucket_starts: list[datetime], wall_now: datetime | None = No
     return newest_end if limit is None else min(newest_end, limit)
 
 
+def spike_clock(s, wall_now: datetime | None = None) -> datetime | None:
+    """Buckets starting after this are live intake (a spike there defers archival): the run's clock now,
+    less three buckets; None when the data has no clock (fast-forward or replayed loads)."""
+    limit = s.data_clock_limit(wall_now or datetime.now(UTC))
+    if limit is None:
+        return None
+    return limit - timedelta(seconds=s.kpi_future_skew_seconds, minutes=3 * s.hot_bucket_minutes)
+
+
 def main(argv=None) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -566,7 +575,8 @@ def main(argv=None) -> int:
         for fact, rows in inventory.items()
         for b in plan(CONTRACTS[fact], rows, now, s.archive_min_age_minutes, s.hot_bucket_minutes)
     ]
-    spike = any(in_spike(rows, s.archive_spike_factor) for rows in inventory.values())
+    live_after = spike_clock(s)
+    spike = any(in_spike(rows, s.archive_spike_factor, live_after) for rows in inventory.values())
     go, why = should_archive(
         total, sum(b.rows for b in batches), spike, s.archive_max_hot_records, s.archive_spike_defer_share
     )

@@ -58,15 +58,19 @@ def test_trigger_on_old_buckets_or_count_but_not_in_a_spike():
     assert should_archive(9, 3, True, max_hot_records=10, spike_defer_share=0.8)[0]  # ... unless near the limit
 
 
-def test_a_spike_is_the_newest_complete_bucket_far_above_the_median():
+def test_a_spike_is_the_newest_complete_bucket_far_above_the_median_while_data_arrives():
     def rows(counts):
         return [(T0 + timedelta(minutes=5 * i), f"b{i}", c) for i, c in enumerate(counts)]
 
-    assert in_spike(rows([100, 110, 90, 400, 5]), factor=2)  # the last bucket is still filling
-    assert not in_spike(rows([100, 110, 90, 150, 5]), factor=2)
-    assert not in_spike(rows([100, 400]), factor=2)  # too little history to say
+    live = T0  # every bucket below is live intake
+    assert in_spike(rows([100, 110, 90, 400, 5]), factor=2, live_after=live)  # the last bucket is still filling
+    assert not in_spike(rows([100, 110, 90, 150, 5]), factor=2, live_after=live)
+    assert not in_spike(rows([100, 400]), factor=2, live_after=live)  # too little history to say
     sealed = [(T0 - timedelta(hours=1), "orders_fact__20261110_2300__sealed", 10_000)]
-    assert in_spike(rows([100, 110, 90, 400, 5]) + sealed, factor=2)  # a sealed bucket is not intake
+    assert in_spike(rows([100, 110, 90, 400, 5]) + sealed, factor=2, live_after=live)  # a sealed bucket is no intake
+    # data that stopped arriving in a spike (a generated cold hour), or a load without a clock: no spike
+    assert not in_spike(rows([100, 110, 90, 400, 5]), factor=2, live_after=T0 + timedelta(hours=2))
+    assert not in_spike(rows([100, 110, 90, 400, 5]), factor=2, live_after=None)
 
 
 def test_plan_takes_sealed_buckets_with_their_hour():
