@@ -54,6 +54,7 @@ class KpiInputs:
     known_ids: dict[str, set[int]] = field(default_factory=dict)
     dq: dict[str, dict] = field(default_factory=dict)  # per contract: valid / quarantined counts and reasons
     baseline_info: dict = field(default_factory=dict)
+    baseline_read_at: float = 0.0  # epoch s of the archive baseline's read
     timings: dict[str, float] = field(default_factory=dict)
     inv_start: datetime | None = None
     collections_read: list[str] = field(default_factory=list)
@@ -160,12 +161,14 @@ def _read_inputs(
     orders, inv = facts[ORDERS_FACT.name], facts[INVENTORY_FACT.name]
     t["validate_s"] = time.perf_counter() - t2
     t3 = time.perf_counter()
-    if reuse is not None:
-        baseline, binfo = reuse.baseline, reuse.baseline_info
+    stale = reuse is not None and time.time() - reuse.baseline_read_at >= s.kpi_baseline_refresh_seconds
+    if reuse is not None and not (use_archive and stale):
+        baseline, binfo, read_at = reuse.baseline, reuse.baseline_info, reuse.baseline_read_at
     elif use_archive:
         baseline, binfo = read_archive_baseline(s.archive_root, as_of, s.kpi_baseline_days)
+        read_at = time.time()  # an hour-long app re-reads it every kpi_baseline_refresh_seconds (newly archived hours)
     else:
-        baseline, binfo = empty_baseline(), {"source": None, "pairs": 0}
+        baseline, binfo, read_at = empty_baseline(), {"source": None, "pairs": 0}, time.time()
     t["read_archive_s"] = time.perf_counter() - t3
     return KpiInputs(
         orders=orders,
@@ -179,6 +182,7 @@ def _read_inputs(
         known_ids=known,
         dq=dq,
         baseline_info=binfo,
+        baseline_read_at=read_at,
         timings=t,
         inv_start=inv_start,
         collections_read=cols,
