@@ -224,15 +224,21 @@ def _carried_inventory_table(inv_state):
     return inv_state.append_column(INVENTORY_FACT.key, ids).select(schema.names).cast(schema)
 
 
+def _utc(times):
+    """Inventory times as UTC timestamps, whether they came naive (Spark's collect) or zoned (Arrow)."""
+    import pandas as pd
+
+    ts = pd.to_datetime(times)
+    return ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+
+
 def _inventory_state(latest) -> bytes:
     """The newest inventory row per pair (a pandas frame from Spark) as the carried state's bytes."""
-    import pandas as pd
     import pyarrow as pa
 
     from flashsale.redis_keys import encode_inventory_state, inventory_state_schema
 
-    ts = pd.to_datetime(latest["inventory_ts"])
-    ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+    ts = _utc(latest["inventory_ts"])
     columns = {c: latest[c] for c in inventory_state_schema().names if c != "inventory_ts"}
     table = pa.table({**columns, "inventory_ts": ts})
     return encode_inventory_state(table)
@@ -304,8 +310,7 @@ def pair_state(latest, dims: dict, baseline, end_ms: int):
     st = st.merge(
         baseline[["product_id", "warehouse_id", "baseline_velocity"]], on=["product_id", "warehouse_id"], how="left"
     )
-    ts = pd.to_datetime(st["inventory_ts"])
-    ts = (ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")).dt.as_unit("ms")
+    ts = _utc(st["inventory_ts"]).dt.as_unit("ms")
     age_min = (end_ms - ts.astype("int64").to_numpy()) / 60000.0  # ms since the epoch, whatever the source unit
     return pd.DataFrame(
         {
