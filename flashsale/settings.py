@@ -179,10 +179,6 @@ class Settings(BaseSettings):
     # minutes of sales, summed over all pairs, that measure the sale's demand over the baselines x the
     # planned calendar (kpi/rules.py "measured_lift"); 0: off
     kpi_sale_lift_minutes: int = Field(10, ge=0, le=60)
-    # expected shortfall (the loss that ranks alerts) only for pairs at or above this p (half the alert
-    # exit p: an alert stays open only above kpi_alert_exit_p); integrating it for all 400k pairs at
-    # 20,000 products cost ~33 s a cycle, where ~28 % of the pairs were above 0.05 (issue 19)
-    kpi_short_min_p: float = Field(0.05, ge=0, le=1)
     kpi_margin_rate: float = Field(0.2, gt=0, le=1)  # margin share of the selling price: the loss per unit short
     kpi_queue_size: int = Field(20, ge=1, le=500)  # actionable items in the operator's queue
     # the planned sale calendar the business publishes: JSON list of {"start", "lift", "decay_minutes"} or the

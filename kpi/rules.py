@@ -102,7 +102,6 @@ class KpiParams:
     calendar: tuple[SaleEvent, ...] = ()  # the planned sale calendar (kpi/forecast.py)
     prior_cv: float = 0.5  # the archive prior's least coefficient of variation (kpi/forecast.py)
     plan_lift_sigma: float = 0.25  # log-normal error of a planned event's lift until the data measured it
-    short_min_p: float = 0.05  # no expected shortfall below this p (half the alert exit p; kpi/forecast.py)
     # per run, set by the job (and the backtest) from the data, never settings:
     sale_lift: float = 1.0  # sale-wide demand over what the baselines and the plan expect
     category_lift: tuple[tuple[str, float], ...] = ()  # the same per category, pooled toward sale_lift
@@ -136,7 +135,6 @@ class KpiParams:
             calendar=parse_calendar(s.kpi_sale_calendar),
             plan_lift_sigma=s.kpi_plan_lift_sigma,
             prior_cv=s.kpi_prior_cv,
-            short_min_p=s.kpi_short_min_p,
         )
 
     def for_run(self, as_of: datetime, **measured) -> KpiParams:
@@ -309,7 +307,6 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
         pessimistic_q=params.pessimistic_q,
         units_per_order=upo,
         short_for=None,
-        short_min_p=params.short_min_p,
         cover_minutes=params.horizon_minutes + params.lead_time_minutes,
         lift_sigma=params.plan_lift_sigma,
         prior_cv=params.prior_cv,

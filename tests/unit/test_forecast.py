@@ -102,13 +102,29 @@ def test_forecast_edge_cases_inbound_and_a_planned_spike():
     assert spiked.p_stockout[1] > 0.99 and spiked.eta_median[1] < fc.eta_median[1]
 
 
-def test_expected_short_matches_a_direct_sum():
-    shape, rate, E, k = 4.0, 1.0, 6.0, 20.0
+@pytest.mark.parametrize(
+    "shape, rate, E, k",
+    [
+        (4.0, 1.0, 6.0, 20.0),
+        (0.3, 2.0, 5.0, 0.0),
+        (50.0, 10.0, 3.0, 7.0),
+        (1e6, 1e6 / 0.4, 90.0, 30.0),
+        (2.0, 1.0, 1.0, 1.0),
+    ],
+)
+def test_expected_short_is_the_direct_sum(shape, rate, E, k):
     nb = stats.nbinom(shape, rate / (rate + E))
-    x = np.arange(0, 2000)
+    x = np.arange(0, 5000)
     direct = float((np.maximum(x - k, 0) * nb.pmf(x)).sum())
-    got = F.expected_short(np.array([k]), np.array([shape]), np.array([rate]), np.array([E]), steps=400)[0]
-    assert got == pytest.approx(direct, rel=0.03)
+    got = F.expected_short(np.array([k]), np.array([shape]), np.array([rate]), np.array([E]))[0]
+    assert got == pytest.approx(direct, rel=1e-6, abs=1e-9)
+
+
+def test_expected_short_between_whole_orders_and_without_exposure():
+    ks = np.linspace(3.0, 4.0, 11)
+    got = F.expected_short(ks, np.full(11, 4.0), np.full(11, 1.0), np.full(11, 6.0))
+    assert np.all(np.diff(got) < 0)  # more stock, less shortfall, continuously between whole orders
+    assert F.expected_short(np.array([0.0]), np.array([4.0]), np.array([1.0]), np.array([0.0]))[0] == 0.0
 
 
 def test_calendar_parses_round_trips_and_names_bad_events(tmp_path):
