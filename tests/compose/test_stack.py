@@ -249,16 +249,27 @@ def test_the_compose_stack_does_its_job(stack):
                 return o
         return {}
 
-    # the live simulator's flash spike defers archival while it lasts (archive_layout.should_archive): try again
-    arch = wait(archival_run, 900, "an archival run that archived the cold hour", poll=20)
+    def hour_archived() -> tuple[dict, dict] | None:
+        """An archival run that archived part of the cold hour, once every fact of it has been archived: a
+        scheduled run may have planned while the generator was still writing (inventory before orders), and
+        the live simulator's flash spike defers archival while it lasts (archive_layout.should_archive)."""
+        log = archival_run()
+        if not log:
+            return None
+        found = incluster("archive", HIST)
+        if all(c["archived"] for c in found["collections"].values()):
+            return log, found
+        left = {n: len(c["hot"]) for n, c in found["collections"].items() if not c["archived"]}
+        print(f"[test-cluster] archival so far left {left} hot with nothing archived: another run")
+        return None
+
+    arch, result = wait(hour_archived, 900, "archival runs that archived every fact of the cold hour", poll=20)
     res = arch["result"] or {}
     batches = [b.get("batch_id") for b in res.get("batches", [])]
     print(f"[test-cluster] archival: {res.get('trigger')!r}, now {res.get('now')}, batches {batches}")
     t = phase("5b. archival DAG run", t)
-    result = incluster("archive", HIST)
     for name, c in result["collections"].items():
         hot, archived = c["hot"], c["archived"]
-        assert archived, f"nothing of {name} was archived ({len(hot)} hot, {c['files']} archive files)"
         assert len(set(hot) | set(archived)) == len(hot) + len(archived) == generated[name], (
             name,
             len(hot),
