@@ -40,6 +40,16 @@ def _overrides(stack, name: str, **extra) -> dict[str, str]:
     }
 
 
+def hot_store_records(s) -> int:
+    """Records of both facts in the hot store (buckets and sealed buckets), from collection statistics."""
+    from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
+    from flashsale.hot_store import fact_records
+    from flashsale.stores import mongo_client
+
+    with mongo_client(s) as c:
+        return fact_records(c.get_default_database(), (ORDERS_FACT, INVENTORY_FACT))
+
+
 class Sampler(threading.Thread):
     """Every half second: new snapshots (first wall time seen) and the machine's used memory; every
     ``hot_every`` seconds the hot store's fact record count (metadata counts: no scan)."""
@@ -53,18 +63,7 @@ class Sampler(threading.Thread):
         self.hot_records: list[tuple[float, int]] = []  # [(wall time, records in the hot store)]
 
     def hot_store_records(self) -> int:
-        from flashsale.contracts import INVENTORY_FACT, ORDERS_FACT
-        from flashsale.hot_layout import existing_buckets
-        from flashsale.stores import mongo_client
-
-        with mongo_client(self.s) as c:
-            db = c.get_default_database()
-            names = db.list_collection_names()
-            return sum(
-                db[n].estimated_document_count()
-                for f in (ORDERS_FACT, INVENTORY_FACT)
-                for _, n in existing_buckets(f, names)
-            )
+        return hot_store_records(self.s)
 
     def run(self):
         import psutil

@@ -68,6 +68,14 @@ def bucket_count(db, collection: str) -> int:
         raise
 
 
+def fact_records(db, contracts: tuple[Contract, ...]) -> int:
+    """Every record of these facts in the hot store: its buckets and its sealed buckets (an archival run
+    in progress), each counted from its statistics (``bucket_count``)."""
+    names = db.list_collection_names()
+    found = [n for c in contracts for _, n in existing_buckets(c, names) + existing_sealed(c, names)]
+    return sum(bucket_count(db, n) for n in found)
+
+
 @dataclass
 class BucketRead:
     """What one window read took from one collection: its document count just before the read, the start

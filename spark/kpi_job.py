@@ -298,14 +298,14 @@ def newest_per_pair(inventory, end_ms: int):
 
 def pair_state(latest, dims: dict, baseline, end_ms: int):
     """The KPI functions' per-pair state (kpi.rules.STATE_COLUMNS): the newest inventory row per pair joined
-    with its warehouse's city, its product and its archive baseline (inner joins on the dims: a pair whose
-    warehouse, city or product is unknown gets no KPIs; left join on the baseline)."""
+    with its warehouse's city, its product and its archive baseline (inner joins on the dims, pandas frames
+    here: a pair whose warehouse, city or product is unknown gets no KPIs; left join on the baseline)."""
     import numpy as np
     import pandas as pd
 
-    wh = dims["warehouses_dim"].select(["warehouse_id", "city_id"]).to_pandas()
-    cities = dims["cities_dim"].select(["city_id", "city", "province"]).to_pandas()
-    products = dims["products_dim"].select(["product_id", "category", "base_price", "discount_pct"]).to_pandas()
+    wh = dims["warehouses_dim"][["warehouse_id", "city_id"]]
+    cities = dims["cities_dim"][["city_id", "city", "province"]]
+    products = dims["products_dim"][["product_id", "category", "base_price", "discount_pct"]]
     st = latest.merge(wh, on="warehouse_id").merge(cities, on="city_id").merge(products, on="product_id")
     st = st.merge(
         baseline[["product_id", "warehouse_id", "baseline_velocity"]], on=["product_id", "warehouse_id"], how="left"
@@ -339,7 +339,7 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
     start = inputs.window_start
     start_ms = int(start.timestamp() * 1000)
     end_ms = int(as_of.timestamp() * 1000)
-    dims = inputs.dims
+    dims = {name: table.to_pandas() for name, table in inputs.dims.items()}  # once a cycle, for every join below
     spark.createDataFrame(inputs.orders).createOrReplaceTempView("orders")
     base = inputs.baseline
 
@@ -365,11 +365,11 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
     )
     # 3. the pure KPI functions over all products at once (all warehouses of a product: the reroute rule
     #    needs them). The sale-wide lift is one number over all pairs, from the minute aggregate.
-    category = dims["products_dim"].select(["product_id", "category"]).to_pandas().set_index("product_id")["category"]
+    category = dims["products_dim"].set_index("product_id")["category"]
     this_run = run_params(params, as_of, minutes_pd, base, category)
     state = pair_state(latest_pd, dims, base, end_ms)
     skus = product_group_kpis(minutes_pd, state, this_run)
-    names = dims["warehouses_dim"].select(["warehouse_id", "warehouse_name"]).to_pandas()
+    names = dims["warehouses_dim"][["warehouse_id", "warehouse_name"]]
     skus = skus.merge(names, on="warehouse_id", how="inner")
     # nullable integer columns as Spark's Arrow collect gave them (float, NaN for null): assemble's contract
     skus = skus.astype({c: "float64" for c, t in skus.dtypes.items() if str(t) == "Int64"})
@@ -378,12 +378,9 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
     wh_load = minutes_pd.groupby(["warehouse_id", "minute_idx"], as_index=False)["orders"].sum()
     wh_load = wh_load[wh_load["orders"] > 0]
     delay = latest_pd.groupby("warehouse_id")["fulfillment_delay"].mean()
-    cities = dims["cities_dim"].select(["city_id", "city", "province"]).to_pandas()
     warehouses = (
-        dims["warehouses_dim"]
-        .select(["warehouse_id", "warehouse_name", "city_id", "capacity"])
-        .to_pandas()
-        .merge(cities, on="city_id")
+        dims["warehouses_dim"][["warehouse_id", "warehouse_name", "city_id", "capacity"]]
+        .merge(dims["cities_dim"][["city_id", "city", "province"]], on="city_id")
         .drop(columns="city_id")
     )
     warehouses["fulfillment_delay"] = warehouses["warehouse_id"].map(delay)
