@@ -586,6 +586,13 @@ def _kpi_stats(s, t0: float, minutes: int) -> dict:
         },
         "unparsable_log_lines": stats.get("unparsable_lines", 0),
     }
+    # a warm app's refresh cycles (kpi_job --refresh): what each step of a cycle took, p50 / p95 / max
+    refreshes = [c for c in cycles if c["kind"] == "KPI_REFRESH"]
+    quantiles = (("p50", 50), ("p95", 95), ("max", 100))
+    out["refresh_cycle_s"] = {
+        step: {q: _pct([c[step] for c in refreshes if step in c], v) for q, v in quantiles}
+        for step in ("cycle_s", "read_facts_s", "validate_s", "spark_compute_s", "assemble_s")
+    }
     try:
         out["minute_dag_runs"] = dag_run_states(s, "flashsale_kpi_minute", t0)
         out["archive_dag_runs"] = dag_run_states(s, "flashsale_archive", t0)

@@ -717,6 +717,18 @@ def _sustained_key(f: list[Result]) -> str:
     )
 
 
+def _refresh_cycles(k: dict) -> str:
+    """The warm app's refresh cycle, when the run's JSON has it (bench_sustained since 2026-12-07 09:45)."""
+    c = k.get("refresh_cycle_s")
+    if not c:
+        return ""
+    steps = ", ".join(f"{step.removesuffix('_s')} p95 {sec(c[step]['p95'])}" for step in list(c)[1:])
+    return (
+        f"warm app refresh cycle p50 {sec(c['cycle_s']['p50'])}, p95 {sec(c['cycle_s']['p95'])}, max "
+        f"{sec(c['cycle_s']['max'])} ({steps}); "
+    )
+
+
 def _sustained_note(f: list[Result]) -> str:
     r = f[0]
     fr, k, a, proj = r["freshness"], r["kpi"], r["archive"], r["projection_24h"]
@@ -737,7 +749,8 @@ def _sustained_note(f: list[Result]) -> str:
         f"{', '.join(f'{n(v)} {st}' for st, v in sorted(k['minute_dag_runs']['states'].items()))} (a run that only "
         "looked at the serving app succeeds at once; the runs still active when the bench stops the pipeline end "
         f"failed: {n(r['marks'].get('kpi_runs_ended_by_the_stop', 0))} was running at the stop); "
-        f"archival: {n(a['records'])} records in {n(a['runs_that_archived'])} runs"
+        + _refresh_cycles(k)
+        + f"archival: {n(a['records'])} records in {n(a['runs_that_archived'])} runs"
         + (f", {ratio(x, 1)} the intake rate" if x is not None else "")
         + f". Hot store: peak {n(r['hot_store_peak_records'])} records, slope over the last half "
         f"{n(r['hot_store_slope_last_half'])} records/min, projected to 24 h "
