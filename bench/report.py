@@ -722,7 +722,7 @@ def _refresh_cycles(k: dict) -> str:
     c = k.get("refresh_cycle_s")
     if not c:
         return ""
-    steps = ", ".join(f"{step.removesuffix('_s')} p95 {sec(c[step]['p95'])}" for step in list(c)[1:])
+    steps = ", ".join(f"{step.removesuffix('_s')} p95 {sec(q['p95'])}" for step, q in c.items() if step != "cycle_s")
     return (
         f"warm app refresh cycle p50 {sec(c['cycle_s']['p50'])}, p95 {sec(c['cycle_s']['p95'])}, max "
         f"{sec(c['cycle_s']['max'])} ({steps}); "

@@ -162,10 +162,9 @@ class Settings(BaseSettings):
     # ... but never surer than this coefficient of variation: a pair's rate on the day drifts from its archive
     # average (popularity from day to day, the sale's discounts per product) by tens of per cent; 0: off
     kpi_prior_cv: float = Field(0.5, ge=0, le=5)
-    kpi_baseline_days: int = Field(7, ge=1)
-    kpi_baseline_refresh_seconds: float = Field(
-        120.0, gt=0
-    )  # an hour-long KPI app re-reads the archive baseline  # archived days the baseline reads (partition-pruned)
+    kpi_baseline_days: int = Field(7, ge=1)  # archived days the baseline reads (partition-pruned)
+    # an hour-long KPI app re-reads the archive baseline this often (newly archived hours reach its priors)
+    kpi_baseline_refresh_seconds: float = Field(120.0, gt=0)
     kpi_eta_pessimistic_quantile: float = Field(0.1, gt=0, lt=0.5)  # early quantile of the Gamma ETA
     kpi_high_risk_p: float = Field(0.5, gt=0, le=1)  # P(stockout within horizon) that is "high" risk: act
     kpi_watch_p: float = Field(0.2, gt=0, le=1)  # "watch" risk: an alert opens (action monitor)
