@@ -132,19 +132,27 @@ def plan(
     ]
 
 
+SPIKE_BASELINE_MINUTES = 60  # the intake a spike is measured against: the last hour, not the backlog
+
+
 def in_spike(bucket_counts: list[tuple[datetime, str, int]], factor: float, live_after: datetime | None) -> bool:
     """Whether the intake is in a flash spike now: the newest complete bucket holds ``factor`` times the
-    median of the hot store's complete buckets (the newest bucket is still filling, so it is left out) and
-    started at or after ``live_after`` (the clock's now less a few buckets). Data that stopped arriving, or
-    a load with no clock (``live_after`` None: fast-forward, replay), is no spike: archival must not wait
-    for intake that is not coming."""
+    median of the complete buckets of the hour before it (the newest bucket is still filling, so it is left
+    out) and started at or after ``live_after`` (the clock's now less a few buckets). Older buckets are left
+    out of the median: a backlog of a quieter hour (a generated or replayed cold hour waiting for archival)
+    would otherwise make every live minute look like a spike and defer archival for as long as it waits.
+    Data that stopped arriving, or a load with no clock (``live_after`` None: fast-forward, replay), is no
+    spike: archival must not wait for intake that is not coming."""
     if live_after is None:
         return False
     live = sorted((t, c) for t, n, c in bucket_counts if not n.endswith(SEALED))[:-1]
-    if len(live) < 3 or live[-1][0] < live_after:
+    if not live or live[-1][0] < live_after:
         return False
-    ordered = sorted(c for _, c in live)
-    return live[-1][1] > factor * max(ordered[len(ordered) // 2], 1)
+    since = live[-1][0] - timedelta(minutes=SPIKE_BASELINE_MINUTES)
+    recent = sorted(c for t, c in live if t >= since)
+    if len(recent) < 3:
+        return False
+    return live[-1][1] > factor * max(recent[len(recent) // 2], 1)
 
 
 def should_archive(

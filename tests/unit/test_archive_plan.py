@@ -71,6 +71,10 @@ def test_a_spike_is_the_newest_complete_bucket_far_above_the_median_while_data_a
     # data that stopped arriving in a spike (a generated cold hour), or a load without a clock: no spike
     assert not in_spike(rows([100, 110, 90, 400, 5]), factor=2, live_after=T0 + timedelta(hours=2))
     assert not in_spike(rows([100, 110, 90, 400, 5]), factor=2, live_after=None)
+    # a quieter backlog hours older (a cold hour waiting for archival) is no baseline for the live intake
+    backlog = [(T0 - timedelta(hours=3, minutes=-i), f"old{i}", 10) for i in range(60)]
+    assert not in_spike(rows([100, 110, 90, 120, 5]) + backlog, factor=2, live_after=live)
+    assert in_spike(rows([100, 110, 90, 400, 5]) + backlog, factor=2, live_after=live)
 
 
 def test_plan_takes_sealed_buckets_with_their_hour():
