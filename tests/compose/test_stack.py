@@ -247,6 +247,7 @@ def test_the_compose_stack_does_its_job(stack):
             o = incluster("tasklog", "flashsale_archive", other["dag_run_id"])
             if (o["result"] or {}).get("batches"):
                 return o
+        print(f"[test-cluster] archival run archived nothing: {(log['result'] or {}).get('trigger')!r}")
         return {}
 
     def hour_archived() -> tuple[dict, dict] | None:
