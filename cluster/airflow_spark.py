@@ -72,6 +72,9 @@ class FlashsaleSparkSubmitOperator(SparkSubmitOperator):
         ti = context["ti"]
         self.yarn_tag = safe_tag(f"af-{ti.dag_id}-{ti.run_id}-{ti.try_number}")
         conf["spark.yarn.tags"] = self.yarn_tag
+        if self.supervise_kpi_app:  # the hour-long KPI app's shape (ignored by local[*])
+            conf["spark.executor.instances"] = str(s.kpi_executor_instances)
+            conf["spark.executor.cores"] = str(s.kpi_executor_cores)
         self.conf = {**conf, **(self.conf or {})}
         self.env_vars = {**env, **(self.env_vars or {})}
         if master == "yarn":

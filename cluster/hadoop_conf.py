@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 NAMENODE, RESOURCEMANAGER = "namenode", "resourcemanager"
-NODEMANAGER_MB = 3584  # YARN memory of each compose worker
+NODEMANAGER_MB = 3840  # YARN memory of each compose worker
 
 # property -> value in containers (None = drop it, so Hadoop's default applies)
 OVERLAY: dict[str, dict[str, str | None]] = {
@@ -47,9 +47,10 @@ OVERLAY: dict[str, dict[str, str | None]] = {
         "yarn.nodemanager.address": "0.0.0.0:8041",
         "yarn.nodemanager.localizer.address": "0.0.0.0:8040",
         "yarn.nodemanager.webapp.address": "0.0.0.0:8042",
-        # two workers: a Spark app's AM (512m + 384m overhead -> 1024 MB) and executor (768m + 384m ->
-        # 1280 MB, FLASHSALE_SPARK_EXECUTOR_MEMORY) take 2304 MB; two overlapping minute KPI apps and an
-        # archival run take 6912 MB, so 3584 MB per worker (docker-compose.yml limits it to 4608M)
+        # two workers: a Spark app's AM (256m + 384m overhead -> 768 MB) and executors (640m + 384m ->
+        # 1024 MB, FLASHSALE_SPARK_EXECUTOR_MEMORY): a minute KPI app with its two executors takes 2816 MB,
+        # an archival run (one executor) 1792 MB; two overlapping KPI apps and an archival run take 7424 MB,
+        # so 3840 MB per worker (docker-compose.yml limits it to 4864M)
         "yarn.nodemanager.resource.memory-mb": str(NODEMANAGER_MB),
         "yarn.nodemanager.resource.cpu-vcores": "4",
         "yarn.scheduler.maximum-allocation-mb": "1280",

@@ -17,6 +17,9 @@ from pathlib import Path
 from cluster.services import BIN, java_home
 from flashsale.settings import Settings
 
+# client mode: the AM (ExecutorLauncher) only asks YARN for the executors; 256m + 384m overhead -> 768 MB
+YARN_AM_MEMORY = "256m"
+
 
 def spark_home() -> Path:
     import pyspark
@@ -99,7 +102,7 @@ def submit_conf(s: Settings, master: str) -> tuple[dict[str, str], dict[str, str
                 "spark.submit.deployMode": "client",
                 "spark.executor.instances": "1",
                 "spark.executor.cores": "1",
-                "spark.yarn.am.memory": "512m",
+                "spark.yarn.am.memory": YARN_AM_MEMORY,
                 "spark.yarn.appMasterEnv.PYSPARK_PYTHON": executor_python,
                 "spark.executorEnv.PYSPARK_PYTHON": executor_python,
                 "spark.yarn.maxAppAttempts": "1",

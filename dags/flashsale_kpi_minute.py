@@ -35,9 +35,10 @@ with DAG(
         # published or settings.kpi_refresh_for_seconds (<= 60 min, < the timeout): one YARN start an hour
         application_args=["--submitted-at", "{{ macros.time.time() }}", "--refresh"],
         supervise_kpi_app=True,
-        # one app serves an hour: its executor gets both cores and the JIT's full tiers (spark_java_options
-        # keeps the JVM at C1 for the short apps' start-up; the hour's cycles are steady-state work)
-        conf={"spark.executor.cores": "2", "spark.executor.extraJavaOptions": "-XX:+UseSerialGC"},
+        # one app serves an hour: its executors (settings.kpi_executor_*) get the JIT's full tiers
+        # (spark_java_options keeps the JVM at C1 for the short apps' start-up; the hour's cycles are
+        # steady-state work)
+        conf={"spark.executor.extraJavaOptions": "-XX:+UseSerialGC"},
         execution_timeout=timedelta(minutes=64),
         retry_on_timeout=False,  # the next minute's run replaces it (and see the operator's docstring)
     )

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     spark_java_options: str = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
     spark_driver_host: str | None = None  # address executors reach the driver at; None = bind_host
     spark_python: str | None = None  # the executors' Python on YARN; None = the driver's own (same host)
+    # The warm KPI app's executors on YARN (one app serves an hour). One NodeManager: one executor with both
+    # cores. Several worker nodes (compose: 2 x 1 core): one per node, each beside its DataNode.
+    kpi_executor_instances: int = Field(1, ge=1)
+    kpi_executor_cores: int = Field(2, ge=1)
 
     # Archive; None means "the profile decides"
     archive_root: str | None = None

@@ -154,7 +154,7 @@ def test_the_compose_stack_does_its_job(stack):
     where = {"head" if ip == head else ip: on.count(ip) for ip in set(on)}
     t = phase(f"2. shard actors on both Ray workers ({where})", t)
 
-    # 3. the minute KPI DAG starts the KPI app on YARN (an executor on a worker) and it publishes a snapshot;
+    # 3. the minute KPI DAG starts the KPI app on YARN (an executor on each worker) and it publishes a snapshot;
     #    the minute's other runs only look at it and succeed
     from cluster import airflow_api
     from flashsale.redis_keys import keys_for, read_snapshot
@@ -168,25 +168,30 @@ def test_the_compose_stack_does_its_job(stack):
     jwt = wait(lambda: airflow_api.token(af, password["admin"]), 120, "an Airflow login")
     rm = ip_of(containers("resourcemanager")[0])
     nms = {w: ip_of(containers(w)[0]) for w in ("worker1", "worker2")}
-    executors: dict[str, set[str]] = {w: set() for w in nms}
+    executors: dict[str, set[str]] = {w: set() for w in nms}  # of the first KPI app with one on each worker
 
     def kpi_ok():
         apps = http_json(f"http://{rm}:8088/ws/v1/cluster/apps?states=RUNNING")["apps"] or {"app": []}
         kpi = {a["id"] for a in apps["app"] if a["name"] == "flashsale-kpi"}
+        seen: dict[str, dict[str, set[str]]] = {app: {w: set() for w in nms} for app in kpi}
         for w, ip in nms.items():
             cs = http_json(f"http://{ip}:8042/ws/v1/node/containers")["containers"] or {"container": []}
             for c in cs["container"]:
                 app = "application_" + "_".join(c["id"].split("_")[-4:-2])
                 if app in kpi and not c["id"].endswith("_000001"):  # not the AM: an executor
-                    executors[w].add(c["id"])
+                    seen[app][w].add(c["id"])
+        spread = [on for on in seen.values() if all(on.values())]
         runs = airflow_api.call(af, "GET", "dags/flashsale_kpi_minute/dagRuns?order_by=-run_after&limit=20", jwt=jwt)
         ok = [r for r in runs["dag_runs"] if r["state"] == "success"]
-        return ok and any(executors.values()) and read_snapshot(redis_client(snap_settings), keys_for(snap_settings))
+        if not (ok and spread and read_snapshot(redis_client(snap_settings), keys_for(snap_settings))):
+            return False
+        executors.update(spread[0])
+        return True
 
     snap_settings = Settings(
         _env_file=None, redis_host=ip_of(containers("redis")[0]), redis_password=env["FLASHSALE_REDIS_PASSWORD"]
     )
-    wait(kpi_ok, 900, "a KPI app with an executor on a worker, a published snapshot and a looking run", poll=3)
+    wait(kpi_ok, 900, "a KPI app with executors on both workers, a published snapshot and a looking run", poll=3)
     snap = read_snapshot(redis_client(snap_settings), keys_for(snap_settings))
     assert snap and snap["master"] == "yarn", snap and snap.get("master")
     age = datetime.now(UTC) - datetime.fromisoformat(snap["computed_at"])

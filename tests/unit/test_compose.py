@@ -244,7 +244,7 @@ def limit_mb(svc: dict) -> float:
 
 
 def test_memory_limits_add_up_to_the_documented_budget(services):
-    """cluster/README.md: the limits add up to about 22 GB (ray-worker x2); steady state uses far less."""
+    """cluster/README.md: the limits add up to under 24 GB (ray-worker x2); steady state uses far less."""
     total = sum(limit_mb(s) * s["deploy"].get("replicas", 1) for n, s in services.items() if n not in ONE_SHOT)
     assert total <= 24 * 1024, f"long-running services may use {total:.0f} MB"
 
@@ -379,11 +379,18 @@ def _dag_value(dag_file: str, keyword: str) -> float:
 def test_yarn_holds_the_overlapping_minute_runs_and_an_archival_run(services):
     from cluster.hadoop_conf import NODEMANAGER_MB, OVERLAY
 
+    from cluster.spark_submit import YARN_AM_MEMORY
+
     env = env_of(services["airflow-scheduler"])
-    app = _yarn_mb("512m") + _yarn_mb(env["FLASHSALE_SPARK_EXECUTOR_MEMORY"])  # AM + one executor
-    overlapping = int(_dag_value("flashsale_kpi_minute.py", "max_active_runs")) + 1  # + the archival run
+    executor = _yarn_mb(env["FLASHSALE_SPARK_EXECUTOR_MEMORY"])
+    kpi_app = _yarn_mb(YARN_AM_MEMORY) + int(env["FLASHSALE_KPI_EXECUTOR_INSTANCES"]) * executor
+    archival = _yarn_mb(YARN_AM_MEMORY) + executor
+    overlapping = int(_dag_value("flashsale_kpi_minute.py", "max_active_runs"))
+    need = overlapping * kpi_app + archival
     workers = [n for n, s in services.items() if _command_words(s) == ["start-worker"]]
-    assert NODEMANAGER_MB * len(workers) >= overlapping * app, (NODEMANAGER_MB, len(workers), overlapping, app)
+    assert NODEMANAGER_MB * len(workers) >= need, (NODEMANAGER_MB, len(workers), need)
+    # one KPI executor per worker node: each worker holds an executor beside its DataNode
+    assert int(env["FLASHSALE_KPI_EXECUTOR_INSTANCES"]) == len(workers)
     assert int(OVERLAY["yarn-site"]["yarn.scheduler.maximum-allocation-mb"] or 0) >= _yarn_mb(
         env["FLASHSALE_SPARK_EXECUTOR_MEMORY"]
     )
