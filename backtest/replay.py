@@ -97,6 +97,7 @@ class Replay:
         self.category = np.array([cat.category_name[int(c)] for c in cat.category], dtype=object)
         self.product_category = pd.Series(self.category, index=np.arange(cat.n_products))
         self.unit_price = cat.discounted_price()
+        self.product_discount = pd.Series(np.asarray(cat.discount, dtype=float), index=np.arange(cat.n_products))
         # the job's warehouses frame: capacity from warehouses_dim, the latest mean fulfillment delay of its pairs
         self.capacity = np.asarray(cat.warehouse_capacity, dtype=np.int64)
         self.delay = np.full(self.n_pairs, np.nan)
@@ -197,6 +198,7 @@ class Replay:
                 "city": self.wh_city[w],
                 "province": self.wh_province[w],
                 "unit_price": self.unit_price[flat % self.n_products],
+                "discount": self.product_discount.to_numpy()[flat % self.n_products],
                 "baseline_velocity": self.baseline[flat],
             }
         )
@@ -225,7 +227,7 @@ class Replay:
         mins = self.window(t)
         self.as_of_ms = self.start_ms + (t + 1) * 60_000  # the run at the end of minute t
         as_of = datetime.fromtimestamp(self.as_of_ms / 1000.0, UTC)
-        params = run_params(self.params, as_of, mins, self.baseline_frame, self.product_category)
+        params = run_params(self.params, as_of, mins, self.baseline_frame, self.product_category, self.product_discount)
         self.last_window, self.last_params = mins, params  # the judge scores the same run (evaluation_rows)
         alerted = self._alert_pairs()
         sold = np.zeros(self.n_pairs, dtype=bool)

@@ -13,7 +13,8 @@ compound demand of multi-unit orders is counted):
 - Prior on r: Gamma(a0, b0) worth ``prior_minutes`` of evidence around ``r0 = lift x baseline``: the
   archive's normal-day units/min of the pair times the sale's measured lift over plan for its category
   (``category_lift``: observed units / what the baselines and the plan expect, pooled toward the
-  sale-wide lift), but never surer than ``prior_cv`` (a0 <= 1 / prior_cv^2): a pair's popularity drifts
+  sale-wide lift) and its discount's effect at the sale's measured price elasticity (kpi/rules.py
+  ``measured_lift``), but never surer than ``prior_cv`` (a0 <= 1 / prior_cv^2): a pair's popularity drifts
   from day to day and the sale's discounts move each product differently, so a busy pair's archive rate
   is known only within tens of per cent, not to the 1/sqrt(prior_minutes x r0) that the minutes of evidence
   alone would claim. A pair a non-empty archive never saw sold nothing in all its hours: a prior at ~0

@@ -8,7 +8,8 @@ from the one settings object.
 Definitions
 -----------
 - Forecast (kpi/forecast.py): per (product, warehouse) a Gamma-Poisson forecaster in orders. The prior is
-  the archive's normal-day units/min of the pair x the measured lift of its category, worth
+  the archive's normal-day units/min of the pair x the measured lift of its category x its discount's
+  effect (below), worth
   ``kpi_baseline_prior_minutes`` of evidence (a pair the archive never saw: a vague prior); the window's
   orders, EWMA-weighted (``kpi_velocity_alpha``), update it against the planned intensity of the same
   minutes. ``p_stockout = P(NegBin demand over the next H minutes of planned intensity >= k(Q))``, the
@@ -25,6 +26,10 @@ Definitions
 - Measured lift (``measured_lift``): units the archive's pairs sold in the window's last
   ``kpi_sale_lift_minutes`` minutes over what their baselines x the plan expect, sale-wide (g) and per
   category (pooled toward g with LIFT_PSEUDO_UNITS): how this sale's demand differs from the plan.
+  Discounts move products unevenly, so the window also measures the sale's price elasticity e
+  (``price_elasticity``: Poisson likelihood over a grid, one level per category profiled out) from
+  products_dim's ``discount_pct``; a category's lift is measured against baselines x (1 - d)^-e and a
+  pair's prior is its baseline x that lift x (1 - d)^-e.
 - Expected loss: expected units short within H if nobody acts (E[(D_H - k(Q + I))^+] in units) x the unit
   price x ``kpi_margin_rate``. Alerts and the queue are ranked by it.
 - Risk: ``high`` if p >= ``kpi_high_risk_p``, ``watch`` if p >= ``kpi_watch_p``, else ``low``.
@@ -104,7 +109,12 @@ class KpiParams:
     plan_lift_sigma: float = 0.25  # log-normal error of a planned event's lift until the data measured it
     # per run, set by the job (and the backtest) from the data, never settings:
     sale_lift: float = 1.0  # sale-wide demand over what the baselines and the plan expect
-    category_lift: tuple[tuple[str, float], ...] = ()  # the same per category, pooled toward sale_lift
+    # the same per category over what the baselines x the discount's effect (below) expect, pooled toward the
+    # sale-wide figure on that scale
+    category_lift: tuple[tuple[str, float], ...] = ()
+    # the sale's price elasticity: a product's demand over its normal days scales as (1 - discount)^-e within
+    # its category (measured_lift estimates it from the window; 0: every product of a category alike)
+    price_elasticity: float = 0.0
     units_per_order: float = 1.0  # the window's units / orders
     as_of_s: float = 0.0  # the run's as-of, epoch seconds
     archive_pairs: int = 0  # pairs in the archive baseline (0: no archive; a pair it lacks sold nothing there)
@@ -153,36 +163,92 @@ def risk_level(p, params: KpiParams) -> np.ndarray:
 
 UPO_PSEUDO_ORDERS = 3.0  # orders' worth of the sale-wide units per order in each pair's own
 LIFT_PSEUDO_UNITS = 20.0  # evidence (units) the lift needs before it moves far from 1 (or from the sale's)
+ELASTICITY_GRID = np.round(np.arange(0.0, 4.0001, 0.05), 2)  # the price elasticities measured_lift weighs
+ELASTICITY_MIN_UNITS = 200.0  # units the window must hold before it says more than "no elasticity"
+
+
+def discount_effect(discount, elasticity: float) -> np.ndarray:
+    """A product's demand multiplier from its discount (a fraction off the list price): (1 - d)^-e."""
+    return np.power(1.0 - np.clip(np.asarray(discount, dtype=float), 0.0, 0.95), -elasticity)
+
+
+def price_elasticity(sold: np.ndarray, expected: np.ndarray, discount: np.ndarray, group: np.ndarray) -> float:
+    """The elasticity e that makes ``sold`` most likely as Poisson(c_g x expected x (1 - discount)^-e), one
+    level c_g per ``group`` (category) profiled out, over ELASTICITY_GRID; 0 with too little evidence.
+
+    Per product: units the window sold, what its archive baselines x the plan expected, its discount. A sale
+    discounts products unevenly (5 % here, 60 % there) and demand follows the price, so a category's lift
+    alone puts a lightly discounted product's prior too high and a deep discount's too low: the backtest saw
+    P 0.26 realized 0.07 on the lightest-discounted quarter before the spike, 0.27 / 0.26 on the deepest."""
+    sold, expected = np.asarray(sold, dtype=float), np.asarray(expected, dtype=float)
+    ok = expected > 0
+    if sold[ok].sum() < ELASTICITY_MIN_UNITS:
+        return 0.0
+    sold, expected, discount = sold[ok], expected[ok], np.asarray(discount, dtype=float)[ok]
+    codes = pd.factorize(np.asarray(group)[ok])[0]
+    lam = expected[None, :] * discount_effect(discount[None, :], ELASTICITY_GRID[:, None])  # (grid, products)
+    level = np.stack([np.bincount(codes, weights=row) for row in lam])
+    sold_g = np.bincount(codes, weights=sold)
+    c = np.where(level > 0, sold_g[None, :] / np.where(level > 0, level, 1.0), 0.0)
+    mu = c[:, codes] * lam
+    loglik = (sold[None, :] * np.log(np.where(mu > 0, mu, 1.0)) - mu).sum(axis=1)
+    return float(ELASTICITY_GRID[int(np.argmax(loglik))])
 
 
 def measured_lift(
-    minutes: pd.DataFrame, baseline: pd.DataFrame | None, params: KpiParams, product_category: pd.Series | None = None
-) -> tuple[float, tuple[tuple[str, float], ...]]:
-    """(sale-wide lift g, per-category lifts) of this run (module doc): units the archive's pairs sold in the
-    window's last ``lift_minutes`` over what their baselines x the planned intensity expect. A category's
-    lift is pooled toward g with LIFT_PSEUDO_UNITS of evidence.
+    minutes: pd.DataFrame,
+    baseline: pd.DataFrame | None,
+    params: KpiParams,
+    product_category: pd.Series | None = None,
+    product_discount: pd.Series | None = None,
+) -> tuple[float, tuple[tuple[str, float], ...], float]:
+    """(sale-wide lift g, per-category lifts, price elasticity e) of this run (module doc): units the archive's
+    pairs sold in the window's last ``lift_minutes`` over what their baselines x the planned intensity expect.
+    e comes from the whole window (``price_elasticity``); a category's lift is then measured against its
+    baselines x (1 - discount)^-e and pooled toward the sale-wide figure on that scale with
+    LIFT_PSEUDO_UNITS of evidence, so lift x (1 - d)^-e is a product's expected demand over its normal days.
 
     ``minutes``: the window's product_id, warehouse_id, minute_idx (0 = oldest), units. ``baseline``:
     product_id, warehouse_id, baseline_velocity (units/min of a normal day). ``product_category``:
-    category by product_id."""
+    category by product_id; ``product_discount``: the discount (fraction off) by product_id."""
     W = params.window_minutes
     k = min(params.lift_minutes, W)
     if k <= 0 or baseline is None or baseline.empty:
-        return 1.0, ()
-    plan = float(window_exposure(params.calendar, params.as_of_s, W)[W - k :].sum())
-    recent = minutes[minutes["minute_idx"] >= W - k]
-    known = recent.merge(baseline[["product_id", "warehouse_id"]], on=["product_id", "warehouse_id"], how="inner")
+        return 1.0, (), 0.0
+    exposure = window_exposure(params.calendar, params.as_of_s, W)
+    plan = float(exposure[W - k :].sum())
+    on_baseline = minutes.merge(
+        baseline[["product_id", "warehouse_id"]], on=["product_id", "warehouse_id"], how="inner"
+    )
+    known = on_baseline[on_baseline["minute_idx"] >= W - k]
     b = baseline["baseline_velocity"].to_numpy(dtype=float)
     sold, expected = float(known["units"].sum()), float(np.nansum(b)) * plan
     g = (sold + LIFT_PSEUDO_UNITS) / (expected + LIFT_PSEUDO_UNITS)
     if product_category is None or product_category.empty:
-        return g, ()
+        return g, (), 0.0
+    base_p = baseline.groupby("product_id")["baseline_velocity"].sum()
+    cat_p = base_p.index.map(product_category)
+    e = 0.0
+    if product_discount is not None and not product_discount.empty:
+        sold_w = on_baseline.groupby("product_id")["units"].sum().reindex(base_p.index, fill_value=0.0)
+        disc = base_p.index.map(product_discount).to_numpy(dtype=float)
+        known_p = np.isfinite(disc) & pd.notna(cat_p)
+        e = price_elasticity(
+            sold_w.to_numpy()[known_p],
+            base_p.to_numpy()[known_p] * float(exposure.sum()),
+            disc[known_p],
+            np.asarray(cat_p)[known_p],
+        )
+        effect = np.where(np.isfinite(disc), discount_effect(np.nan_to_num(disc), e), 1.0)
+    else:
+        effect = np.ones(len(base_p))
     sold_c = known.groupby(known["product_id"].map(product_category))["units"].sum()
-    exp_c = baseline.groupby(baseline["product_id"].map(product_category))["baseline_velocity"].sum() * plan
+    exp_c = pd.Series(base_p.to_numpy() * effect * plan, index=base_p.index).groupby(cat_p).sum()
+    g_priced = (sold + LIFT_PSEUDO_UNITS) / (float(exp_c.sum()) + LIFT_PSEUDO_UNITS)
     cats = exp_c.index.union(sold_c.index)
     sold_c, exp_c = sold_c.reindex(cats, fill_value=0.0), exp_c.reindex(cats, fill_value=0.0)
-    lifts = (sold_c + LIFT_PSEUDO_UNITS * g) / (exp_c + LIFT_PSEUDO_UNITS)
-    return g, tuple((str(c), float(v)) for c, v in lifts.items())
+    lifts = (sold_c + LIFT_PSEUDO_UNITS * g_priced) / (exp_c + LIFT_PSEUDO_UNITS)
+    return g, tuple((str(c), float(v)) for c, v in lifts.items()), e
 
 
 def run_params(
@@ -191,15 +257,17 @@ def run_params(
     minutes: pd.DataFrame,
     baseline: pd.DataFrame | None,
     product_category: pd.Series | None,
+    product_discount: pd.Series | None = None,
 ) -> KpiParams:
-    """The params of one run: its as-of, the lifts measured on its window, its units per order (the KPI job
-    and the backtest's replay both call this)."""
+    """The params of one run: its as-of, the lifts and the price elasticity measured on its window, its units
+    per order (the KPI job and the backtest's replay both call this)."""
     at = params.for_run(as_of)
-    lift, by_category = measured_lift(minutes, baseline, at, product_category)
+    lift, by_category, elasticity = measured_lift(minutes, baseline, at, product_category, product_discount)
     return at.for_run(
         as_of,
         sale_lift=lift,
         category_lift=by_category,
+        price_elasticity=elasticity,
         units_per_order=units_per_order(minutes),
         archive_pairs=0 if baseline is None else len(baseline),
     )
@@ -255,6 +323,7 @@ STATE_COLUMNS = [  # what sku_kpis needs of each pair's inventory state (the job
     "city",
     "province",
     "unit_price",
+    "discount",  # fraction off the list price (products_dim's discount_pct / 100)
     "baseline_velocity",
 ]
 
@@ -286,7 +355,12 @@ def sku_kpis(minutes: pd.DataFrame, state: pd.DataFrame, params: KpiParams) -> p
     c = UPO_PSEUDO_ORDERS
     upo = (units.sum(axis=1) + c * params.units_per_order) / (orders.sum(axis=1) + c)
     lifts = dict(params.category_lift)
-    lift = st["category"].map(lifts).fillna(params.sale_lift).to_numpy(dtype=float) if lifts else params.sale_lift
+    if lifts:  # a category's lift is on the discount-adjusted scale (measured_lift)
+        cat_lift = st["category"].map(lifts)
+        effect = discount_effect(st["discount"].fillna(0.0).to_numpy(dtype=float), params.price_elasticity)
+        lift = np.where(cat_lift.notna(), cat_lift.fillna(0.0).to_numpy(dtype=float) * effect, params.sale_lift)
+    else:
+        lift = np.full(n, params.sale_lift)
     prior = lift * st["baseline_velocity"].to_numpy(dtype=float) / upo  # orders per unit of planned intensity
     if params.prior_minutes <= 0:
         prior = np.full(n, np.nan)

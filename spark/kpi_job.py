@@ -323,6 +323,7 @@ def pair_state(latest, dims: dict, baseline, end_ms: int):
             "city": st["city"],
             "province": st["province"],
             "unit_price": st["base_price"] * (1 - st["discount_pct"] / 100.0),
+            "discount": st["discount_pct"].astype(float) / 100.0,
             "baseline_velocity": st["baseline_velocity"].astype(float),
         }
     )
@@ -365,8 +366,8 @@ def compute(spark, inputs: KpiInputs, params: KpiParams, as_of: datetime) -> Kpi
     )
     # 3. the pure KPI functions over all products at once (all warehouses of a product: the reroute rule
     #    needs them). The sale-wide lift is one number over all pairs, from the minute aggregate.
-    category = dims["products_dim"].set_index("product_id")["category"]
-    this_run = run_params(params, as_of, minutes_pd, base, category)
+    products = dims["products_dim"].set_index("product_id")
+    this_run = run_params(params, as_of, minutes_pd, base, products["category"], products["discount_pct"] / 100.0)
     state = pair_state(latest_pd, dims, base, end_ms)
     skus = product_group_kpis(minutes_pd, state, this_run)
     names = dims["warehouses_dim"][["warehouse_id", "warehouse_name"]]

@@ -378,7 +378,6 @@ def _dag_value(dag_file: str, keyword: str) -> float:
 
 def test_yarn_holds_the_overlapping_minute_runs_and_an_archival_run(services):
     from cluster.hadoop_conf import NODEMANAGER_MB, OVERLAY
-
     from cluster.spark_submit import YARN_AM_MEMORY
 
     env = env_of(services["airflow-scheduler"])

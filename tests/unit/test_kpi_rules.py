@@ -41,7 +41,7 @@ def test_measured_lift_is_recent_known_units_over_baselines_times_the_plan():
     )  # product 9: no baseline; minute 9: too old
     params = replace(P, lift_minutes=5)
     c = R.LIFT_PSEUDO_UNITS
-    g, by_cat = R.measured_lift(mins, base, params)
+    g, by_cat, _ = R.measured_lift(mins, base, params)
     assert g == pytest.approx((30 + c) / (1.5 * 5 + c)) and by_cat == ()
     assert R.measured_lift(mins, base, replace(P, lift_minutes=0))[0] == 1.0  # off
     assert R.measured_lift(mins, base.iloc[:0], params)[0] == 1.0  # first day: no archive
@@ -53,8 +53,45 @@ def test_measured_lift_is_recent_known_units_over_baselines_times_the_plan():
     assert R.measured_lift(mins, base, planned)[0] == pytest.approx((30 + c) / (1.5 * 5 * 2 + c))
     # per category, pooled toward the sale-wide lift
     cats = pd.Series({1: "A", 2: "B", 9: "A"})
-    g, by_cat = R.measured_lift(mins, base, params, cats)
+    g, by_cat, _ = R.measured_lift(mins, base, params, cats)
     assert dict(by_cat) == pytest.approx({"A": (20 + c * g) / (5 + c), "B": (10 + c * g) / (2.5 + c)})
+
+
+def test_price_elasticity_recovers_the_exponent_demand_follows():
+    rng = np.random.default_rng(3)
+    n = 400
+    discount = rng.uniform(0.0, 0.6, n)
+    expected = rng.uniform(5.0, 50.0, n)
+    group = np.where(np.arange(n) % 2 == 0, "A", "B")
+    level = np.where(group == "A", 2.0, 0.7)  # each category its own lift: profiled out
+    sold = rng.poisson(level * expected * (1.0 - discount) ** -1.5)
+    assert R.price_elasticity(sold, expected, discount, group) == pytest.approx(1.5, abs=0.1)
+    # no discount effect in the data: none measured; too little evidence: none claimed
+    assert R.price_elasticity(rng.poisson(level * expected), expected, discount, group) == pytest.approx(0.0, abs=0.1)
+    assert R.price_elasticity(sold[:3] * 0 + 1, expected[:3], discount[:3], group[:3]) == 0.0
+
+
+def test_measured_lift_prices_each_category_lift_by_the_discounts():
+    # two products of one category, same baseline, 0 % and 50 % off; demand follows (1 - d)^-2
+    base = pd.DataFrame({"product_id": [1, 2], "warehouse_id": [0, 0], "baseline_velocity": [10.0, 10.0]})
+    mins = pd.DataFrame(
+        {
+            "product_id": [1, 2] * 15,
+            "warehouse_id": [0, 0] * 15,
+            "minute_idx": np.repeat(np.arange(15), 2),
+            "units": [10, 40] * 15,
+        }
+    )
+    params = replace(P, lift_minutes=5)
+    cats, disc = pd.Series({1: "A", 2: "A"}), pd.Series({1: 0.0, 2: 0.5})
+    g, by_cat, e = R.measured_lift(mins, base, params, cats, disc)
+    assert e == pytest.approx(2.0)
+    assert g == pytest.approx((250 + R.LIFT_PSEUDO_UNITS) / (100 + R.LIFT_PSEUDO_UNITS))  # the plain sale-wide lift
+    lift = dict(by_cat)["A"]  # x (1 - d)^-e: each product's own demand over its baseline
+    assert lift * R.discount_effect(0.0, e) == pytest.approx(1.0, rel=0.05)
+    assert lift * R.discount_effect(0.5, e) == pytest.approx(4.0, rel=0.05)
+    # without the discounts: one lift for both, 2.5x, too high for one and too low for the other
+    assert dict(R.measured_lift(mins, base, params, cats)[1])["A"] == pytest.approx(2.5, rel=0.05)
 
 
 def test_units_per_order():
@@ -74,6 +111,10 @@ def test_the_lift_scales_the_baseline_prior():
         "velocity"
     ].iloc[0]
     assert lam == pytest.approx(P.prior_minutes * 3.0 * 0.2 / (P.prior_minutes + w.sum()))
+    # ... times the discount's effect at the measured price elasticity: half off at e = 2 is 4x
+    priced = replace(P, sale_lift=1.0, category_lift=(("Phones", 3.0),), price_elasticity=2.0, prior_cv=0.0)
+    lam = R.sku_kpis(quiet, _state_row(available=10, baseline_velocity=0.2, discount=0.5), priced)["velocity"].iloc[0]
+    assert lam == pytest.approx(P.prior_minutes * 12.0 * 0.2 / (P.prior_minutes + w.sum()))
 
 
 def _state_row(**over) -> pd.DataFrame:
@@ -87,6 +128,7 @@ def _state_row(**over) -> pd.DataFrame:
         "city": "c",
         "province": "p",
         "unit_price": 100.0,
+        "discount": 0.0,
         "baseline_velocity": np.nan,
     }
     return pd.DataFrame([{**row, **over}])
@@ -143,6 +185,7 @@ def _scenario_frames(extra_state=()):
                 "city": c["city"],
                 "province": c["province"],
                 "unit_price": 100.0,
+                "discount": 0.0,
                 "baseline_velocity": np.nan,
             }
         )
@@ -459,6 +502,7 @@ def test_reroute_donor_ties_do_not_depend_on_row_order():
                 "city": "c",
                 "province": "P1",
                 "unit_price": 10.0,
+                "discount": 0.0,
                 "baseline_velocity": np.nan,
             }
             for w, a in ((10, 10), (12, 300), (11, 300))
