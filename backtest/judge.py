@@ -57,10 +57,14 @@ class Desk:
         return pd.DataFrame({"minute": m, "pair": p, "action": a, "expected_loss": e})
 
 
-def queue_from_alerts(desk: Desk, minute: int, alerts: list[dict], params: KpiParams, n_products: int) -> list[dict]:
-    queue, _ = action_queue(alerts, params.queue_size)
+def queue_from_alerts(
+    desk: Desk, minute: int, alerts: list[dict], params: KpiParams, n_products: int
+) -> tuple[list[dict], list[dict]]:
+    """(the queue, the empty shelves listed apart): the desk records the queue (what the queue's metrics
+    judge); an operator works both."""
+    queue, summary = action_queue(alerts, params.queue_size)
     desk.record(minute, queue, n_products)
-    return queue
+    return queue, summary["out_of_stock"]["items"]
 
 
 def judged_alerts(

@@ -356,7 +356,7 @@ class ActionDesk:
 
     def plan(self, minute: int, queue: list[dict]) -> Interventions:
         """What is in force from `minute` on, given the queue of the run that just ended (at most
-        ``kpi_queue_size`` items, by expected loss)."""
+        ``kpi_queue_size`` items, by expected loss) and the empty shelves it lists apart."""
         self.in_flight = {k: due for k, due in self.in_flight.items() if due > minute}
         restocks, transfers, pauses = [], [], []
         for a in queue:
@@ -483,7 +483,7 @@ def simulate(
         skus, alerts = replay.run(t, data_as_of)
         if t in snapshot_minutes:
             snapshots[t] = skus
-        queue = J.queue_from_alerts(desks["radar"], t, alerts, params, replay.n_products)
+        queue, empty_shelves = J.queue_from_alerts(desks["radar"], t, alerts, params, replay.n_products)
         rate_units = true_rates(p, cat, replay.available, backend.load())
         for k in np.flatnonzero(truth.since == t):
             stockout_value[(int(k), t)] = float(rate_units[k] * flash_intensity(p.flash, t) * price[k])
@@ -509,7 +509,7 @@ def simulate(
             if t % eval_every == 0:
                 preds.append(evaluation_rows(replay, t, numbers, desks, params))
         if desk is not None:
-            planned[t + 1] = desk.plan(t + 1, queue)
+            planned[t + 1] = desk.plan(t + 1, queue + empty_shelves)
         o = facts["orders_fact"]
         series["orders"].append(o.num_rows)
         series["units"].append(int(pc.sum(o["order_qty"]).as_py() or 0))

@@ -9,10 +9,11 @@ degrade to "—" / empty tables instead of raising: an older or partial snapshot
 traceback on screen.
 
 The first table is the operator's action queue (the snapshot's ``queue``, kpi/rules.py ``action_queue``):
-at most ``kpi_queue_size`` open alerts with an action to take, ranked by expected loss (what doing
-nothing costs within the horizon). Everything else (monitor, clearing, actionable beyond the queue) is
-summarized in counts by action, city and category, never listed by the thousand; restocks in the queue
-are grouped into one order per warehouse.
+at most ``kpi_queue_size`` open alerts with an action to take on pairs still in stock, ranked by expected
+loss (what doing nothing costs within the horizon). Pairs already out of stock are counted apart, the
+costliest named. Everything else (monitor, clearing, actionable beyond the queue) is summarized in counts
+by action, city and category, never listed by the thousand; restocks are grouped into one order per
+warehouse.
 """
 
 from __future__ import annotations
@@ -272,8 +273,9 @@ def _top(counts: dict | None, k: int = 3) -> str:
 
 
 def summary_lines(snapshot: dict, summary: dict | None = None) -> tuple[str, ...]:
-    """The rest of the alerts, counted (never listed), and the queue's restocks as one order per warehouse
-    (``summary``: snapshot_queue's, computed here when not given)."""
+    """The rest of the alerts, counted (never listed), the pairs already out of stock (counted, the costliest
+    named), and the restocks as one order per warehouse (``summary``: snapshot_queue's, computed here when
+    not given)."""
     if summary is None:
         _, summary = snapshot_queue(snapshot)
     names = {w.get("warehouse_id"): w.get("warehouse_name") for w in snapshot.get("warehouses") or []}
@@ -285,6 +287,19 @@ def summary_lines(snapshot: dict, summary: dict | None = None) -> tuple[str, ...
             f"expected loss {_num(summary.get('expected_loss_not_in_queue')):,.0f}). "
             f"By action: {_top(summary.get('by_action'), 4)}. By city: {_top(summary.get('by_city'))}. "
             f"By category: {_top(summary.get('by_category'))}."
+        )
+    empty = summary.get("out_of_stock") or {}
+    if count := _int(empty.get("count")):
+        shown = (empty.get("items") or [])[:5]
+        lines.append(
+            f"Out of stock now (not in the queue): {count:,} pairs, expected loss "
+            f"{_num(empty.get('expected_loss')):,.0f} within the horizon. Costliest: "
+            + "; ".join(
+                f"#{a.get('product_id')} at {names.get(a.get('warehouse_id')) or 'W' + str(a.get('warehouse_id'))}"
+                f" ({str(a.get('action') or '').replace('_', ' ')})"
+                for a in shown
+            )
+            + ("" if count <= len(shown) else f"; +{count - len(shown):,} more")
         )
     orders = summary.get("restock_orders") or []
     if orders:

@@ -167,7 +167,7 @@ ELASTICITY_GRID = np.round(np.arange(0.0, 4.0001, 0.05), 2)  # the price elastic
 ELASTICITY_MIN_UNITS = 200.0  # units the window must hold before it says more than "no elasticity"
 
 
-def discount_effect(discount, elasticity: float) -> np.ndarray:
+def discount_effect(discount, elasticity) -> np.ndarray:
     """A product's demand multiplier from its discount (a fraction off the list price): (1 - d)^-e."""
     return np.power(1.0 - np.clip(np.asarray(discount, dtype=float), 0.0, 0.95), -elasticity)
 
@@ -227,12 +227,12 @@ def measured_lift(
     if product_category is None or product_category.empty:
         return g, (), 0.0
     base_p = baseline.groupby("product_id")["baseline_velocity"].sum()
-    cat_p = base_p.index.map(product_category)
+    cat_p = product_category.reindex(base_p.index)
     e = 0.0
     if product_discount is not None and not product_discount.empty:
         sold_w = on_baseline.groupby("product_id")["units"].sum().reindex(base_p.index, fill_value=0.0)
-        disc = base_p.index.map(product_discount).to_numpy(dtype=float)
-        known_p = np.isfinite(disc) & pd.notna(cat_p)
+        disc = product_discount.reindex(base_p.index).to_numpy(dtype=float)
+        known_p = np.isfinite(disc) & cat_p.notna().to_numpy()
         e = price_elasticity(
             sold_w.to_numpy()[known_p],
             base_p.to_numpy()[known_p] * float(exposure.sum()),
@@ -627,15 +627,25 @@ def alert_rank(a: dict) -> tuple:
 ACTIONABLE = ("reroute", "pause_ads", "restock")
 
 
+def _in_stock(a: dict) -> bool:
+    available = a["numbers"].get("available")
+    return available is None or available > 0
+
+
 def action_queue(alerts: list[dict], size: int) -> tuple[list[dict], dict]:
     """(the operator's queue, the summary of the rest).
 
-    The queue: at most ``size`` open (not clearing) alerts with an action to take, by expected loss.
-    The rest (actionable beyond the queue, monitor, clearing) is only counted: by action, city and
-    category. Restocks in the queue are also grouped into one order per warehouse (``restock_orders``)."""
+    The queue: at most ``size`` open (not clearing) alerts with an action to take on pairs still in stock,
+    by expected loss: the stockouts there is time to prevent. A pair already out of stock is no warning
+    any more: its shelf is losing sales now and it would outrank every warning (its shortfall is the whole
+    horizon's demand); those are listed apart (``out_of_stock``: the count, their expected loss and the
+    ``size`` costliest with their action). The rest (actionable beyond the queue, monitor, clearing) is
+    only counted: by action, city and category. Restocks of the queue and of the empty shelves are grouped
+    into one order per warehouse (``restock_orders``)."""
     live = [a for a in alerts if a["action"] in ACTIONABLE and a["status"] != "clearing"]
-    queue = sorted(live, key=alert_rank)[:size]
-    queued = {a["alert_id"] for a in queue}
+    queue = sorted((a for a in live if _in_stock(a)), key=alert_rank)[:size]
+    empty = sorted((a for a in live if not _in_stock(a)), key=alert_rank)
+    queued = {a["alert_id"] for a in queue} | {a["alert_id"] for a in empty}
     rest = [a for a in alerts if a["alert_id"] not in queued]
 
     def counts(key) -> dict:
@@ -646,8 +656,10 @@ def action_queue(alerts: list[dict], size: int) -> tuple[list[dict], dict]:
         return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
     orders: dict[int, dict] = {}
-    for a in queue:
-        if a["action"] == "restock" and (a["numbers"].get("suggested_units") or 0) > 0:
+    for a in queue + empty:
+        # an empty shelf needs its units whether or not its ads are paused meanwhile
+        restocks = a["action"] == "restock" or (a["action"] == "pause_ads" and not _in_stock(a))
+        if restocks and (a["numbers"].get("suggested_units") or 0) > 0:
             o = orders.setdefault(a["warehouse_id"], {"warehouse_id": a["warehouse_id"], "lines": [], "units": 0})
             o["lines"].append({"product_id": a["product_id"], "units": int(a["numbers"]["suggested_units"])})
             o["units"] += int(a["numbers"]["suggested_units"])
@@ -658,6 +670,11 @@ def action_queue(alerts: list[dict], size: int) -> tuple[list[dict], dict]:
         "by_city": counts(lambda a: a.get("city")),
         "by_category": counts(lambda a: a.get("category")),
         "expected_loss_not_in_queue": round(sum(a["numbers"].get("expected_loss") or 0.0 for a in rest), 2),
+        "out_of_stock": {
+            "count": len(empty),
+            "expected_loss": round(sum(a["numbers"].get("expected_loss") or 0.0 for a in empty), 2),
+            "items": [dict(a, rank=i + 1) for i, a in enumerate(empty[:size])],
+        },
     }
     return [dict(a, rank=i + 1) for i, a in enumerate(queue)], {
         **summary,

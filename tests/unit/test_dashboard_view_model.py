@@ -99,6 +99,15 @@ def test_queue_ranks_actionable_alerts_by_expected_loss_and_counts_the_rest():
     assert summary[1].startswith("Restock orders: ") and "1 lines, 120 u" in summary[1]
 
 
+def test_pairs_already_out_of_stock_are_counted_apart_with_the_costliest_named():
+    item = {"product_id": 5, "warehouse_id": 1, "action": "pause_ads"}
+    summary = {"out_of_stock": {"count": 7, "expected_loss": 12345.6, "items": [item]}}
+    (line,) = summary_lines(snapshot(NOW), summary)
+    assert line.startswith("Out of stock now (not in the queue): 7 pairs, expected loss 12,346")
+    assert "#5 at " in line and "(pause ads)" in line and line.endswith("+6 more")
+    assert summary_lines(snapshot(NOW), {"out_of_stock": {"count": 0, "items": []}}) == ()
+
+
 def test_queue_of_an_older_snapshot_is_ranked_the_jobs_way():
     old = {k: v for k, v in snapshot(NOW).items() if k not in ("queue", "queue_summary")}
     assert [r.alert_id for r in queue_rows(old)] == ["7:2", "42:1", "99:1"]

@@ -349,6 +349,21 @@ def test_action_queue_ranks_by_expected_loss_caps_and_summarizes():
     assert empty_queue == [] and empty_summary["not_in_queue"] == 0 and empty_summary["restock_orders"] == []
 
 
+def test_an_empty_shelf_is_listed_apart_not_queued():
+    out = _queued(8, 2, "pause_ads", 99_000.0, units=40)  # out of stock: the whole horizon's demand is short
+    out["numbers"]["available"] = 0
+    warn = _queued(9, 2, "reroute", 20.0)
+    warn["numbers"]["available"] = 3
+    queue, summary = R.action_queue([out, warn, _queued(1, 1, "restock", 50.0, units=10)], 5)
+    # the warnings, by expected loss: the empty shelf would have outranked them all
+    assert [a["alert_id"] for a in queue] == ["1:1", "9:2"]
+    assert summary["out_of_stock"]["count"] == 1 and summary["out_of_stock"]["expected_loss"] == 99_000.0
+    assert [a["alert_id"] for a in summary["out_of_stock"]["items"]] == ["8:2"]
+    assert summary["not_in_queue"] == 0 and summary["actionable_not_in_queue"] == 0
+    # its restock quantity is ordered (its ads paused meanwhile), grouped with the queue's restocks
+    assert {o["warehouse_id"]: o["units"] for o in summary["restock_orders"]} == {2: 40, 1: 10}
+
+
 # ---------------------------------------------------------------- rollups
 def test_warehouse_overload_by_load_and_by_delay():
     wh = pd.DataFrame(
