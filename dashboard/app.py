@@ -93,10 +93,16 @@ def _style_action(label: object) -> str:
 def _alerts(view: DashboardView, height: int) -> None:
     st.markdown(
         f"##### Action queue — by expected loss ({len(view.queue)} to act on, of {view.alerts_total:,} open alerts)",
-        help="Each row: one action for one product at one warehouse, ranked by the margin lost within the horizon "
-        "if nobody acts (P(stockout) x units short x margin). Everything else is counted below, not listed.",
+        help="Each row: one action for one product at one warehouse still in stock, ranked by the margin lost within "
+        "the horizon if nobody acts (P(stockout) x units short x margin). Pairs already out of stock and everything "
+        "else are counted below, not listed.",
     )
-    if not view.queue:
+    if not view.queue and view.out_of_stock:
+        st.warning(
+            f"No stockout left to prevent within the horizon, but {view.out_of_stock:,} pairs are out of stock "
+            "now: the costliest are named below."
+        )
+    elif not view.queue:
         st.success("Nothing to act on: no product needs a restock, reroute or ad pause within the horizon.")
     else:
         df = pd.DataFrame([a.cells() for a in view.queue], columns=list(QUEUE_COLUMNS))

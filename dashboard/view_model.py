@@ -170,6 +170,7 @@ class DashboardView:
     tiles: tuple[Tile, ...]
     queue: tuple[AlertRow, ...]  # the action queue, by expected loss
     alerts_total: int  # open alerts of every kind
+    out_of_stock: int  # pairs already out of stock with an action (not warnings: listed apart from the queue)
     summary: tuple[str, ...]  # what is not in the queue, counted; restock orders grouped by warehouse
     geo_level: str  # "city" or "province"
     geo: tuple[GeoRow, ...]
@@ -432,6 +433,7 @@ def build_view(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo |
         tiles=tiles(snapshot, fresh),
         queue=queue_rows(snapshot, queue),
         alerts_total=_int(snapshot.get("alerts_total", len(alerts))),
+        out_of_stock=_int((summary.get("out_of_stock") or {}).get("count")),
         summary=summary_lines(snapshot, summary),
         geo_level=level,
         geo=geo,

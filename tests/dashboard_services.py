@@ -131,6 +131,35 @@ def queue_table_rows(url: str, timeout_ms: int) -> list[str]:
             browser.close()
 
 
+def caption_with(url: str, text: str, timeout_ms: int) -> str:
+    """The dashboard caption line holding ``text`` as Chromium shows it at 1440x900."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(url)
+            line = page.locator('[data-testid="stCaptionContainer"]', has_text=text).first
+            line.wait_for(timeout=timeout_ms)
+            return line.inner_text()
+        finally:
+            browser.close()
+
+
+def first_action_shown(url: str, snapshot: dict, timeout_ms: int, top: int = 1) -> tuple[bool, object]:
+    """Whether Chromium shows what the operator must act on first: one of the queue's ``top`` items in its
+    table, or, with no stockout left to prevent, the costliest empty shelf in the out-of-stock line.
+    (shown, what was read) for the assertion message."""
+    if snapshot["queue"]:
+        ids = {str(q["product_id"]) for q in snapshot["queue"][:top]}
+        rows = queue_table_rows(url, timeout_ms=timeout_ms)
+        return any(f"#{pid} " in row for row in rows for pid in ids), rows[:3]
+    empty = snapshot["queue_summary"]["out_of_stock"]["items"]
+    line = caption_with(url, "Out of stock now", timeout_ms)
+    return f"#{empty[0]['product_id']} at " in line, line
+
+
 def launch_chromium(playwright):
     if not Path(CHROMIUM).exists():
         raise RuntimeError(

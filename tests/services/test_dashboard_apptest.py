@@ -85,6 +85,23 @@ def test_empty_snapshot(ns_redis):
     assert banners(at) == []
 
 
+def test_nothing_left_to_prevent_but_empty_shelves_is_no_all_clear(ns_redis):
+    r, keys = ns_redis
+    snap = snapshot(datetime.now(UTC), run="emptied", empty=True)
+    item = {"product_id": 77, "warehouse_id": 1, "action": "pause_ads"}
+    snap["queue_summary"] = {
+        **snap["queue_summary"],
+        "out_of_stock": {"count": 4, "expected_loss": 800.0, "items": [item]},
+    }
+    write(r, keys, snap)
+    at = run_app()
+    assert not at.success  # not "nothing to act on"
+    assert any("4 pairs are out of stock now" in w.value for w in at.warning)
+    assert any(
+        c.value.startswith("Out of stock now (not in the queue): 4 pairs") and "#77 at " in c.value for c in at.caption
+    )
+
+
 def test_no_snapshot_at_all(ns_redis):
     at = run_app()
     assert len(at.metric) == 0 and any("No KPI snapshot in Redis" in b for b in banners(at))
