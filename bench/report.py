@@ -157,6 +157,10 @@ FRESH = "python -m bench.bench_pipeline freshness --minutes 6"
 JVM = "python -m bench.bench_kpi_jvm"
 RUN = "python -m bench.bench_run"
 BACKTEST = "flashsale backtest --shape spike --seed 2026 --products 1000 --warehouses 20 --minutes 300 --loop-seeds 5"
+BACKTEST_WAVES = (
+    "flashsale backtest --shape waves --seed 2026 --products 1000 --warehouses 20 --minutes 300 --loop-seeds 5 "
+    "--out bench/results/backtest/waves"
+)
 SCALE_RUN = "flashsale bench scale --records 2000000 --rate 50 --products 2000 --speed 10 --label rate50"
 BOUNDED = "flashsale bench bounded --wall-minutes 40 --speed 10"
 FAULTS = "flashsale bench faults"
@@ -542,14 +546,14 @@ def _backtest_key(f: list[Result]) -> str:
     )
 
 
-def _backtest_note(f: list[Result]) -> str:
+def _backtest_note(f: list[Result], command: str = BACKTEST) -> str:
     r = f[0]
     a, nv, o, c, sim = r["radar"], r["naive"], r["oracle"], r["closed_loop"], r["sim"]
     g = r["goals"]
     goals = ", ".join(f"`{k}` {'met' if v else 'missed'}" for k, v in g.items())
     return (
-        f"Spike sale, {n(sim['n_products'])} products x {n(sim['n_warehouses'])} warehouses ({n(r['pairs'])} "
-        f"pairs), {n(r['simulated_minutes'])} simulated minutes, seed {sim['seed']} (`{BACKTEST}`), "
+        f"{str(r['shape']).capitalize()} sale, {n(sim['n_products'])} products x {n(sim['n_warehouses'])} warehouses "
+        f"({n(r['pairs'])} pairs), {n(r['simulated_minutes'])} simulated minutes, seed {sim['seed']} (`{command}`), "
         f"{n(r['cases.rows'])} judged (pair, minute) cases, {n(r['elapsed_s'] / 60)} min: radar Brier skill "
         f"{n(a['brier_skill'], 2)} against the naive rule, ECE {n(a['ece'], 3)} ({n(a['ece_active'], 3)} over "
         f"predictions >= 0.1), PR-AUC {n(a['pr_auc'], 2)} (naive {n(nv['pr_auc'], 2)}, oracle {n(o['pr_auc'], 2)}), "
@@ -904,6 +908,13 @@ ROWS: tuple[Row, ...] = (
         key="backtest: calibration / acting on the queue",
         key_rank=6,
         key_figure=_backtest_key,
+    ),
+    Row(
+        27,
+        "backtest, sale in several waves, seed 2026; closed loop over paired seeds",
+        (Source("backtest/waves/backtest.json", BACKTEST_WAVES),),
+        _backtest,
+        lambda f: _backtest_note(f, BACKTEST_WAVES),
     ),
     Row(
         22,
