@@ -280,6 +280,10 @@ def summary_lines(snapshot: dict, summary: dict | None = None) -> tuple[str, ...
     if summary is None:
         _, summary = snapshot_queue(snapshot)
     names = {w.get("warehouse_id"): w.get("warehouse_name") for w in snapshot.get("warehouses") or []}
+
+    def warehouse(wid) -> str:
+        return names.get(wid) or f"W{wid}"
+
     lines = []
     rest = _int(summary.get("not_in_queue"))
     if rest:
@@ -296,7 +300,7 @@ def summary_lines(snapshot: dict, summary: dict | None = None) -> tuple[str, ...
             f"Out of stock now (not in the queue): {count:,} pairs, expected loss "
             f"{_num(empty.get('expected_loss')):,.0f} within the horizon. Costliest: "
             + "; ".join(
-                f"#{a.get('product_id')} at {names.get(a.get('warehouse_id')) or 'W' + str(a.get('warehouse_id'))}"
+                f"#{a.get('product_id')} at {warehouse(a.get('warehouse_id'))}"
                 f" ({str(a.get('action') or '').replace('_', ' ')})"
                 for a in shown
             )
@@ -307,8 +311,7 @@ def summary_lines(snapshot: dict, summary: dict | None = None) -> tuple[str, ...
         lines.append(
             "Restock orders: "
             + "; ".join(
-                f"{names.get(o.get('warehouse_id')) or 'W' + str(o.get('warehouse_id'))}: "
-                f"{len(o.get('lines') or [])} lines, {_int(o.get('units')):,} u"
+                f"{warehouse(o.get('warehouse_id'))}: {len(o.get('lines') or [])} lines, {_int(o.get('units')):,} u"
                 for o in orders
             )
         )

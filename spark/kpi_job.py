@@ -310,6 +310,7 @@ def pair_state(latest, dims: dict, baseline, end_ms: int):
     st = st.merge(
         baseline[["product_id", "warehouse_id", "baseline_velocity"]], on=["product_id", "warehouse_id"], how="left"
     )
+    discount = st["discount_pct"].astype(float) / 100.0
     ts = _utc(st["inventory_ts"]).dt.as_unit("ms")
     age_min = (end_ms - ts.astype("int64").to_numpy()) / 60000.0  # ms since the epoch, whatever the source unit
     return pd.DataFrame(
@@ -322,8 +323,8 @@ def pair_state(latest, dims: dict, baseline, end_ms: int):
             "category": st["category"],
             "city": st["city"],
             "province": st["province"],
-            "unit_price": st["base_price"] * (1 - st["discount_pct"] / 100.0),
-            "discount": st["discount_pct"].astype(float) / 100.0,
+            "unit_price": st["base_price"] * (1 - discount),
+            "discount": discount,
             "baseline_velocity": st["baseline_velocity"].astype(float),
         }
     )
