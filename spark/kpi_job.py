@@ -585,9 +585,11 @@ def _refresh(
     """
     from flashsale.redis_keys import keys_for, read_head
     from flashsale.stores import redis_client
+    from spark.executor_spread import rebalance
 
     deadline = app_started_at + s.kpi_refresh_for_seconds
     keys, r = keys_for(s), redis_client(s)
+    last_move: dict | None = None
     while time.time() + 1.5 * estimate <= deadline:  # margin: load varies
         head = read_head(r, keys) or {}
         if (head.get("app_started_at") or 0) > app_started_at:
@@ -595,6 +597,10 @@ def _refresh(
                 "KPI_HANDOVER " + json.dumps({"to_run": head["run_id"], "data_as_of": head["data_as_of"]}), flush=True
             )
             return
+        move = rebalance(spark)  # executors sharing a node while another has room: move one
+        if move and move != last_move:  # an error that repeats every cycle is logged once
+            print("KPI_SPREAD " + json.dumps(move, default=str), flush=True)
+        last_move = move
         c0 = time.time()
         t: dict[str, float] = {}
         refresh_as_of = _default_as_of(s)

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -33,6 +34,7 @@ COMPOSE = [
     str(PROJECT_ROOT / "docker-compose.nohub.yml"),
 ]
 ONE_SHOT = {"hadoop-conf", "mongo-init", "airflow-init", "simulator"}
+INCLUSTER = Path(__file__).parent / "incluster.py"  # checks piped into airflow-scheduler's Python
 HIST = "hist"  # run id of the cold hour the test generates for the archival run
 T0 = time.monotonic()
 
@@ -69,7 +71,8 @@ def http_json(url: str, headers: dict | None = None, timeout: float = 10) -> dic
         return json.loads(r.read())
 
 
-def wait(predicate, timeout: float, what: str, poll: float = 5.0):
+def wait(predicate, timeout: float, what: str, poll: float = 5.0, detail=None):
+    """Poll ``predicate`` until it returns a true value; on timeout fail with ``detail()`` (what was seen)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -80,7 +83,17 @@ def wait(predicate, timeout: float, what: str, poll: float = 5.0):
         if value:
             return value
         time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last!r})")
+    try:
+        seen = f"; last seen: {detail()}" if detail else ""
+    except Exception as exc:  # the message must still say what timed out
+        seen = f"; (describing what was seen failed: {exc!r})"
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last!r}){seen}")
+
+
+def incluster(*args: str) -> dict:
+    """Run tests/compose/incluster.py with ``args`` in airflow-scheduler; its last line (JSON)."""
+    out = dc("exec", "-T", "airflow-scheduler", "python", "-", *args, stdin=INCLUSTER.read_text(), timeout=600)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def secrets() -> dict[str, str]:
@@ -169,6 +182,7 @@ def test_the_compose_stack_does_its_job(stack):
     rm = ip_of(containers("resourcemanager")[0])
     nms = {w: ip_of(containers(w)[0]) for w in ("worker1", "worker2")}
     executors: dict[str, set[str]] = {w: set() for w in nms}  # of the first KPI app with one on each worker
+    last: dict = {}  # what kpi_ok saw last, for the failure message
 
     def kpi_ok():
         apps = http_json(f"http://{rm}:8088/ws/v1/cluster/apps?states=RUNNING")["apps"] or {"app": []}
@@ -183,7 +197,13 @@ def test_the_compose_stack_does_its_job(stack):
         spread = [on for on in seen.values() if all(on.values())]
         runs = airflow_api.call(af, "GET", "dags/flashsale_kpi_minute/dagRuns?order_by=-run_after&limit=20", jwt=jwt)
         ok = [r for r in runs["dag_runs"] if r["state"] == "success"]
-        if not (ok and spread and read_snapshot(redis_client(snap_settings), keys_for(snap_settings))):
+        snapshot = read_snapshot(redis_client(snap_settings), keys_for(snap_settings))
+        last.update(
+            executors={app: {w: len(c) for w, c in on.items()} for app, on in seen.items()},
+            runs=Counter(r["state"] for r in runs["dag_runs"]),
+            snapshot=bool(snapshot),
+        )
+        if not (ok and spread and snapshot):
             return False
         executors.update(spread[0])
         return True
@@ -191,12 +211,37 @@ def test_the_compose_stack_does_its_job(stack):
     snap_settings = Settings(
         _env_file=None, redis_host=ip_of(containers("redis")[0]), redis_password=env["FLASHSALE_REDIS_PASSWORD"]
     )
-    wait(kpi_ok, 900, "a KPI app with executors on both workers, a published snapshot and a looking run", poll=3)
+
+    def kpi_seen() -> str:
+        rm_apps = http_json(f"http://{rm}:8088/ws/v1/cluster/apps?applicationTypes=SPARK")["apps"] or {"app": []}
+        apps = [(a["id"], a["name"], a["state"], a["finalStatus"], a["diagnostics"][:200]) for a in rm_apps["app"]]
+        nodes = http_json(f"http://{rm}:8088/ws/v1/cluster/nodes")["nodes"]["node"]
+        mem = {n["nodeHostName"]: (n["usedMemoryMB"], n["availMemoryMB"], n["numContainers"]) for n in nodes}
+        logs = dc("logs", "--tail", "40", "airflow-scheduler", check=False)
+        return f"{last}; YARN apps {apps}; nodes (used MB, free MB, containers) {mem}; scheduler log:\n{logs}"
+
+    wait(
+        kpi_ok,
+        900,
+        "a KPI app with executors on both workers, a published snapshot and a looking run",
+        poll=3,
+        detail=kpi_seen,
+    )
     snap = read_snapshot(redis_client(snap_settings), keys_for(snap_settings))
     assert snap and snap["master"] == "yarn", snap and snap.get("master")
     age = datetime.now(UTC) - datetime.fromisoformat(snap["computed_at"])
     assert age < timedelta(minutes=3), f"the snapshot is {age} old"
-    t = phase(f"3. minute KPI DAG on YARN (executors: { {w: len(c) for w, c in executors.items()} })", t)
+    moves = incluster("tasklog", "flashsale_kpi_minute", "*")["executor_moves"]  # KPI_SPREAD lines of every run
+    placed = {w: len(c) for w, c in executors.items()}
+    t = phase(f"3. minute KPI DAG on YARN (executors: {placed}; the app's own moves: {moves})", t)
+
+    # 3b. the KPI app's rebalance (spark/executor_spread.py), exercised on purpose: a two-executor app whose
+    #     executors are crowded onto one worker gets one moved back to the other
+    spread = incluster("spread")
+    steps = spread["steps"]
+    assert len(set(steps[-2].values())) == 1 and len(set(steps[-1].values())) == 2, spread
+    assert set(steps[-1].values()) == set(nms), (spread, nms)
+    t = phase(f"3b. executors crowded then rebalanced: {steps} (moved {spread['moved']})", t)
 
     # 4. the dashboard shows the action queue's top item in Chromium (one of the top 5 of the newest snapshot:
     #    the page may render one refresh later)
@@ -224,11 +269,6 @@ def test_the_compose_stack_does_its_job(stack):
     summary = json.loads(gen[gen.index("{") :])
     generated = {k: v["generated"] for k, v in summary["collections"].items()}
     t = phase(f"5a. cold hour generated ({generated})", t)
-    script = (Path(__file__).parent / "incluster.py").read_text()
-
-    def incluster(*args: str) -> dict:
-        out = dc("exec", "-T", "airflow-scheduler", "python", "-", *args, stdin=script, timeout=600)
-        return json.loads(out.strip().splitlines()[-1])
 
     def archival_run() -> dict:
         run = airflow_api.call(
