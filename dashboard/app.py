@@ -16,7 +16,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import source
-from dashboard.view_model import ACTIONS, QUEUE_COLUMNS, DashboardView, Screen, resolve, ui_links
+from dashboard.view_model import (
+    ACTIONS,
+    EMPTY_SHELF_COLUMNS,
+    QUEUE_COLUMNS,
+    DashboardView,
+    Screen,
+    resolve,
+    ui_links,
+)
 from flashsale.redis_keys import keys_for
 from flashsale.settings import load_settings
 from flashsale.stores import redis_client
@@ -112,10 +120,21 @@ def _alerts(view: DashboardView, height: int) -> None:
             .format({"P(stockout)": "{:.0%}"})
             .hide(axis="index")
         )
-        # st.table: plain HTML (readable by screen readers and browser tests), scrolls inside its fixed height
-        st.table(styled, height=height - 40 * len(view.summary), hide_index=True)  # each summary line ~40 px
+        # st.table: plain HTML (readable by screen readers and browser tests), scrolls inside its fixed height;
+        # each summary line and the empty shelves' (folded) expander take ~40 px
+        lines = len(view.summary) + (1 if view.empty_shelves else 0)
+        st.table(styled, height=height - 40 * lines, hide_index=True)
     for line in view.summary:
         st.caption(line)
+    if view.empty_shelves:
+        _empty_shelves(view)
+
+
+def _empty_shelves(view: DashboardView) -> None:
+    # a stable label keeps the operator's open/closed choice across refreshes; open when nothing is queued
+    with st.expander("Empty shelves: the costliest pairs out of stock now", expanded=not view.queue):
+        df = pd.DataFrame([a.shelf_cells() for a in view.empty_shelves], columns=list(EMPTY_SHELF_COLUMNS))
+        st.table(df.style.map(_style_action, subset=["Action"]).hide(axis="index"), hide_index=True)
 
 
 def _where(view: DashboardView, compact: bool) -> None:

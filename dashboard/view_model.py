@@ -34,6 +34,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
 }
 UI_LABELS = {"airflow": "Airflow", "yarn_resourcemanager": "YARN", "hdfs_namenode": "HDFS", "ray_dashboard": "Ray"}
 QUEUE_COLUMNS = ("#", "Product", "Warehouse", "City", "ETA pessim.", "P(stockout)", "Exp. loss", "Action", "Reason")
+# pairs already out of stock: no ETA or probability left to show, the loss and the action are what count
+EMPTY_SHELF_COLUMNS = ("#", "Product", "Warehouse", "City", "Exp. loss", "Action", "Reason")
 DEFAULT_QUEUE_SIZE = 20  # an older snapshot without its own queue: rank its alerts the job's way
 
 
@@ -145,6 +147,10 @@ class AlertRow:
             self.reason,
         )
 
+    def shelf_cells(self) -> tuple:
+        """The row under EMPTY_SHELF_COLUMNS (a pair already out of stock)."""
+        return (self.rank, self.product, self.warehouse, self.city, self.expected_loss, self.action_label, self.reason)
+
 
 @dataclass(frozen=True)
 class GeoRow:
@@ -171,6 +177,7 @@ class DashboardView:
     queue: tuple[AlertRow, ...]  # the action queue, by expected loss
     alerts_total: int  # open alerts of every kind
     out_of_stock: int  # pairs already out of stock with an action (not warnings: listed apart from the queue)
+    empty_shelves: tuple[AlertRow, ...]  # the costliest of them (as many as the queue holds), by expected loss
     summary: tuple[str, ...]  # what is not in the queue, counted; restock orders grouped by warehouse
     geo_level: str  # "city" or "province"
     geo: tuple[GeoRow, ...]
@@ -437,6 +444,7 @@ def build_view(snapshot: dict, now: datetime, stale_seconds: float, tz: tzinfo |
         queue=queue_rows(snapshot, queue),
         alerts_total=_int(snapshot.get("alerts_total", len(alerts))),
         out_of_stock=_int((summary.get("out_of_stock") or {}).get("count")),
+        empty_shelves=queue_rows(snapshot, list((summary.get("out_of_stock") or {}).get("items") or [])),
         summary=summary_lines(snapshot, summary),
         geo_level=level,
         geo=geo,
@@ -515,6 +523,7 @@ def ui_links(urls: dict[str, str]) -> tuple[tuple[str, str | None], ...]:
 
 __all__ = [
     "ACTIONS",
+    "EMPTY_SHELF_COLUMNS",
     "QUEUE_COLUMNS",
     "AlertRow",
     "Banner",

@@ -100,6 +100,10 @@ def test_nothing_left_to_prevent_but_empty_shelves_is_no_all_clear(ns_redis):
     assert any(
         c.value.startswith("Out of stock now (not in the queue): 4 pairs") and "#77 at " in c.value for c in at.caption
     )
+    # the empty shelves are a table too, in an expander that opens by itself when nothing is queued
+    (shelves,) = [e for e in at.expander if e.label.startswith("Empty shelves")]
+    (table,) = shelves.table
+    assert "#77" in table.value.iloc[0]["Product"]
 
 
 def test_no_snapshot_at_all(ns_redis):

@@ -108,6 +108,26 @@ def test_pairs_already_out_of_stock_are_counted_apart_with_the_costliest_named()
     assert summary_lines(snapshot(NOW), {"out_of_stock": {"count": 0, "items": []}}) == ()
 
 
+def test_the_costliest_empty_shelves_are_rows_with_their_loss_and_action():
+    snap = snapshot(NOW)
+    items = [
+        {"product_id": 5, "warehouse_id": 1, "action": "restock", "rank": 1, "reason": "out of stock",
+         "numbers": {"expected_loss": 900.4, "suggested_units": 40, "available": 0}},
+        {"product_id": 6, "warehouse_id": 2, "action": "pause_ads", "rank": 2, "numbers": {"expected_loss": 10.0}},
+    ]  # fmt: skip
+    snap["queue_summary"] = {
+        **snap["queue_summary"],
+        "out_of_stock": {"count": 9, "expected_loss": 1e4, "items": items},
+    }
+    view = build_view(snap, NOW, 120)
+    assert view.out_of_stock == 9
+    cells = [r.shelf_cells() for r in view.empty_shelves]
+    assert [c[0] for c in cells] == [1, 2] and cells[0][1].startswith("#5")
+    assert cells[0][4] == "900" and cells[0][5].startswith("RESTOCK +40") and cells[0][6] == "out of stock"
+    assert cells[1][4] == "10" and cells[1][5].lower().startswith("pause")
+    assert build_view(snapshot(NOW), NOW, 120).empty_shelves == ()
+
+
 def test_queue_of_an_older_snapshot_is_ranked_the_jobs_way():
     old = {k: v for k, v in snapshot(NOW).items() if k not in ("queue", "queue_summary")}
     assert [r.alert_id for r in queue_rows(old)] == ["7:2", "42:1", "99:1"]

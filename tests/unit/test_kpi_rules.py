@@ -231,7 +231,10 @@ def test_reroute_needs_same_province_and_a_low_risk_donor():
     minutes2, state2 = _scenario_frames()
     state2.loc[(state2.product_id == 1) & (state2.warehouse_id == 11), "available"] = 3
     minutes2 = pd.concat(
-        [minutes2, pd.DataFrame({"product_id": 1, "warehouse_id": 11, "minute_idx": range(15), "units": 1})]
+        [
+            minutes2,
+            pd.DataFrame({"product_id": 1, "warehouse_id": 11, "minute_idx": range(15), "units": 1, "orders": 1}),
+        ]
     )
     assert _kpis(minutes2, state2).loc[(1, 10), "action"] == "pause_ads"
 
