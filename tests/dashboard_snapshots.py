@@ -78,9 +78,16 @@ def _alert(pid, wid, action, p, eta_med, eta_pess, status="open", **extra) -> di
 
 
 def snapshot(
-    as_of: datetime, run: str = "r1", *, orders_last_minute: int = 1234, high_risk: int = 7, empty: bool = False
+    as_of: datetime,
+    run: str = "r1",
+    *,
+    orders_last_minute: int = 1234,
+    high_risk: int = 7,
+    empty: bool = False,
+    empty_shelves: bool = False,
 ) -> dict:
-    """A contract-shaped snapshot. The alerts are deliberately NOT in urgency order."""
+    """A contract-shaped snapshot. The alerts are deliberately NOT in urgency order. ``empty_shelves``: two
+    more actionable alerts on pairs already out of stock (listed apart from the queue)."""
     start = as_of - timedelta(minutes=15)
     opm = [
         {"minute": (start + timedelta(minutes=i)).isoformat(), "orders": 900 + 20 * i, "units": 1500 + 30 * i}
@@ -100,6 +107,11 @@ def snapshot(
             _alert(5, 3, "restock", 0.12, None, None, status="clearing", expected_loss=10.0),
         ]
     )
+    if empty_shelves:
+        alerts += [
+            _alert(78, 1, "pause_ads", 1.0, 0.0, 0.0, available=0, expected_loss=2100.0),
+            _alert(77, 2, "restock", 1.0, 0.0, 0.0, available=0, suggested_units=80, expected_loss=6400.0),
+        ]
     queue, queue_summary = action_queue(alerts, 20)  # the KPI job's own ranking (kpi/rules.py)
     sku = (
         []

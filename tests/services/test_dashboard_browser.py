@@ -53,7 +53,7 @@ def test_page_shows_snapshot_updates_live_and_survives_redis_stop(live_dashboard
     rd, s, server = live_dashboard
     r, keys = redis_client(s), keys_for(s)
     write(r, keys, snapshot(datetime.now(UTC) - timedelta(minutes=1), run="r0", high_risk=4))
-    write(r, keys, snapshot(datetime.now(UTC), run="r1", orders_last_minute=1234, high_risk=7))
+    write(r, keys, snapshot(datetime.now(UTC), run="r1", orders_last_minute=1234, high_risk=7, empty_shelves=True))
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = launch_chromium(p)
@@ -84,12 +84,21 @@ def test_page_shows_snapshot_updates_live_and_survives_redis_stop(live_dashboard
             assert [c[7] for c in cells] == ["RESTOCK +120 u", "PAUSE ADS", "REROUTE 35 u from W3"]
             assert "Not in the queue: 2 alerts" in page.inner_text("body")
             assert page.locator(".st-key-fsr_body_live").count() == 1
-            # one screen at 1440x900: nothing to scroll
+            # one screen at 1440x900: nothing to scroll (with the folded "Empty shelves" expander under the lines)
             assert page.evaluate(NO_SCROLL)
+            # the empty shelves, unfolded: the costliest first
+            shelves = page.locator('[data-testid="stExpander"]', has_text="Empty shelves")
+            shelves.locator("summary").click()
+            first = shelves.locator('[data-testid="stTable"] tbody tr').first
+            first.wait_for(state="visible", timeout=WAIT_MS)
+            assert "#77" in first.inner_text() and "RESTOCK +80 u" in first.inner_text()
+            shelves.locator("summary").click()  # folded again for the screenshot below
 
             # a new snapshot appears without a reload
             page.evaluate("window.__not_reloaded = true")
-            write(r, keys, snapshot(datetime.now(UTC), run="r2", orders_last_minute=4321, high_risk=9))
+            write(
+                r, keys, snapshot(datetime.now(UTC), run="r2", orders_last_minute=4321, high_risk=9, empty_shelves=True)
+            )
             page.wait_for_function(f"({TILE})('Orders / min').includes('4,321')", timeout=WAIT_MS)
             # one refresh redraws the tiles one after the other: wait for the last one of the new snapshot too
             page.wait_for_function(f"({TILE})('High-risk SKUs').includes('9')", timeout=WAIT_MS)
