@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import urllib.request
 from collections import Counter
 
@@ -65,14 +66,20 @@ def executor_nodes(spark) -> dict[str, str]:
     return {e.id(): e.hostPort().rsplit(":", 1)[0] for e in summaries if e.id() != "driver"}
 
 
-def move_executor(spark, executor_id: str, node: str, total: int) -> bool:
+def move_executor(spark, executor_id: str, node: str, total: int) -> str | None:
     """Replace ``executor_id`` by a new executor that YARN places on ``node`` while it has room: killing
-    lowers the app's target by one; the request restores it to ``total`` with a locality preference."""
+    lowers the app's target by one; the request restores it to ``total`` with a locality preference.
+    None when both were acknowledged, else what was not."""
     jsc = spark.sparkContext._jsc.sc()
     to_scala = spark.sparkContext._jvm.org.apache.spark.api.python.PythonUtils
     if not jsc.killExecutors(to_scala.toSeq([executor_id])):
-        return False
-    return bool(jsc.requestTotalExecutors(total, 1, to_scala.toScalaMap({node: 1})))
+        return f"YARN did not acknowledge killing executor {executor_id}"
+    prefer = to_scala.toScalaMap({node: 1})
+    for attempt in range(3):  # the kill is done: without the request the app keeps one executor less
+        if jsc.requestTotalExecutors(total, 1, prefer):
+            return None
+        time.sleep(1 + attempt)
+    return f"executor {executor_id} was killed but its replacement was refused: {total - 1} executors for now"
 
 
 def rebalance(spark) -> dict | None:
@@ -101,8 +108,8 @@ def rebalance(spark) -> dict | None:
             return None
         victim, target = move
         total = max(len(executors), conf.getInt("spark.executor.instances", len(executors)))
-        if not move_executor(spark, victim, target, total):
-            return {"moved": None, "error": f"YARN did not acknowledge killing executor {victim}"}
+        if error := move_executor(spark, victim, target, total):
+            return {"moved": None, "error": error}
         return {"moved": victim, "from": executors[victim], "to": target, "free_mb": free, "need_mb": need}
     except Exception as exc:  # noqa: BLE001 - reported in the app's log; the next cycle tries again
         return {"moved": None, "error": repr(exc)[:300]}

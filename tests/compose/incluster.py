@@ -142,7 +142,8 @@ def spread() -> dict:
                 break
             free = live_nodes(spark)
             stay, leave = sorted(nodes, key=lambda e: free[nodes[e]], reverse=True)  # onto the node with more room
-            assert move_executor(spark, leave, nodes[stay], 2), "YARN did not kill the executor"
+            error = move_executor(spark, leave, nodes[stay], 2)
+            assert error is None, error
             steps.append(settle(lambda n, gone=leave: gone not in n, "a replacement"))
         assert len(set(steps[-1].values())) == 1, f"could not crowd the executors: {steps}, free {live_nodes(spark)}"
         deadline = time.monotonic() + 120
